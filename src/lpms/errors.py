@@ -1,0 +1,21 @@
+"""One error type per layer, each carrying a reason a user can act on.
+
+Every parser raises only its own layer's error on bad input, so callers (and fuzz
+tests) can tell a refused peer from a bug in lpms.
+"""
+
+
+class LPMSError(Exception):
+    """Base of every error lpms raises on purpose."""
+
+
+class RTMPProtocolError(LPMSError):
+    """A peer broke the RTMP protocol (handshake, chunking, AMF0, commands)."""
+
+
+class MediaError(LPMSError):
+    """A media payload (FLV tag body, codec configuration) cannot be understood."""
+
+
+class StreamError(LPMSError):
+    """A stream cannot be published or played as asked (ID taken, unknown, refused)."""
