@@ -1,0 +1,524 @@
+"""The server side of one RTMP connection, sans-IO.
+
+Feed it bytes with `receive_data`, act on the events it returns, and send what
+`data_to_send` returns. It runs the handshake, chunking and the command exchange
+real clients (FFmpeg, OBS, GStreamer/librtmp) wait for, and turns audio/video/data
+messages into `MediaPacket`s. Decisions that belong to the application (may this
+client publish or play this name?) come out as events and go back in as
+``accept_*``/``reject_*`` calls.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import ClassVar
+from urllib.parse import parse_qsl
+
+from lpms.errors import MediaError, RTMPProtocolError
+from lpms.media import flv
+from lpms.media.packet import Codec, MediaPacket, TrackKind
+from lpms.rtmp import amf0, messages
+from lpms.rtmp.amf0 import AMF0Value
+from lpms.rtmp.chunk import ChunkReader, ChunkWriter, RTMPMessage
+from lpms.rtmp.events import (
+    Connected,
+    Event,
+    MediaReceived,
+    PlayEnded,
+    PlayRequested,
+    PublishEnded,
+    PublishRequested,
+)
+from lpms.rtmp.handshake import ServerHandshake
+from lpms.rtmp.messages import ChunkStreamID, MessageType, UserControlEvent
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionLimits:
+    """Per-connection limits on what a peer may make us hold."""
+
+    max_message_size: int = 8 << 20
+    max_chunk_size: int = 1 << 24
+    max_chunk_streams: int = 64
+    max_message_streams: int = 8
+    max_amf_depth: int = 32
+    max_amf_string_length: int = 1 << 16
+    out_chunk_size: int = 4096
+    window_ack_size: int = 2_500_000
+
+
+class _Role(enum.Enum):
+    IDLE = "idle"
+    PUBLISHING = "publishing"
+    PLAYING = "playing"
+
+
+@dataclass(slots=True)
+class _MessageStream:
+    role: _Role = _Role.IDLE
+    name: str = ""
+    pending: bool = False
+
+
+def split_query(text: str) -> tuple[str, dict[str, str]]:
+    """``"name?key=v"`` -> ``("name", {"key": "v"})``; the query is for auth hooks."""
+    base, sep, query = text.partition("?")
+    if not sep:
+        return text, {}
+    return base, dict(parse_qsl(query, keep_blank_values=True))
+
+
+_CommandHandler = Callable[["RTMPConnection", int, float, list[AMF0Value]], None]
+
+
+class RTMPConnection:
+    """One server-side RTMP connection: bytes in, events and bytes out."""
+
+    def __init__(self, limits: ConnectionLimits | None = None) -> None:
+        self.limits = limits or ConnectionLimits()
+        self._handshake: ServerHandshake | None = ServerHandshake()
+        self._reader = ChunkReader(
+            max_message_size=self.limits.max_message_size,
+            max_chunk_size=self.limits.max_chunk_size,
+            max_chunk_streams=self.limits.max_chunk_streams,
+        )
+        self._writer = ChunkWriter()
+        self._out: list[bytes] = []
+        self._events: list[Event] = []
+        self._streams: dict[int, _MessageStream] = {}
+        self._next_stream_id = 1
+        self._demuxers: dict[int, flv.FLVDemuxer] = {}
+        self._peer_window = 0
+        self._last_ack = 0
+        self.app = ""
+        self.app_query: dict[str, str] = {}
+        self.tc_url = ""
+        self.connected = False
+        self.closed_reason: str | None = None
+
+    # -- input ---------------------------------------------------------------
+
+    def receive_data(self, data: bytes) -> list[Event]:
+        """Take bytes from the peer; return what the application must act on.
+
+        Raises `RTMPProtocolError` when the peer breaks the protocol; the caller then
+        closes the connection (after sending `data_to_send`, which may hold a reason).
+        """
+        if self._handshake is not None:
+            self._out.append(self._handshake.receive_data(data))
+            if not self._handshake.complete:
+                return []
+            data = self._handshake.take_leftover()
+            self._handshake = None
+            # Our chunk size is announced right away so the first replies are big.
+            self._send_control(
+                MessageType.SET_CHUNK_SIZE, messages.set_chunk_size(self.limits.out_chunk_size)
+            )
+            self._writer.chunk_size = self.limits.out_chunk_size
+        if data:
+            self._reader.feed(data)
+        while (message := self._reader.next_message()) is not None:
+            self._handle_message(message)
+        self._maybe_acknowledge()
+        events, self._events = self._events, []
+        return events
+
+    def data_to_send(self) -> bytes:
+        """Bytes to write to the peer now (empty when there is nothing)."""
+        if not self._out:
+            return b""
+        out = b"".join(self._out)
+        self._out.clear()
+        return out
+
+    @property
+    def handshake_complete(self) -> bool:
+        return self._handshake is None
+
+    @property
+    def buffered_bytes(self) -> int:
+        """Bytes held for partial messages; the I/O layer may bound it."""
+        return self._reader.buffered_bytes
+
+    # -- application decisions -------------------------------------------------
+
+    def accept_publish(self, message_stream_id: int) -> None:
+        stream = self._stream(message_stream_id)
+        stream.role, stream.pending = _Role.PUBLISHING, False
+        self._demuxers[message_stream_id] = flv.FLVDemuxer()
+        self._send_user_control(UserControlEvent.STREAM_BEGIN, message_stream_id)
+        self._send_status(
+            message_stream_id, "NetStream.Publish.Start", f"{stream.name} is now published."
+        )
+
+    def reject_publish(self, message_stream_id: int, code: str, reason: str) -> None:
+        """Refuse with ``code`` (``NetStream.Publish.BadName``/``Unauthorized``)."""
+        stream = self._stream(message_stream_id)
+        stream.role, stream.pending = _Role.IDLE, False
+        self._send_status(message_stream_id, code, reason, error=True)
+
+    def accept_play(self, message_stream_id: int) -> None:
+        stream = self._stream(message_stream_id)
+        stream.role, stream.pending = _Role.PLAYING, False
+        name = stream.name
+        self._send_user_control(UserControlEvent.STREAM_IS_RECORDED, message_stream_id)
+        self._send_user_control(UserControlEvent.STREAM_BEGIN, message_stream_id)
+        self._send_status(
+            message_stream_id, "NetStream.Play.Reset", f"Playing and resetting {name}."
+        )
+        self._send_status(message_stream_id, "NetStream.Play.Start", f"Started playing {name}.")
+        self._send_data(message_stream_id, messages.sample_access())
+        self._send_data(message_stream_id, messages.data_start())
+
+    def reject_play(self, message_stream_id: int, code: str, reason: str) -> None:
+        """Refuse with ``code`` (``NetStream.Play.StreamNotFound``, ``...Failed``)."""
+        stream = self._stream(message_stream_id)
+        stream.role, stream.pending = _Role.IDLE, False
+        self._send_status(message_stream_id, code, reason, error=True)
+
+    def end_play(self, message_stream_id: int, reason: str) -> None:
+        """Tell a player its stream is over: Stream EOF, then UnpublishNotify."""
+        stream = self._stream(message_stream_id)
+        stream.role, stream.pending = _Role.IDLE, False
+        self._send_user_control(UserControlEvent.STREAM_EOF, message_stream_id)
+        self._send_status(message_stream_id, "NetStream.Play.UnpublishNotify", reason)
+        self._send_status(message_stream_id, "NetStream.Play.Stop", reason)
+
+    def send_media(self, message_stream_id: int, packet: MediaPacket) -> None:
+        """Queue one packet for a player; timestamps are the player's own."""
+        kind = packet.kind
+        if kind is TrackKind.VIDEO:
+            csid = ChunkStreamID.VIDEO
+        elif kind is TrackKind.AUDIO:
+            csid = ChunkStreamID.AUDIO
+        else:
+            csid = ChunkStreamID.DATA
+        body = flv.tag_body(packet) if kind is not TrackKind.DATA else packet.payload
+        message = RTMPMessage(int(kind), packet.dts & 0xFFFFFFFF, message_stream_id, body)
+        self._out.append(self._writer.write(csid, message))
+
+    # -- message handling --------------------------------------------------
+
+    def _handle_message(self, message: RTMPMessage) -> None:
+        type_id = message.type_id
+        if type_id == MessageType.VIDEO or type_id == MessageType.AUDIO:
+            self._handle_media(message)
+        elif type_id == MessageType.COMMAND_AMF0:
+            self._handle_command(message, message.payload)
+        elif type_id == MessageType.COMMAND_AMF3:
+            # An AMF3 command is AMF0 after one format byte, as long as no value
+            # switches to AMF3 (amf0 refuses that switch with a clear error).
+            self._handle_command(message, message.payload[1:])
+        elif type_id == MessageType.DATA_AMF0:
+            self._handle_data(message, message.payload)
+        elif type_id == MessageType.DATA_AMF3:
+            self._handle_data(message, message.payload[1:])
+        elif type_id == MessageType.AGGREGATE:
+            self._handle_aggregate(message)
+        else:
+            self._handle_control(message)
+
+    def _handle_control(self, message: RTMPMessage) -> None:
+        payload = message.payload
+        type_id = message.type_id
+        if type_id == MessageType.SET_CHUNK_SIZE:
+            size = _uint32(payload, "Set Chunk Size") & 0x7FFFFFFF
+            self._reader.chunk_size = size  # validated against the limit there
+        elif type_id == MessageType.ABORT:
+            self._reader.abort(_uint32(payload, "Abort"))
+        elif type_id == MessageType.WINDOW_ACK_SIZE:
+            self._peer_window = _uint32(payload, "Window Acknowledgement Size")
+        elif type_id == MessageType.USER_CONTROL:
+            self._handle_user_control(payload)
+        # Acknowledgement, Set Peer Bandwidth and shared objects need no answer.
+
+    def _handle_user_control(self, payload: bytes) -> None:
+        if len(payload) < 6:
+            return
+        event = int.from_bytes(payload[:2], "big")
+        if event == UserControlEvent.PING_REQUEST:
+            self._send_user_control(
+                UserControlEvent.PING_RESPONSE, int.from_bytes(payload[2:6], "big")
+            )
+
+    def _maybe_acknowledge(self) -> None:
+        # Spec 5.4.3: acknowledge once a window's worth of bytes has arrived.
+        received = self._reader.bytes_received
+        if self._peer_window and received - self._last_ack >= self._peer_window:
+            self._last_ack = received
+            self._send_control(MessageType.ACKNOWLEDGEMENT, messages.acknowledgement(received))
+
+    def _decode_amf(self, payload: bytes | memoryview) -> list[AMF0Value]:
+        return amf0.decode_all(
+            payload,
+            max_depth=self.limits.max_amf_depth,
+            max_string_length=self.limits.max_amf_string_length,
+        )
+
+    def _handle_command(self, message: RTMPMessage, payload: bytes | memoryview) -> None:
+        values = self._decode_amf(payload)
+        if len(values) < 2 or not isinstance(values[0], str):
+            raise RTMPProtocolError("command message without a name and transaction ID")
+        name = values[0]
+        transaction_id = values[1] if isinstance(values[1], float) else 0.0
+        args = values[2:]
+        handler = self._COMMANDS.get(name)
+        if handler is None:
+            log.debug("ignoring RTMP command %r", name)
+            return
+        handler(self, message.message_stream_id, transaction_id, args)
+
+    def _on_connect(self, _msid: int, transaction_id: float, args: list[AMF0Value]) -> None:
+        if self.connected:
+            raise RTMPProtocolError("connect sent twice on one connection")
+        params = args[0] if args and isinstance(args[0], dict) else {}
+        app = params.get("app")
+        if not isinstance(app, str) or not app.strip("/"):
+            self._out_command(
+                0,
+                messages.command_error(
+                    transaction_id, "NetConnection.Connect.Rejected", "connect needs an app name"
+                ),
+            )
+            raise RTMPProtocolError("connect without an app name")
+        self.app, self.app_query = split_query(app.strip("/"))
+        tc_url = params.get("tcUrl")
+        self.tc_url = tc_url if isinstance(tc_url, str) else ""
+        flash_version = params.get("flashVer") or params.get("flashver")
+        self.connected = True
+        self._send_control(
+            MessageType.WINDOW_ACK_SIZE, messages.window_ack_size(self.limits.window_ack_size)
+        )
+        self._send_control(
+            MessageType.SET_PEER_BANDWIDTH,
+            messages.set_peer_bandwidth(
+                self.limits.window_ack_size, messages.PeerBandwidthLimit.DYNAMIC
+            ),
+        )
+        # We answer in AMF0 whatever objectEncoding the client asked for; every client
+        # we know copes, and AMF3 values are refused when they arrive.
+        self._out_command(0, messages.connect_result(transaction_id, 0.0))
+        self._events.append(
+            Connected(
+                self.app, self.tc_url, flash_version if isinstance(flash_version, str) else ""
+            )
+        )
+
+    def _on_create_stream(self, _msid: int, transaction_id: float, _args: list[AMF0Value]) -> None:
+        self._require_connected("createStream")
+        if len(self._streams) >= self.limits.max_message_streams:
+            self._out_command(
+                0,
+                messages.command_error(
+                    transaction_id,
+                    "NetConnection.Call.Failed",
+                    "too many streams on one connection",
+                ),
+            )
+            return
+        stream_id = self._next_stream_id
+        self._next_stream_id += 1
+        self._streams[stream_id] = _MessageStream()
+        self._out_command(0, messages.command_result(transaction_id, float(stream_id)))
+
+    def _on_publish(self, msid: int, _transaction_id: float, args: list[AMF0Value]) -> None:
+        self._require_connected("publish")
+        stream = self._stream(msid)
+        raw_name = _string_arg(args, 1)
+        publish_type = _string_arg(args, 2) or "live"
+        if stream.role is not _Role.IDLE or stream.pending:
+            raise RTMPProtocolError(f"publish on stream {msid}, which is already in use")
+        name, query = split_query(raw_name)
+        if not name:
+            self._send_status(
+                msid, "NetStream.Publish.BadName", "publish needs a stream name", error=True
+            )
+            return
+        stream.name, stream.pending = name, True
+        self._events.append(
+            PublishRequested(msid, self.app, name, {**self.app_query, **query}, publish_type)
+        )
+
+    def _on_play(self, msid: int, _transaction_id: float, args: list[AMF0Value]) -> None:
+        self._require_connected("play")
+        stream = self._stream(msid)
+        if stream.role is not _Role.IDLE or stream.pending:
+            raise RTMPProtocolError(f"play on stream {msid}, which is already in use")
+        name, query = split_query(_string_arg(args, 1))
+        if not name:
+            self._send_status(
+                msid, "NetStream.Play.StreamNotFound", "play needs a stream name", error=True
+            )
+            return
+        stream.name, stream.pending = name, True
+        self._events.append(PlayRequested(msid, self.app, name, {**self.app_query, **query}))
+
+    def _on_end_stream(self, msid: int, _transaction_id: float, _args: list[AMF0Value]) -> None:
+        """closeStream: arrives on the message stream it closes."""
+        self._end_stream(msid)
+
+    def _on_delete_stream(self, _msid: int, _transaction_id: float, args: list[AMF0Value]) -> None:
+        """deleteStream: names the message stream in its argument."""
+        target = args[1] if len(args) > 1 and isinstance(args[1], float) else 0.0
+        if target > 0 and target.is_integer():
+            self._end_stream(int(target))
+            self._streams.pop(int(target), None)
+
+    def _on_fc_unpublish(self, _msid: int, _transaction_id: float, args: list[AMF0Value]) -> None:
+        name, _ = split_query(_string_arg(args, 1))
+        for msid, stream in self._streams.items():
+            if stream.role is _Role.PUBLISHING and stream.name == name:
+                self._end_stream(msid)
+
+    def _on_get_stream_length(
+        self, _msid: int, transaction_id: float, _args: list[AMF0Value]
+    ) -> None:
+        # Live streams have no length; FFmpeg asks before playing and accepts 0.
+        self._out_command(0, messages.command_result(transaction_id, 0.0))
+
+    def _on_ignored_with_result(
+        self, _msid: int, transaction_id: float, _args: list[AMF0Value]
+    ) -> None:
+        # releaseStream / FCPublish: clients send them out of habit; answering keeps
+        # their transaction tables clean.
+        if transaction_id:
+            self._out_command(0, messages.command_result(transaction_id, amf0.UNDEFINED))
+
+    def _end_stream(self, msid: int) -> None:
+        stream = self._streams.get(msid)
+        if stream is None:
+            return
+        if stream.role is _Role.PUBLISHING:
+            self._events.append(PublishEnded(msid))
+            self._demuxers.pop(msid, None)
+        elif stream.role is _Role.PLAYING:
+            self._events.append(PlayEnded(msid))
+        stream.role, stream.pending = _Role.IDLE, False
+
+    _COMMANDS: ClassVar[dict[str, _CommandHandler]] = {
+        "connect": _on_connect,
+        "createStream": _on_create_stream,
+        "publish": _on_publish,
+        "play": _on_play,
+        "closeStream": _on_end_stream,
+        "deleteStream": _on_delete_stream,
+        "FCUnpublish": _on_fc_unpublish,
+        "getStreamLength": _on_get_stream_length,
+        "releaseStream": _on_ignored_with_result,
+        "FCPublish": _on_ignored_with_result,
+    }
+
+    def _handle_data(self, message: RTMPMessage, payload: bytes | memoryview) -> None:
+        msid = message.message_stream_id
+        if not self._is_publishing(msid):
+            return
+        values = self._decode_amf(payload)
+        if values and values[0] == "@setDataFrame":
+            # Players want the data frame itself (``onMetaData`` + properties),
+            # as an FLV file would hold it.
+            values = values[1:]
+        if not values or not isinstance(values[0], str):
+            return
+        body = amf0.encode(*values)
+        packet = MediaPacket(
+            kind=TrackKind.DATA,
+            codec=Codec.AMF0,
+            dts=message.timestamp,
+            pts=message.timestamp,
+            keyframe=False,
+            payload=body,
+            is_config=values[0] == "onMetaData",
+        )
+        self._events.append(MediaReceived(msid, packet))
+
+    def _handle_media(self, message: RTMPMessage) -> None:
+        msid = message.message_stream_id
+        demuxer = self._demuxers.get(msid)
+        if demuxer is None:
+            return  # media before publish was accepted, or after it ended: dropped
+        try:
+            if message.type_id == MessageType.VIDEO:
+                packet = demuxer.demux_video(message.timestamp, message.payload)
+            else:
+                packet = demuxer.demux_audio(message.timestamp, message.payload)
+        except MediaError as exc:
+            raise RTMPProtocolError(f"bad media from publisher: {exc}") from exc
+        if packet is not None:
+            self._events.append(MediaReceived(msid, packet))
+
+    def _handle_aggregate(self, message: RTMPMessage) -> None:
+        """Aggregate messages (type 22) hold FLV tags back to back (spec 7.1.6)."""
+        payload = message.payload
+        offset = 0
+        first_timestamp: int | None = None
+        while offset + 11 <= len(payload):
+            tag_type = payload[offset]
+            size = int.from_bytes(payload[offset + 1 : offset + 4], "big")
+            timestamp = int.from_bytes(payload[offset + 4 : offset + 7], "big") | (
+                payload[offset + 7] << 24
+            )
+            body_start = offset + 11
+            body_end = body_start + size
+            if body_end + 4 > len(payload):
+                raise RTMPProtocolError("aggregate message with a sub-message past its end")
+            if first_timestamp is None:
+                first_timestamp = timestamp
+            # Sub-message times are relative to the first one, which the aggregate's
+            # own timestamp replaces.
+            sub_timestamp = (message.timestamp + timestamp - first_timestamp) & 0xFFFFFFFF
+            self._handle_message(
+                RTMPMessage(
+                    tag_type, sub_timestamp, message.message_stream_id, payload[body_start:body_end]
+                )
+            )
+            offset = body_end + 4  # skip PreviousTagSize
+
+    # -- helpers -------------------------------------------------------------
+
+    def _require_connected(self, command: str) -> None:
+        if not self.connected:
+            raise RTMPProtocolError(f"{command} before connect")
+
+    def _stream(self, msid: int) -> _MessageStream:
+        stream = self._streams.get(msid)
+        if stream is None:
+            raise RTMPProtocolError(f"message stream {msid} was never created")
+        return stream
+
+    def _is_publishing(self, msid: int) -> bool:
+        stream = self._streams.get(msid)
+        return stream is not None and stream.role is _Role.PUBLISHING
+
+    def _send_control(self, type_id: MessageType, payload: bytes) -> None:
+        message = RTMPMessage(int(type_id), 0, 0, payload)
+        self._out.append(self._writer.write(ChunkStreamID.PROTOCOL_CONTROL, message))
+
+    def _send_user_control(self, event: UserControlEvent, value: int) -> None:
+        self._send_control(MessageType.USER_CONTROL, messages.user_control(event, value))
+
+    def _out_command(self, msid: int, payload: bytes) -> None:
+        message = RTMPMessage(int(MessageType.COMMAND_AMF0), 0, msid, payload)
+        self._out.append(self._writer.write(ChunkStreamID.COMMAND, message))
+
+    def _send_status(self, msid: int, code: str, description: str, *, error: bool = False) -> None:
+        self._out_command(msid, messages.on_status(code, description, error=error))
+
+    def _send_data(self, msid: int, payload: bytes) -> None:
+        message = RTMPMessage(int(MessageType.DATA_AMF0), 0, msid, payload)
+        self._out.append(self._writer.write(ChunkStreamID.DATA, message))
+
+
+def _uint32(payload: bytes, what: str) -> int:
+    if len(payload) < 4:
+        raise RTMPProtocolError(f"{what} message shorter than 4 bytes")
+    return int.from_bytes(payload[:4], "big")
+
+
+def _string_arg(args: list[AMF0Value], index: int) -> str:
+    value = args[index] if len(args) > index else None
+    return value if isinstance(value, str) else ""
