@@ -1,0 +1,32 @@
+"""lpms: a live media server in Python (RTMP ingest and playback, HLS, transcoding).
+
+The public API mirrors Livepeer's LPMS: build an `LPMS`, register callbacks with
+`LPMS.handle_rtmp_publish` and `LPMS.handle_rtmp_play`, then ``await server.serve()``.
+"""
+
+from lpms.config import Settings
+from lpms.errors import LPMSError, MediaError, RTMPProtocolError, StreamError
+from lpms.media.packet import Codec, CodecConfig, MediaPacket, TrackKind
+from lpms.media.stream import Stream, StreamEnded, Subscription
+from lpms.rtmp.listener import RTMPRequest
+from lpms.server import LPMS
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "LPMS",
+    "Codec",
+    "CodecConfig",
+    "LPMSError",
+    "MediaError",
+    "MediaPacket",
+    "RTMPProtocolError",
+    "RTMPRequest",
+    "Settings",
+    "Stream",
+    "StreamEnded",
+    "StreamError",
+    "Subscription",
+    "TrackKind",
+    "__version__",
+]

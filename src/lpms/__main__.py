@@ -1,0 +1,5 @@
+import sys
+
+from lpms.cli import main
+
+sys.exit(main())

@@ -1,0 +1,81 @@
+"""The ``lpms`` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+
+from lpms import __version__
+from lpms.config import DEFAULT_HOST, DEFAULT_HTTP_PORT, DEFAULT_RTMP_PORT, Settings
+from lpms.server import LPMS
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be 0-65535, got {port}")
+    return port
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lpms", description="Live media server: RTMP in, RTMP and HLS out."
+    )
+    parser.add_argument("--version", action="version", version=f"lpms {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the standalone server")
+    serve.add_argument(
+        "--host", default=DEFAULT_HOST, help=f"address to listen on (default {DEFAULT_HOST})"
+    )
+    serve.add_argument(
+        "--rtmp-port",
+        type=_port,
+        default=DEFAULT_RTMP_PORT,
+        help=f"RTMP port (default {DEFAULT_RTMP_PORT})",
+    )
+    serve.add_argument(
+        "--http-port",
+        type=_port,
+        default=DEFAULT_HTTP_PORT,
+        help=f"HTTP port (default {DEFAULT_HTTP_PORT})",
+    )
+    serve.add_argument("--log-level", choices=LOG_LEVELS, default="info", help="default info")
+    return parser
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper()),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+async def _serve(settings: Settings) -> None:
+    server = LPMS(settings=settings)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, lambda: loop.create_task(server.close()))
+    await server.serve()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    configure_logging(args.log_level)
+    if args.command == "serve":
+        settings = Settings(host=args.host, rtmp_port=args.rtmp_port, http_port=args.http_port)
+        try:
+            asyncio.run(_serve(settings))
+        except OSError as exc:
+            logging.getLogger("lpms").error("cannot start server: %s", exc)
+            return 1
+    return 0

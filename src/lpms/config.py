@@ -1,0 +1,31 @@
+"""Server settings: every one has a safe default and a name users can look up.
+
+Defaults live here, in one place; the CLI (and later TOML files and ``LPMS_*``
+variables) only override them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from lpms.media.stream import StreamLimits
+from lpms.rtmp.listener import ListenerSettings
+
+DEFAULT_HOST = "0.0.0.0"
+DEFAULT_RTMP_PORT = 1935
+DEFAULT_HTTP_PORT = 8000
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything `lpms.LPMS` needs to run."""
+
+    host: str = DEFAULT_HOST
+    rtmp_port: int = DEFAULT_RTMP_PORT
+    http_port: int = DEFAULT_HTTP_PORT
+    workdir: str | None = None
+    max_streams: int = 1000
+    max_players_per_stream: int = 1000
+    shutdown_timeout: float = 5.0
+    rtmp: ListenerSettings = field(default_factory=ListenerSettings)
+    stream: StreamLimits = field(default_factory=StreamLimits)

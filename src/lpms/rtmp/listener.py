@@ -1,0 +1,384 @@
+"""The asyncio side of RTMP: moves bytes between sockets and `RTMPConnection`s.
+
+This is the only module under ``rtmp/`` that does I/O. Everything it knows about
+streams and permissions it asks of an `RTMPHandler` (the server), so the rules of
+who may publish or play live in one place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from lpms.errors import LPMSError, RTMPProtocolError
+from lpms.media.packet import MediaPacket
+from lpms.media.stream import Stream, Subscription
+from lpms.rtmp.connection import ConnectionLimits, RTMPConnection
+from lpms.rtmp.events import (
+    Event,
+    MediaReceived,
+    PlayEnded,
+    PlayRequested,
+    PublishEnded,
+    PublishRequested,
+)
+
+log = logging.getLogger("lpms.rtmp")
+
+
+@dataclass(frozen=True, slots=True)
+class ListenerSettings:
+    """Timeouts and buffers for RTMP connections (seconds and bytes)."""
+
+    handshake_timeout: float = 10.0
+    idle_timeout: float = 30.0
+    receive_timeout: float = 30.0
+    write_buffer_high: int = 4 << 20
+    max_connections: int = 1000
+    connection: ConnectionLimits = field(default_factory=ConnectionLimits)
+
+
+@dataclass(frozen=True, slots=True)
+class RTMPRequest:
+    """A publish or play request, as the application's callbacks see it."""
+
+    app: str
+    name: str
+    query: dict[str, str]
+    client_ip: str
+    client_port: int
+    tc_url: str = ""
+
+    @property
+    def path(self) -> str:
+        """``APP/NAME``: the default stream ID (``stream/test``)."""
+        return f"{self.app}/{self.name}"
+
+    @property
+    def peer(self) -> str:
+        return f"{self.client_ip}:{self.client_port}"
+
+
+class RTMPRefused(LPMSError):
+    """The application refused a publish or play; ``code`` goes to the client."""
+
+    def __init__(self, code: str, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+class RTMPHandler(Protocol):
+    """What the listener needs from the server."""
+
+    async def start_publish(self, request: RTMPRequest) -> Stream:
+        """A registered live stream for this publisher, or raise `RTMPRefused`."""
+        ...
+
+    def end_publish(self, request: RTMPRequest, stream: Stream, bytes_in: int) -> None: ...
+
+    async def start_play(self, request: RTMPRequest) -> Stream:
+        """The stream this player gets, or raise `RTMPRefused`."""
+        ...
+
+
+class _Publishing:
+    __slots__ = ("bytes_in", "request", "stream")
+
+    def __init__(self, request: RTMPRequest, stream: Stream) -> None:
+        self.request = request
+        self.stream = stream
+        self.bytes_in = 0
+
+
+class _Playing:
+    """One player's subscription and its timestamp base (players start near zero)."""
+
+    __slots__ = ("base", "request", "subscription")
+
+    def __init__(self, request: RTMPRequest, subscription: Subscription) -> None:
+        self.request = request
+        self.subscription = subscription
+        self.base: int | None = None
+
+    def rebase(self, packet: MediaPacket) -> MediaPacket:
+        base = self.base
+        if base is None:
+            if packet.is_config:
+                return packet.with_timestamps(0, 0)
+            base = self.base = packet.dts
+        dts = packet.dts - base
+        if dts < 0:
+            dts = 0
+        return packet.with_timestamps(dts, dts + packet.composition_offset)
+
+
+class RTMPServerProtocol(asyncio.Protocol):
+    """One RTMP client connection."""
+
+    def __init__(
+        self, handler: RTMPHandler, settings: ListenerSettings, tracker: set[RTMPServerProtocol]
+    ) -> None:
+        self._handler = handler
+        self._settings = settings
+        self._tracker = tracker
+        self._conn = RTMPConnection(settings.connection)
+        self._transport: asyncio.Transport | None = None
+        self._loop = asyncio.get_running_loop()
+        self._pending: deque[Event] = deque()
+        self._busy = False
+        self._closing = False
+        self._write_paused = False
+        self._drain_scheduled = False
+        self._publishing: dict[int, _Publishing] = {}
+        self._playing: dict[int, _Playing] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._timer: asyncio.TimerHandle | None = None
+        self._opened = time.monotonic()
+        self._last_receive = self._opened
+        self.peer_ip = ""
+        self.peer_port = 0
+
+    # -- asyncio.Protocol --------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        peer = transport.get_extra_info("peername") or ("?", 0)
+        self.peer_ip, self.peer_port = str(peer[0]), int(peer[1])
+        if len(self._tracker) >= self._settings.max_connections:
+            log.warning(
+                "refusing connection from %s: at max_connections=%d",
+                self.peer,
+                self._settings.max_connections,
+            )
+            transport.abort()
+            return
+        self._tracker.add(self)
+        transport.set_write_buffer_limits(high=self._settings.write_buffer_high)
+        self._timer = self._loop.call_later(1.0, self._check_timeouts)
+
+    def data_received(self, data: bytes) -> None:
+        if self._closing:
+            return
+        self._last_receive = time.monotonic()
+        try:
+            events = self._conn.receive_data(data)
+        except RTMPProtocolError as exc:
+            self._fail(str(exc))
+            return
+        for publishing in self._publishing.values():
+            publishing.bytes_in += len(data)
+        self._pending.extend(events)
+        self._process_events()
+        self._flush()
+
+    def eof_received(self) -> bool | None:
+        return False  # close our side too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closing = True
+        self._tracker.discard(self)
+        if self._timer is not None:
+            self._timer.cancel()
+        for task in self._tasks:
+            task.cancel()
+        for msid in list(self._publishing):
+            self._end_publish(msid)
+        for msid in list(self._playing):
+            self._end_play(msid)
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        self._drain_players()
+
+    # -- event handling ----------------------------------------------------
+
+    def _process_events(self) -> None:
+        # Requests that wait on the application hold back later events, so a
+        # publisher's media is never handled before its publish is accepted.
+        while self._pending and not self._busy and not self._closing:
+            event = self._pending.popleft()
+            if isinstance(event, MediaReceived):
+                publishing = self._publishing.get(event.message_stream_id)
+                if publishing is not None:
+                    publishing.stream.write(event.packet)
+            elif isinstance(event, PublishRequested):
+                self._spawn(self._publish(event))
+            elif isinstance(event, PlayRequested):
+                self._spawn(self._play(event))
+            elif isinstance(event, PublishEnded):
+                self._end_publish(event.message_stream_id)
+            elif isinstance(event, PlayEnded):
+                self._end_play(event.message_stream_id)
+
+    def _spawn(self, coro: object) -> None:
+        self._busy = True
+        if self._transport is not None:
+            self._transport.pause_reading()
+        task: asyncio.Task[None] = self._loop.create_task(coro)  # type: ignore[arg-type]
+        self._tasks.add(task)
+        task.add_done_callback(self._request_done)
+
+    def _request_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._busy = False
+        if self._closing:
+            return
+        if not task.cancelled() and task.exception() is not None:
+            self._fail(f"internal error: {task.exception()!r}")
+            return
+        if self._transport is not None:
+            self._transport.resume_reading()
+        self._process_events()
+        self._flush()
+
+    def _request(self, app: str, name: str, query: dict[str, str]) -> RTMPRequest:
+        return RTMPRequest(app, name, query, self.peer_ip, self.peer_port, self._conn.tc_url)
+
+    async def _publish(self, event: PublishRequested) -> None:
+        request = self._request(event.app, event.name, event.query)
+        try:
+            stream = await self._handler.start_publish(request)
+        except RTMPRefused as refused:
+            log.info("publish refused %s from %s: %s", request.path, request.peer, refused.reason)
+            self._conn.reject_publish(event.message_stream_id, refused.code, refused.reason)
+            self._close_after_flush()
+            return
+        if self._closing:
+            self._handler.end_publish(request, stream, 0)
+            return
+        self._publishing[event.message_stream_id] = _Publishing(request, stream)
+        self._conn.accept_publish(event.message_stream_id)
+
+    async def _play(self, event: PlayRequested) -> None:
+        request = self._request(event.app, event.name, event.query)
+        try:
+            stream = await self._handler.start_play(request)
+        except RTMPRefused as refused:
+            log.info("play refused %s from %s: %s", request.path, request.peer, refused.reason)
+            self._conn.reject_play(event.message_stream_id, refused.code, refused.reason)
+            self._close_after_flush()
+            return
+        if self._closing:
+            return
+        msid = event.message_stream_id
+        self._conn.accept_play(msid)
+        subscription = stream.subscribe(f"rtmp:{request.peer}", on_ready=self._schedule_drain)
+        self._playing[msid] = _Playing(request, subscription)
+        log.info("play started %s by %s", stream.id, request.peer)
+        self._schedule_drain()
+
+    def _end_publish(self, msid: int) -> None:
+        publishing = self._publishing.pop(msid, None)
+        if publishing is not None:
+            self._handler.end_publish(publishing.request, publishing.stream, publishing.bytes_in)
+
+    def _end_play(self, msid: int) -> None:
+        playing = self._playing.pop(msid, None)
+        if playing is not None:
+            playing.subscription.close()
+            log.info(
+                "play ended %s by %s (dropped %d packets)",
+                playing.subscription.stream.id,
+                playing.request.peer,
+                playing.subscription.dropped,
+            )
+
+    # -- players -------------------------------------------------------------
+
+    def _schedule_drain(self) -> None:
+        # Packets that arrive in one read are written in one go.
+        if not self._drain_scheduled and not self._closing:
+            self._drain_scheduled = True
+            self._loop.call_soon(self._drain_players)
+
+    def _drain_players(self) -> None:
+        self._drain_scheduled = False
+        if self._closing:
+            return
+        conn = self._conn
+        finished: list[int] = []
+        for msid, playing in self._playing.items():
+            subscription = playing.subscription
+            while not self._write_paused:
+                packet = subscription.pop()
+                if packet is None:
+                    break
+                conn.send_media(msid, playing.rebase(packet))
+            if subscription.ended and not len(subscription):
+                finished.append(msid)
+        for msid in finished:
+            self._conn.end_play(msid, "stream ended")
+            self._end_play(msid)
+        self._flush()
+        if finished and not self._playing and not self._publishing:
+            self._close_after_flush()
+
+    # -- plumbing ------------------------------------------------------------
+
+    @property
+    def peer(self) -> str:
+        return f"{self.peer_ip}:{self.peer_port}"
+
+    def _flush(self) -> None:
+        data = self._conn.data_to_send()
+        if data and self._transport is not None and not self._transport.is_closing():
+            self._transport.write(data)
+
+    def _fail(self, reason: str) -> None:
+        streams = ",".join(p.stream.id for p in self._publishing.values()) or "-"
+        log.warning("closing connection from %s (stream %s): %s", self.peer, streams, reason)
+        self._flush()
+        self._close_after_flush()
+
+    def _close_after_flush(self) -> None:
+        self._closing = True
+        if self._transport is not None:
+            self._flush()
+            self._transport.close()
+
+    def close(self) -> None:
+        """Close now (server shutdown)."""
+        self._close_after_flush()
+
+    def _check_timeouts(self) -> None:
+        if self._closing or self._transport is None:
+            return
+        now = time.monotonic()
+        settings = self._settings
+        reason = None
+        if not self._conn.handshake_complete and now - self._opened > settings.handshake_timeout:
+            reason = f"no handshake within {settings.handshake_timeout:g}s"
+        elif (
+            not self._publishing
+            and not self._playing
+            and not self._busy
+            and now - self._opened > settings.idle_timeout
+        ):
+            reason = f"neither published nor played within {settings.idle_timeout:g}s"
+        elif self._publishing and now - self._last_receive > settings.receive_timeout:
+            reason = f"publisher sent nothing for {settings.receive_timeout:g}s"
+        if reason is not None:
+            self._fail(reason)
+            return
+        self._timer = self._loop.call_later(1.0, self._check_timeouts)
+
+
+async def start_rtmp_listener(
+    handler: RTMPHandler, host: str, port: int, settings: ListenerSettings
+) -> tuple[asyncio.Server, set[RTMPServerProtocol]]:
+    """Listen for RTMP clients; returns the server and the live connections."""
+    loop = asyncio.get_running_loop()
+    connections: set[RTMPServerProtocol] = set()
+    server = await loop.create_server(
+        lambda: RTMPServerProtocol(handler, settings, connections), host, port, reuse_address=True
+    )
+    return server, connections

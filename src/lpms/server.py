@@ -1,0 +1,260 @@
+"""`LPMS`: listeners, the stream registry, the application's callbacks, lifecycle.
+
+An application embeds lpms the way it embeds LPMS in Go: build a server, say who
+may publish and what players get through callbacks, then ``await server.serve()``.
+Without callbacks it behaves like LPMS's example app: anyone may publish
+``APP/NAME`` and anyone may play a live stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from typing import Any, TypeAlias, TypeVar
+
+from aiohttp import web
+
+from lpms.config import Settings
+from lpms.errors import StreamError
+from lpms.http.app import make_app
+from lpms.media.registry import StreamRegistry
+from lpms.media.stream import Stream
+from lpms.rtmp.listener import RTMPRefused, RTMPRequest, RTMPServerProtocol, start_rtmp_listener
+
+log = logging.getLogger("lpms.server")
+
+T = TypeVar("T")
+MaybeAwaitable: TypeAlias = T | Awaitable[T]
+MakeStreamID = Callable[[RTMPRequest], MaybeAwaitable[str | bool | None]]
+GotStream = Callable[[RTMPRequest, Stream], MaybeAwaitable[Any]]
+EndStream = Callable[[RTMPRequest, Stream], MaybeAwaitable[Any]]
+GetStream = Callable[[RTMPRequest], MaybeAwaitable[Stream | bool | None]]
+
+PUBLISH_BAD_NAME = "NetStream.Publish.BadName"
+PUBLISH_UNAUTHORIZED = "NetStream.Publish.Unauthorized"
+PLAY_NOT_FOUND = "NetStream.Play.StreamNotFound"
+PLAY_FAILED = "NetStream.Play.Failed"
+
+
+async def _call(callback: Callable[..., Any], *args: Any) -> Any:
+    """Run a callback that may be a plain function or a coroutine function."""
+    result = callback(*args)
+    if inspect.isawaitable(result):
+        result = await result
+    return result
+
+
+class LPMS:
+    """A live media server: RTMP in and out, HTTP alongside, in one asyncio loop."""
+
+    def __init__(
+        self,
+        *,
+        host: str | None = None,
+        rtmp_port: int | None = None,
+        http_port: int | None = None,
+        workdir: str | None = None,
+        settings: Settings | None = None,
+    ) -> None:
+        settings = settings or Settings()
+        settings = replace(
+            settings,
+            host=settings.host if host is None else host,
+            rtmp_port=settings.rtmp_port if rtmp_port is None else rtmp_port,
+            http_port=settings.http_port if http_port is None else http_port,
+            workdir=settings.workdir if workdir is None else workdir,
+        )
+        self.settings = settings
+        self.streams = StreamRegistry(max_streams=settings.max_streams, limits=settings.stream)
+        self._make_stream_id: MakeStreamID = lambda request: request.path
+        self._got_stream: GotStream | None = None
+        self._end_stream: EndStream | None = None
+        self._get_stream: GetStream = lambda request: self.streams.get(request.path)
+        self._rtmp_server: asyncio.Server | None = None
+        self._rtmp_connections: set[RTMPServerProtocol] = set()
+        self._http_runner: web.AppRunner | None = None
+        self._http_site: web.TCPSite | None = None
+        self._closed = asyncio.Event()
+        self._background: set[asyncio.Task[Any]] = set()
+
+    # -- integration API (LPMS's HandleRTMPPublish / HandleRTMPPlay) -----------
+
+    def handle_rtmp_publish(
+        self,
+        make_stream_id: MakeStreamID | None = None,
+        got_stream: GotStream | None = None,
+        end_stream: EndStream | None = None,
+    ) -> None:
+        """Decide who may publish, and as what stream ID.
+
+        ``make_stream_id(request)`` returns the ID to publish as (``None``/``False``
+        refuses); ``got_stream(request, stream)`` is told of the new stream and may
+        refuse it by returning ``False`` or raising; ``end_stream(request, stream)``
+        runs when the publisher leaves. Each may be a coroutine function.
+        """
+        if make_stream_id is not None:
+            self._make_stream_id = make_stream_id
+        self._got_stream = got_stream
+        self._end_stream = end_stream
+
+    def handle_rtmp_play(self, get_stream: GetStream) -> None:
+        """Decide what an RTMP player gets: ``get_stream(request)`` returns a
+        `Stream`, or ``None``/``False`` (or raises) to refuse."""
+        self._get_stream = get_stream
+
+    # -- lifecycle -----------------------------------------------------------
+
+    @property
+    def rtmp_port(self) -> int:
+        """The bound RTMP port (useful with port 0)."""
+        if self._rtmp_server is None or not self._rtmp_server.sockets:
+            return self.settings.rtmp_port
+        return int(self._rtmp_server.sockets[0].getsockname()[1])
+
+    @property
+    def http_port(self) -> int:
+        """The bound HTTP port (useful with port 0)."""
+        server = self._http_site._server if self._http_site is not None else None
+        sockets = getattr(server, "sockets", None)
+        if not sockets:
+            return self.settings.http_port
+        return int(sockets[0].getsockname()[1])
+
+    async def start(self) -> None:
+        """Open the listeners; returns once both accept connections."""
+        settings = self.settings
+        self._rtmp_server, self._rtmp_connections = await start_rtmp_listener(
+            self, settings.host, settings.rtmp_port, settings.rtmp
+        )
+        self._http_runner = web.AppRunner(make_app(self.streams), access_log=None)
+        await self._http_runner.setup()
+        self._http_site = web.TCPSite(self._http_runner, settings.host, settings.http_port)
+        await self._http_site.start()
+        log.info(
+            "listening: rtmp://%s:%d  http://%s:%d",
+            settings.host,
+            self.rtmp_port,
+            settings.host,
+            self.http_port,
+        )
+
+    async def serve(self) -> None:
+        """Start, then run until `close` is called."""
+        if self._rtmp_server is None:
+            await self.start()
+        await self._closed.wait()
+
+    async def close(self) -> None:
+        """Stop accepting, end every stream, close every connection."""
+        if self._closed.is_set():
+            return
+        if self._rtmp_server is not None:
+            self._rtmp_server.close()
+        for connection in list(self._rtmp_connections):
+            connection.close()
+        for stream in list(self.streams):
+            stream.end()
+            self.streams.remove(stream)
+        if self._rtmp_server is not None:
+            try:
+                await asyncio.wait_for(
+                    self._rtmp_server.wait_closed(), self.settings.shutdown_timeout
+                )
+            except TimeoutError:
+                log.warning(
+                    "some RTMP connections did not close within %gs", self.settings.shutdown_timeout
+                )
+        if self._http_runner is not None:
+            await self._http_runner.cleanup()
+        for task in list(self._background):
+            task.cancel()
+        self._closed.set()
+        log.info("server stopped")
+
+    async def __aenter__(self) -> LPMS:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    # -- RTMPHandler ---------------------------------------------------------
+
+    async def start_publish(self, request: RTMPRequest) -> Stream:
+        stream_id = await self._ask(self._make_stream_id, request, PUBLISH_UNAUTHORIZED)
+        if not stream_id or not isinstance(stream_id, str):
+            raise RTMPRefused(PUBLISH_UNAUTHORIZED, f"publishing {request.path} is not allowed")
+        try:
+            stream = self.streams.create(stream_id)
+        except StreamError as exc:
+            raise RTMPRefused(PUBLISH_BAD_NAME, str(exc)) from None
+        if self._got_stream is not None:
+            try:
+                accepted = await self._ask(
+                    self._got_stream, (request, stream), PUBLISH_UNAUTHORIZED
+                )
+            except RTMPRefused:
+                self.streams.remove(stream)
+                raise
+            if accepted is False:
+                self.streams.remove(stream)
+                raise RTMPRefused(PUBLISH_UNAUTHORIZED, f"publishing {stream_id} is not allowed")
+        log.info("publish started %s from %s", stream.id, request.client_ip)
+        return stream
+
+    def end_publish(self, request: RTMPRequest, stream: Stream, bytes_in: int) -> None:
+        duration = time.monotonic() - stream.started_at
+        stream.end()
+        self.streams.remove(stream)
+        log.info(
+            "publish ended %s from %s after %.1fs, %d bytes, %d packets",
+            stream.id,
+            request.client_ip,
+            duration,
+            bytes_in,
+            stream.packets_in,
+        )
+        if self._end_stream is not None:
+            self._run_in_background(self._end_stream, request, stream)
+
+    async def start_play(self, request: RTMPRequest) -> Stream:
+        stream = await self._ask(self._get_stream, request, PLAY_FAILED)
+        if not isinstance(stream, Stream) or stream.ended:
+            raise RTMPRefused(PLAY_NOT_FOUND, f"stream {request.path} is not live")
+        limit = self.settings.max_players_per_stream
+        if stream.subscriber_count >= limit:
+            raise RTMPRefused(PLAY_FAILED, f"stream {stream.id} is at its limit of {limit} players")
+        return stream
+
+    # -- helpers ---------------------------------------------------------------
+
+    async def _ask(self, callback: Callable[..., Any], args: object, code: str) -> Any:
+        """Run an application callback; its exceptions become a refusal, logged once."""
+        call_args = args if isinstance(args, tuple) else (args,)
+        request = call_args[0]
+        try:
+            return await _call(callback, *call_args)
+        except Exception as exc:
+            log.warning(
+                "callback %s failed for %s from %s: %r",
+                getattr(callback, "__name__", callback),
+                getattr(request, "path", "?"),
+                getattr(request, "client_ip", "?"),
+                exc,
+            )
+            raise RTMPRefused(code, f"refused by the application: {exc}") from None
+
+    def _run_in_background(self, callback: Callable[..., Any], *args: Any) -> None:
+        async def runner() -> None:
+            try:
+                await _call(callback, *args)
+            except Exception:
+                log.exception("callback %s failed", getattr(callback, "__name__", callback))
+
+        task = asyncio.get_running_loop().create_task(runner())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)

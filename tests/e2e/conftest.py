@@ -1,0 +1,108 @@
+"""Fixtures that run the real server on loopback, on ports the OS picks, and drive
+it with FFmpeg's RTMP client in child processes."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import pickle
+import sys
+import tempfile
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from lpms import LPMS, Stream
+from tests.e2e.clients import Clip, Received, make_clip
+
+CLIENT_TIMEOUT = 60.0
+_counter = itertools.count()
+
+
+@dataclass
+class ClipFile:
+    clip: Clip
+    path: Path
+
+
+@pytest.fixture(scope="session")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> ClipFile:
+    """Six seconds of H.264 (keyframe every 2 s, B-frames) and AAC, as an FLV file."""
+    clip = make_clip(6.0)
+    path = tmp_path_factory.mktemp("clips") / "clip.flv"
+    path.write_bytes(clip.flv)
+    return ClipFile(clip, path)
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[LPMS]:
+    lpms = LPMS(host="127.0.0.1", rtmp_port=0, http_port=0)
+    await lpms.start()
+    try:
+        yield lpms
+    finally:
+        await lpms.close()
+
+
+def rtmp_url(server: LPMS, path: str) -> str:
+    return f"rtmp://127.0.0.1:{server.rtmp_port}/{path}"
+
+
+async def _client(*args: str) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tests.e2e.clients",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        out, err = await asyncio.wait_for(process.communicate(), CLIENT_TIMEOUT)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        raise AssertionError(f"client {args} did not finish within {CLIENT_TIMEOUT}s") from None
+    return process.returncode or 0, out.decode(), err.decode()
+
+
+async def publish(url: str, clip: ClipFile, *, realtime: bool = True) -> int:
+    """Publish the clip with FFmpeg; the number of packets sent (AssertionError if refused)."""
+    args = ["publish", url, str(clip.path)] + ([] if realtime else ["--fast"])
+    code, out, err = await _client(*args)
+    if code != 0:
+        raise PublishRefused(err.strip())
+    return int(out.strip())
+
+
+class PublishRefused(Exception):
+    pass
+
+
+def start_publish(url: str, clip: ClipFile) -> asyncio.Task[int]:
+    return asyncio.create_task(publish(url, clip))
+
+
+async def play(url: str) -> Received:
+    """Play ``url`` with FFmpeg until the stream ends; what it received."""
+    out_path = Path(tempfile.gettempdir()) / f"lpms-play-{next(_counter)}-{id(url)}.pickle"
+    try:
+        code, _, err = await _client("play", url, str(out_path))
+        assert code == 0, err
+        return Received.from_plain(pickle.loads(out_path.read_bytes()))
+    finally:
+        out_path.unlink(missing_ok=True)
+
+
+async def wait_for_stream(server: LPMS, stream_id: str, within: float = 15.0) -> Stream:
+    """Poll until ``stream_id`` is live with video (bounded)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while loop.time() < deadline:
+        stream = server.streams.get(stream_id)
+        if stream is not None and stream.video_config is not None:
+            return stream
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"stream {stream_id} did not go live within {within}s")
