@@ -7,8 +7,9 @@ The public API mirrors Livepeer's LPMS: build an `LPMS`, register callbacks with
 from lpms.config import Settings
 from lpms.errors import LPMSError, MediaError, RTMPProtocolError, StreamError
 from lpms.media.packet import Codec, CodecConfig, MediaPacket, TrackKind
-from lpms.media.stream import Stream, StreamEnded, Subscription
-from lpms.rtmp.listener import RTMPRequest
+from lpms.media.stream import Stream, StreamEnded, StreamLimits, Subscription
+from lpms.rtmp.connection import ConnectionLimits
+from lpms.rtmp.listener import ListenerSettings, RTMPRequest
 from lpms.server import LPMS
 
 __version__ = "0.1.0"
@@ -17,7 +18,9 @@ __all__ = [
     "LPMS",
     "Codec",
     "CodecConfig",
+    "ConnectionLimits",
     "LPMSError",
+    "ListenerSettings",
     "MediaError",
     "MediaPacket",
     "RTMPProtocolError",
@@ -26,6 +29,7 @@ __all__ = [
     "Stream",
     "StreamEnded",
     "StreamError",
+    "StreamLimits",
     "Subscription",
     "TrackKind",
     "__version__",

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from lpms import LPMS, Stream
+from lpms import LPMS, Settings, Stream
 from tests.e2e.clients import Clip, Received, make_clip
 
 CLIENT_TIMEOUT = 60.0
@@ -37,8 +37,10 @@ def clip(tmp_path_factory: pytest.TempPathFactory) -> ClipFile:
 
 
 @pytest.fixture
-async def server() -> AsyncIterator[LPMS]:
-    lpms = LPMS(host="127.0.0.1", rtmp_port=0, http_port=0)
+async def server(request: pytest.FixtureRequest) -> AsyncIterator[LPMS]:
+    """The server on its defaults; ``indirect`` parametrization passes `Settings`."""
+    settings = getattr(request, "param", None) or Settings()
+    lpms = LPMS(host="127.0.0.1", rtmp_port=0, http_port=0, settings=settings)
     await lpms.start()
     try:
         yield lpms

@@ -7,7 +7,7 @@ import itertools
 
 import pytest
 
-from lpms import LPMS, RTMPRequest, Stream
+from lpms import LPMS, ListenerSettings, RTMPRequest, Settings, Stream
 from tests.e2e.clients import CLIP_HEIGHT, CLIP_WIDTH, Clip, ClipPacket, Received
 from tests.e2e.conftest import (
     ClipFile,
@@ -57,6 +57,13 @@ def assert_whole_stream_from(received: Received, clip: Clip, first_video_index: 
     assert received.video_size == (CLIP_WIDTH, CLIP_HEIGHT)
 
 
+# Read pacing (the default) and reading as soon as data arrives must both relay it all.
+@pytest.mark.parametrize(
+    "server",
+    [None, Settings(rtmp=ListenerSettings(read_interval=0))],
+    ids=["paced-reads", "immediate-reads"],
+    indirect=True,
+)
 async def test_two_players_get_every_packet(server: LPMS, clip: ClipFile) -> None:
     url = rtmp_url(server, "stream/test")
     publisher = start_publish(url, clip)

@@ -189,8 +189,15 @@ class RTMPConnection:
         self._send_status(message_stream_id, "NetStream.Play.UnpublishNotify", reason)
         self._send_status(message_stream_id, "NetStream.Play.Stop", reason)
 
-    def send_media(self, message_stream_id: int, packet: MediaPacket) -> None:
-        """Queue one packet for a player; timestamps are the player's own."""
+    def send_media(
+        self, message_stream_id: int, packet: MediaPacket, timestamp: int | None = None
+    ) -> None:
+        """Queue one packet for a player.
+
+        ``timestamp`` is the player's own decode time for it when it differs from
+        ``packet.dts`` (players start near zero); taking it here rather than as a
+        rebased copy of the packet saves an object per packet per player.
+        """
         kind = packet.kind
         if kind is TrackKind.VIDEO:
             csid = ChunkStreamID.VIDEO
@@ -199,7 +206,9 @@ class RTMPConnection:
         else:
             csid = ChunkStreamID.DATA
         body = flv.tag_body(packet) if kind is not TrackKind.DATA else packet.payload
-        message = RTMPMessage(int(kind), packet.dts & 0xFFFFFFFF, message_stream_id, body)
+        if timestamp is None:
+            timestamp = packet.dts
+        message = RTMPMessage(int(kind), timestamp & 0xFFFFFFFF, message_stream_id, body)
         self._out.append(self._writer.write(csid, message))
 
     # -- message handling --------------------------------------------------

@@ -12,7 +12,7 @@ import logging
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, cast
 
 from lpms.errors import LPMSError, RTMPProtocolError
 from lpms.media.packet import MediaPacket
@@ -32,13 +32,22 @@ log = logging.getLogger("lpms.rtmp")
 
 @dataclass(frozen=True, slots=True)
 class ListenerSettings:
-    """Timeouts and buffers for RTMP connections (seconds and bytes)."""
+    """Timeouts, buffers and batching for RTMP connections (seconds and bytes).
+
+    ``read_interval`` trades up to that much relay latency for far fewer wake-ups
+    and system calls: a publisher's socket is read at most once per interval (the
+    kernel buffers what arrives meanwhile), so each read hands the players a batch
+    of packets that they get in one write. SRS's "merged read" makes the same trade.
+    At RTMP's usual bitrates 0.1 s cuts the server's CPU per stream by about half
+    (bench/ingest.py); 0 reads as soon as data is there.
+    """
 
     handshake_timeout: float = 10.0
     idle_timeout: float = 30.0
     receive_timeout: float = 30.0
     write_buffer_high: int = 4 << 20
     max_connections: int = 1000
+    read_interval: float = 0.1
     connection: ConnectionLimits = field(default_factory=ConnectionLimits)
 
 
@@ -105,16 +114,15 @@ class _Playing:
         self.subscription = subscription
         self.base: int | None = None
 
-    def rebase(self, packet: MediaPacket) -> MediaPacket:
+    def rebase(self, packet: MediaPacket) -> int:
+        """The player's timestamp for ``packet``: its first media packet is at 0."""
         base = self.base
         if base is None:
             if packet.is_config:
-                return packet.with_timestamps(0, 0)
+                return 0
             base = self.base = packet.dts
         dts = packet.dts - base
-        if dts < 0:
-            dts = 0
-        return packet.with_timestamps(dts, dts + packet.composition_offset)
+        return dts if dts > 0 else 0
 
 
 class RTMPServerProtocol(asyncio.Protocol):
@@ -131,6 +139,8 @@ class RTMPServerProtocol(asyncio.Protocol):
         self._loop = asyncio.get_running_loop()
         self._pending: deque[Event] = deque()
         self._busy = False
+        self._pacing = False
+        self._reading_paused = False
         self._closing = False
         self._write_paused = False
         self._drain_scheduled = False
@@ -146,8 +156,8 @@ class RTMPServerProtocol(asyncio.Protocol):
     # -- asyncio.Protocol --------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # uvloop's transports are not asyncio.Transport subclasses, only look alike.
+        transport = self._transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername") or ("?", 0)
         self.peer_ip, self.peer_port = str(peer[0]), int(peer[1])
         if len(self._tracker) >= self._settings.max_connections:
@@ -171,11 +181,30 @@ class RTMPServerProtocol(asyncio.Protocol):
         except RTMPProtocolError as exc:
             self._fail(str(exc))
             return
-        for publishing in self._publishing.values():
-            publishing.bytes_in += len(data)
+        if self._publishing:
+            for publishing in self._publishing.values():
+                publishing.bytes_in += len(data)
+            if self._settings.read_interval > 0 and not self._pacing:
+                self._pacing = True
+                self._loop.call_later(self._settings.read_interval, self._end_pacing)
         self._pending.extend(events)
         self._process_events()
         self._flush()
+        self._update_reading()
+
+    def _end_pacing(self) -> None:
+        self._pacing = False
+        self._update_reading()
+
+    def _update_reading(self) -> None:
+        """Read while no request waits on the application and no pacing pause runs."""
+        paused = self._busy or self._pacing
+        if paused != self._reading_paused and self._transport is not None and not self._closing:
+            self._reading_paused = paused
+            if paused:
+                self._transport.pause_reading()
+            else:
+                self._transport.resume_reading()
 
     def eof_received(self) -> bool | None:
         return False  # close our side too
@@ -221,8 +250,7 @@ class RTMPServerProtocol(asyncio.Protocol):
 
     def _spawn(self, coro: object) -> None:
         self._busy = True
-        if self._transport is not None:
-            self._transport.pause_reading()
+        self._update_reading()
         task: asyncio.Task[None] = self._loop.create_task(coro)  # type: ignore[arg-type]
         self._tasks.add(task)
         task.add_done_callback(self._request_done)
@@ -235,10 +263,9 @@ class RTMPServerProtocol(asyncio.Protocol):
         if not task.cancelled() and task.exception() is not None:
             self._fail(f"internal error: {task.exception()!r}")
             return
-        if self._transport is not None:
-            self._transport.resume_reading()
         self._process_events()
         self._flush()
+        self._update_reading()
 
     def _request(self, app: str, name: str, query: dict[str, str]) -> RTMPRequest:
         return RTMPRequest(app, name, query, self.peer_ip, self.peer_port, self._conn.tc_url)
@@ -312,7 +339,7 @@ class RTMPServerProtocol(asyncio.Protocol):
                 packet = subscription.pop()
                 if packet is None:
                     break
-                conn.send_media(msid, playing.rebase(packet))
+                conn.send_media(msid, packet, playing.rebase(packet))
             if subscription.ended and not len(subscription):
                 finished.append(msid)
         for msid in finished:
