@@ -19,3 +19,7 @@ class MediaError(LPMSError):
 
 class StreamError(LPMSError):
     """A stream cannot be published or played as asked (ID taken, unknown, refused)."""
+
+
+class HLSError(LPMSError):
+    """A stream cannot be segmented or served as HLS (unsupported codec, muxer failure)."""
