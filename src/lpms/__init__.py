@@ -5,7 +5,10 @@ The public API mirrors Livepeer's LPMS: build an `LPMS`, register callbacks with
 """
 
 from lpms.config import Settings
-from lpms.errors import LPMSError, MediaError, RTMPProtocolError, StreamError
+from lpms.errors import HLSError, LPMSError, MediaError, RTMPProtocolError, StreamError
+from lpms.hls.segmenter import Segment, SegmenterOptions
+from lpms.hls.store import HLSSettings, HLSStream
+from lpms.http.hls import HLSRequest
 from lpms.media.packet import Codec, CodecConfig, MediaPacket, TrackKind
 from lpms.media.stream import Stream, StreamEnded, StreamLimits, Subscription
 from lpms.rtmp.connection import ConnectionLimits
@@ -19,12 +22,18 @@ __all__ = [
     "Codec",
     "CodecConfig",
     "ConnectionLimits",
+    "HLSError",
+    "HLSRequest",
+    "HLSSettings",
+    "HLSStream",
     "LPMSError",
     "ListenerSettings",
     "MediaError",
     "MediaPacket",
     "RTMPProtocolError",
     "RTMPRequest",
+    "Segment",
+    "SegmenterOptions",
     "Settings",
     "Stream",
     "StreamEnded",

@@ -8,9 +8,11 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from lpms import __version__
 from lpms.config import DEFAULT_HOST, DEFAULT_HTTP_PORT, DEFAULT_RTMP_PORT, Settings
+from lpms.hls.store import HLSSettings
 from lpms.server import LPMS
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -48,8 +50,43 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_HTTP_PORT,
         help=f"HTTP port (default {DEFAULT_HTTP_PORT})",
     )
+    hls = HLSSettings()
+    serve.add_argument(
+        "--segment-duration",
+        type=_positive(float, 0.5, 60.0),
+        default=hls.segment_duration,
+        help=f"HLS target segment length in seconds (default {hls.segment_duration:g})",
+    )
+    serve.add_argument(
+        "--hls-window",
+        type=_positive(int, 1, 1000),
+        default=hls.window,
+        help=f"segments in a live HLS playlist (default {hls.window})",
+    )
+    serve.add_argument(
+        "--workdir", help="directory for recordings (needed by --record; default: none)"
+    )
+    serve.add_argument(
+        "--record",
+        action="store_true",
+        help="keep every stream on disk under --workdir as an HLS playlist that plays later",
+    )
+    serve.add_argument("--no-hls", action="store_true", help="RTMP only: no HLS output")
     serve.add_argument("--log-level", choices=LOG_LEVELS, default="info", help="default info")
     return parser
+
+
+def _positive(kind: type[float] | type[int], low: float, high: float) -> Any:
+    def parse(text: str) -> float | int:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be {low:g} to {high:g}, got {text}")
+        return value
+
+    return parse
 
 
 def configure_logging(level: str) -> None:
@@ -72,7 +109,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging(args.log_level)
     if args.command == "serve":
-        settings = Settings(host=args.host, rtmp_port=args.rtmp_port, http_port=args.http_port)
+        if args.record and not args.workdir:
+            build_parser().error("--record needs --workdir DIR")
+        hls = HLSSettings(
+            enabled=not args.no_hls,
+            segment_duration=args.segment_duration,
+            window=args.hls_window,
+            record=args.record,
+        )
+        settings = Settings(
+            host=args.host,
+            rtmp_port=args.rtmp_port,
+            http_port=args.http_port,
+            workdir=args.workdir,
+            hls=hls,
+        )
         try:
             asyncio.run(_serve(settings))
         except OSError as exc:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from lpms.hls.store import HLSSettings
 from lpms.media.stream import StreamLimits
 from lpms.rtmp.listener import ListenerSettings
 
@@ -29,3 +30,4 @@ class Settings:
     shutdown_timeout: float = 5.0
     rtmp: ListenerSettings = field(default_factory=ListenerSettings)
     stream: StreamLimits = field(default_factory=StreamLimits)
+    hls: HLSSettings = field(default_factory=HLSSettings)

@@ -20,7 +20,11 @@ from aiohttp import web
 
 from lpms.config import Settings
 from lpms.errors import StreamError
+from lpms.hls.live import LiveSegmenter
+from lpms.hls.segmenter import SegmenterOptions
+from lpms.hls.store import SOURCE, HLSStore, HLSStream
 from lpms.http.app import make_app
+from lpms.http.hls import GetPlaylist, GetSegment, HLSHandlers, HLSRoutes
 from lpms.media.registry import StreamRegistry
 from lpms.media.stream import Stream
 from lpms.rtmp.listener import RTMPRefused, RTMPRequest, RTMPServerProtocol, start_rtmp_listener
@@ -78,6 +82,9 @@ class LPMS:
         self._rtmp_connections: set[RTMPServerProtocol] = set()
         self._http_runner: web.AppRunner | None = None
         self._http_site: web.TCPSite | None = None
+        self.hls = HLSStore(settings.hls, settings.workdir, max_streams=settings.max_streams)
+        self._hls_handlers = HLSHandlers()
+        self._segmenters: set[LiveSegmenter] = set()
         self._closed = asyncio.Event()
         self._background: set[asyncio.Task[Any]] = set()
 
@@ -106,6 +113,51 @@ class LPMS:
         `Stream`, or ``None``/``False`` (or raises) to refuse."""
         self._get_stream = get_stream
 
+    def handle_hls_play(
+        self,
+        get_master_playlist: GetPlaylist | None = None,
+        get_media_playlist: GetPlaylist | None = None,
+        get_segment: GetSegment | None = None,
+    ) -> None:
+        """Answer HLS requests yourself (LPMS's HandleHLSPlay).
+
+        Each callback takes an `lpms.HLSRequest` (path, query, client IP) and returns
+        the playlist text or segment bytes, or None to fall through to the server's
+        own HLS output (404 if there is none). Playlist requests try
+        ``get_master_playlist`` and then ``get_media_playlist``; ``.ts`` requests go
+        to ``get_segment``. Each may be a coroutine function.
+        """
+        self._hls_handlers.get_master_playlist = get_master_playlist
+        self._hls_handlers.get_media_playlist = get_media_playlist
+        self._hls_handlers.get_segment = get_segment
+
+    def segment_rtmp_to_hls(
+        self, stream: Stream, options: SegmenterOptions | None = None
+    ) -> HLSStream:
+        """Serve ``stream`` as HLS at ``/<stream.id>.m3u8`` until it ends (LPMS's
+        SegmentRTMPToHLS). The server does this itself for every published stream
+        unless ``Settings.hls.enabled`` is off; an application calls it for streams
+        it manages itself. A stream ID served before, still within its grace
+        period, continues its playlist after a discontinuity."""
+        if options is None:
+            hls_settings = self.settings.hls
+            options = SegmenterOptions(
+                segment_duration=hls_settings.segment_duration,
+                max_segment_bytes=hls_settings.max_segment_bytes,
+            )
+        hls = self.hls.open(stream.id)
+        segmenter = LiveSegmenter(
+            stream, hls.rendition(SOURCE), options, on_end=self._segmenter_ended
+        )
+        self._segmenters.add(segmenter)
+        return hls
+
+    def _segmenter_ended(self, segmenter: LiveSegmenter) -> None:
+        self._segmenters.discard(segmenter)
+        hls = self.hls.get(segmenter.stream.id)
+        if hls is not None:
+            self.hls.close(hls)
+
     # -- lifecycle -----------------------------------------------------------
 
     @property
@@ -130,7 +182,9 @@ class LPMS:
         self._rtmp_server, self._rtmp_connections = await start_rtmp_listener(
             self, settings.host, settings.rtmp_port, settings.rtmp
         )
-        self._http_runner = web.AppRunner(make_app(self.streams), access_log=None)
+        app = make_app(self.streams)
+        HLSRoutes(self.hls, self._hls_handlers).add_to(app)
+        self._http_runner = web.AppRunner(app, access_log=None)
         await self._http_runner.setup()
         self._http_site = web.TCPSite(self._http_runner, settings.host, settings.http_port)
         await self._http_site.start()
@@ -159,6 +213,10 @@ class LPMS:
         for stream in list(self.streams):
             stream.end()
             self.streams.remove(stream)
+        for segmenter in list(self._segmenters):
+            segmenter.drain()  # the stream has ended: flushes the last segment
+        # Off the loop: waits for the recording writer to finish what it has queued.
+        await asyncio.get_running_loop().run_in_executor(None, self.hls.close_all)
         if self._rtmp_server is not None:
             try:
                 await asyncio.wait_for(
@@ -204,6 +262,8 @@ class LPMS:
                 self.streams.remove(stream)
                 raise RTMPRefused(PUBLISH_UNAUTHORIZED, f"publishing {stream_id} is not allowed")
         log.info("publish started %s from %s", stream.id, request.client_ip)
+        if self.settings.hls.enabled:
+            self.segment_rtmp_to_hls(stream)
         return stream
 
     def end_publish(self, request: RTMPRequest, stream: Stream, bytes_in: int) -> None:

@@ -188,6 +188,63 @@ def publish(
     return sent
 
 
+@dataclass
+class Decoded:
+    """What FFmpeg's HLS demuxer and decoders made of a playlist."""
+
+    video_pts: list[float] = field(default_factory=list)  # seconds, in decode order
+    video_keyframes: list[bool] = field(default_factory=list)
+    audio_pts: list[float] = field(default_factory=list)
+    audio_samples: int = 0
+    video_size: tuple[int, int] | None = None
+    warnings: list[str] = field(default_factory=list)  # FFmpeg's log, warning and worse
+    error: str | None = None
+
+    def to_plain(self) -> dict[str, object]:
+        return dict(self.__dict__)
+
+    @classmethod
+    def from_plain(cls, plain: dict[str, Any]) -> Decoded:
+        return cls(**plain)
+
+
+def decode_hls(url: str, *, timeout: float = 10.0) -> Decoded:
+    """Decode every frame of an HLS playlist (or any URL) with FFmpeg, noting its
+    complaints."""
+    decoded = Decoded()
+    # PyAV passes FFmpeg's log on only when a level is set.
+    av.logging.set_level(av.logging.WARNING)
+    with av.logging.Capture() as logs:
+        try:
+            container = av.open(url, "r", timeout=timeout)
+        except av.FFmpegError as exc:
+            decoded.error = str(exc)
+            return decoded
+        try:
+            streams = [s for s in container.streams if s.type in ("video", "audio")]
+            for packet in container.demux(*streams):
+                for frame in packet.decode():
+                    if frame.pts is None or frame.time_base is None:
+                        decoded.warnings.append(f"{packet.stream.type} frame without a pts")
+                        continue
+                    at = float(frame.pts * frame.time_base)
+                    if packet.stream.type == "video":
+                        decoded.video_pts.append(at)
+                        decoded.video_keyframes.append(frame.key_frame)
+                        decoded.video_size = (frame.width, frame.height)
+                    else:
+                        decoded.audio_pts.append(at)
+                        decoded.audio_samples += frame.samples
+        except av.FFmpegError as exc:
+            decoded.error = str(exc)
+        finally:
+            container.close()
+    decoded.warnings += [
+        f"{name}: {message.strip()}" for level, name, message in logs if level <= av.logging.WARNING
+    ]
+    return decoded
+
+
 # -- running the clients in their own processes ---------------------------------
 #
 # PyAV holds the GIL while FFmpeg connects to an RTMP server, so a client in the
@@ -214,6 +271,11 @@ def _main(argv: list[str]) -> int:
         received = read_packets(url)
         with open(argv[2], "wb") as out:
             pickle.dump(received.to_plain(), out)
+        return 0
+    if command == "hls":
+        decoded = decode_hls(url)
+        with open(argv[2], "wb") as out:
+            pickle.dump(decoded.to_plain(), out)
         return 0
     print(f"unknown command {command}", file=sys.stderr)
     return 2

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from lpms import LPMS, Settings, Stream
-from tests.e2e.clients import Clip, Received, make_clip
+from tests.e2e.clients import Clip, Decoded, Received, make_clip
 
 CLIENT_TIMEOUT = 60.0
 _counter = itertools.count()
@@ -94,6 +94,17 @@ async def play(url: str) -> Received:
         code, _, err = await _client("play", url, str(out_path))
         assert code == 0, err
         return Received.from_plain(pickle.loads(out_path.read_bytes()))
+    finally:
+        out_path.unlink(missing_ok=True)
+
+
+async def decode_hls(url: str) -> Decoded:
+    """Decode an HLS URL with FFmpeg in a child process; what it made of it."""
+    out_path = Path(tempfile.gettempdir()) / f"lpms-hls-{next(_counter)}-{id(url)}.pickle"
+    try:
+        code, _, err = await _client("hls", url, str(out_path))
+        assert code == 0, err
+        return Decoded.from_plain(pickle.loads(out_path.read_bytes()))
     finally:
         out_path.unlink(missing_ok=True)
 

@@ -1,0 +1,342 @@
+"""Cut a stream's packets into MPEG-TS segments that each start on a keyframe.
+
+`Segmenter` is synchronous and does no I/O: packets go in with `push`, finished
+`Segment`s come out, and `finish` flushes the last one when the publisher leaves.
+The asyncio side (`lpms.hls.live`) feeds it from a stream subscription.
+
+Muxing is FFmpeg's MPEG-TS muxer through PyAV, one muxer per segment, so every
+segment starts with PAT/PMT and stands on its own. The elementary streams are made
+self-contained first (Annex B video with parameter sets on keyframes, ADTS audio;
+see `lpms.hls.bitstream`) because PyAV's stream-copy muxing cannot carry codec
+extradata. Two things a muxer per segment would break are repaired here:
+continuity counters, which `_ContinuityCounters` rewrites to run on across
+segments, and timestamps, which stay the stream's own (rebased once so the first
+packet is near zero) and therefore continuous across segments.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from fractions import Fraction
+
+import av
+
+from lpms.errors import HLSError
+from lpms.hls.bitstream import AnnexBConverter, adts_frame
+from lpms.media.packet import Codec, CodecConfig, MediaPacket, TrackKind
+
+log = logging.getLogger(__name__)
+
+MS = Fraction(1, 1000)
+TS_PACKET_SIZE = 188
+# The first packet is muxed at this time (ms), leaving room for audio that comes
+# slightly before the first video frame and for B-frame reordering.
+START_OFFSET_MS = 1000
+EARLY_AUDIO_PACKETS = 16
+
+_MUX_CODECS = {Codec.H264: "h264", Codec.HEVC: "hevc", Codec.AAC: "aac", Codec.MP3: "mp3"}
+
+
+@dataclass(frozen=True, slots=True)
+class SegmenterOptions:
+    """How segments are cut.
+
+    ``segment_duration`` is the target: a segment ends at the first keyframe at or
+    after it, so a stream with sparse keyframes gets long segments, never one that
+    starts without a keyframe. ``max_segment_bytes`` bounds the memory one segment
+    may take while it waits for a keyframe; past it the segment is dropped (logged)
+    and cutting resumes at the next keyframe.
+    """
+
+    segment_duration: float = 2.0
+    max_segment_bytes: int = 64 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """One finished MPEG-TS segment."""
+
+    sequence: int
+    data: bytes
+    duration: float  # seconds, from the packets' timestamps
+    start_ms: int  # dts of its first packet, on the stream's own clock
+    program_date_time: datetime
+    video: CodecConfig | None = None
+    audio: CodecConfig | None = None
+    frames: int = 0  # video frames, or audio frames in an audio-only stream
+
+    @property
+    def bitrate(self) -> int:
+        """Bits per second over the segment's duration."""
+        return int(len(self.data) * 8 / self.duration) if self.duration > 0 else 0
+
+
+@dataclass(slots=True)
+class _Track:
+    codec_config: CodecConfig
+    stream: av.stream.Stream
+    last_dts: int | None = None
+    converter: AnnexBConverter | None = None
+
+
+@dataclass(slots=True)
+class _OpenSegment:
+    container: av.container.OutputContainer
+    buffer: io.BytesIO
+    start_ms: int
+    video: _Track | None
+    audio: _Track | None
+    size: int = 0
+    frames: int = 0
+    last_end_ms: int = 0
+
+
+class Segmenter:
+    """Turns one stream's packets into segments (see the module docstring)."""
+
+    def __init__(self, options: SegmenterOptions | None = None, first_sequence: int = 0) -> None:
+        self.options = options or SegmenterOptions()
+        self.next_sequence = first_sequence
+        self._target_ms = int(self.options.segment_duration * 1000)
+        self._video_config: CodecConfig | None = None
+        self._audio_config: CodecConfig | None = None
+        self._has_video = False
+        self._base_ms: int | None = None
+        self._wallclock_base: float = 0.0
+        self._open: _OpenSegment | None = None
+        self._waiting_for_keyframe = True
+        # FLV interleaves by timestamp, so audio stamped at the first keyframe's time
+        # may arrive just before it; a few packets are held while waiting.
+        self._early_audio: deque[MediaPacket] = deque(maxlen=EARLY_AUDIO_PACKETS)
+        self._counters = _ContinuityCounters()
+        self._converter_cache: tuple[CodecConfig, AnnexBConverter] | None = None
+        self._last_video_interval = 0
+        self._last_audio_interval = 0
+        self.dropped_segments = 0
+
+    # -- input -----------------------------------------------------------------
+
+    def push(self, packet: MediaPacket) -> list[Segment]:
+        """Take one packet; the segments it completed (zero or one)."""
+        kind = packet.kind
+        if packet.is_config:
+            self._take_config(packet)
+            return []
+        if kind is TrackKind.VIDEO:
+            self._has_video = True
+            if self._video_config is None:
+                return []  # frames before their configuration cannot be decoded
+            starts = packet.keyframe
+        elif kind is TrackKind.AUDIO:
+            if self._audio_config is None:
+                return []
+            starts = not self._has_video
+        else:
+            return []  # script data has no place in a TS segment
+        done: list[Segment] = []
+        if starts and self._should_cut(packet):
+            done += self._close_segment(packet.dts)
+            self._waiting_for_keyframe = False
+        if self._waiting_for_keyframe:
+            if kind is TrackKind.AUDIO:
+                self._early_audio.append(packet)
+            return done
+        if self._open is None:
+            self._start_segment(packet.dts)
+            self._mux(packet)
+            # Audio that arrived just before the keyframe it plays along with.
+            for early in self._early_audio:
+                if early.dts >= packet.dts:
+                    self._mux(early)
+            self._early_audio.clear()
+        else:
+            self._mux(packet)
+        return done
+
+    def finish(self) -> list[Segment]:
+        """The publisher left: the segment in progress, if any, is complete."""
+        return self._close_segment(None)
+
+    # -- cutting -----------------------------------------------------------------
+
+    def _take_config(self, packet: MediaPacket) -> None:
+        config = packet.config
+        if config is None or config.codec not in _MUX_CODECS:
+            return
+        # A new configuration needs a new muxer: `_should_cut` starts a segment at
+        # the next keyframe, and until then `_mux` drops what the old one cannot carry.
+        if packet.kind is TrackKind.VIDEO:
+            self._video_config = config
+            self._has_video = True
+        elif packet.kind is TrackKind.AUDIO:
+            self._audio_config = config
+
+    def _should_cut(self, packet: MediaPacket) -> bool:
+        segment = self._open
+        if segment is None:
+            return True
+        if not self._same_configs(segment):
+            return True
+        return self._rebase(packet.dts) - segment.start_ms >= self._target_ms
+
+    def _same_configs(self, segment: _OpenSegment) -> bool:
+        video = segment.video.codec_config if segment.video else None
+        audio = segment.audio.codec_config if segment.audio else None
+        return video == self._video_config and audio == self._audio_config
+
+    def _start_segment(self, dts: int) -> None:
+        if self._base_ms is None:
+            self._base_ms = dts - START_OFFSET_MS
+            self._wallclock_base = time.time() - START_OFFSET_MS / 1000
+        buffer = io.BytesIO()
+        try:
+            container = av.open(buffer, "w", format="mpegts")
+            video = audio = None
+            if self._video_config is not None:
+                video = self._add_track(container, self._video_config)
+                video.converter = self._converter(self._video_config)
+            if self._audio_config is not None:
+                audio = self._add_track(container, self._audio_config)
+        except (av.FFmpegError, ValueError) as exc:
+            raise HLSError(f"cannot start an MPEG-TS segment: {exc}") from exc
+        self._open = _OpenSegment(container, buffer, self._rebase(dts), video, audio)
+
+    def _converter(self, config: CodecConfig) -> AnnexBConverter:
+        converter = self._converter_cache
+        if converter is None or converter[0] != config:
+            converter = self._converter_cache = (
+                config,
+                AnnexBConverter.from_config(config.codec, config.extradata),
+            )
+        return converter[1]
+
+    @staticmethod
+    def _add_track(container: av.container.OutputContainer, config: CodecConfig) -> _Track:
+        # The TS muxer wants an audio stream's sample rate; the ADTS headers carry the rest.
+        rate = config.sample_rate if config.sample_rate else None
+        stream = container.add_mux_stream(_MUX_CODECS[config.codec], rate=rate)
+        stream.time_base = MS
+        return _Track(config, stream)
+
+    def _close_segment(self, next_dts: int | None) -> list[Segment]:
+        segment, self._open = self._open, None
+        if segment is None:
+            return []
+        try:
+            segment.container.close()
+        except av.FFmpegError as exc:
+            raise HLSError(f"cannot finish an MPEG-TS segment: {exc}") from exc
+        if segment.size > self.options.max_segment_bytes or not segment.frames:
+            return []
+        end_ms = segment.last_end_ms if next_dts is None else self._rebase(next_dts)
+        duration = max(end_ms - segment.start_ms, 1) / 1000
+        data = self._counters.fix(segment.buffer.getvalue())
+        sequence = self.next_sequence
+        self.next_sequence += 1
+        wallclock = self._wallclock_base + segment.start_ms / 1000
+        return [
+            Segment(
+                sequence=sequence,
+                data=data,
+                duration=duration,
+                start_ms=segment.start_ms + (self._base_ms or 0),
+                program_date_time=datetime.fromtimestamp(wallclock, UTC),
+                video=segment.video.codec_config if segment.video else None,
+                audio=segment.audio.codec_config if segment.audio else None,
+                frames=segment.frames,
+            )
+        ]
+
+    # -- muxing ------------------------------------------------------------------
+
+    def _rebase(self, dts: int) -> int:
+        return dts - (self._base_ms or 0)
+
+    def _mux(self, packet: MediaPacket) -> None:
+        segment = self._open
+        assert segment is not None
+        video = packet.kind is TrackKind.VIDEO
+        track = segment.video if video else segment.audio
+        if track is None or track.codec_config != packet.config:
+            return  # a packet of a configuration this segment was not opened with
+        if segment.size > self.options.max_segment_bytes:
+            if segment.frames:
+                log.warning(
+                    "segment over %d bytes without a keyframe: dropped",
+                    self.options.max_segment_bytes,
+                )
+                self.dropped_segments += 1
+                segment.frames = 0
+            self._waiting_for_keyframe = True
+            return
+        dts = self._rebase(packet.dts)
+        if dts < 0:
+            return  # from before the first segment's start: nothing to show it with
+        if track.last_dts is not None:
+            interval = dts - track.last_dts
+            if interval <= 0:
+                dts = track.last_dts + 1  # the muxer needs strictly rising dts
+            elif video:
+                self._last_video_interval = interval
+            else:
+                self._last_audio_interval = interval
+        pts = dts + max(packet.composition_offset, 0)
+        track.last_dts = dts
+        if track.converter is not None:
+            data = track.converter.convert(packet.payload, packet.keyframe)
+        elif track.codec_config.codec is Codec.AAC:
+            data = adts_frame(track.codec_config.extradata, packet.payload)
+        else:
+            data = packet.payload
+        av_packet = av.Packet(data)
+        av_packet.stream = track.stream
+        av_packet.time_base = MS
+        av_packet.dts = dts
+        av_packet.pts = pts
+        av_packet.is_keyframe = packet.keyframe
+        try:
+            segment.container.mux_one(av_packet)
+        except av.FFmpegError as exc:
+            raise HLSError(f"cannot mux a {packet.codec.value} packet: {exc}") from exc
+        segment.size += len(data)
+        if video or not self._has_video:
+            # The timeline track: it counts frames and says where the segment ends.
+            segment.frames += 1
+            interval = self._last_video_interval if video else self._last_audio_interval
+            segment.last_end_ms = max(segment.last_end_ms, dts + interval)
+
+
+class _ContinuityCounters:
+    """Keeps each PID's 4-bit continuity counter running across segments.
+
+    A fresh muxer starts every PID's counter at 0; a demuxer reading segments back
+    to back would see a jump at every boundary and flag the data as corrupt. Each
+    TS packet with a payload takes the PID's next counter value (ISO 13818-1
+    2.4.3.3); packets without one repeat the previous value.
+    """
+
+    __slots__ = ("_next",)
+
+    def __init__(self) -> None:
+        self._next: dict[int, int] = {}
+
+    def fix(self, data: bytes) -> bytes:
+        if len(data) % TS_PACKET_SIZE:
+            raise HLSError(f"muxer wrote {len(data)} bytes, not whole TS packets")
+        out = bytearray(data)
+        next_counter = self._next
+        for offset in range(0, len(out), TS_PACKET_SIZE):
+            pid = ((out[offset + 1] & 0x1F) << 8) | out[offset + 2]
+            flags = out[offset + 3]
+            counter = next_counter.get(pid, 0)
+            if flags & 0x10:  # has a payload
+                out[offset + 3] = (flags & 0xF0) | counter
+                next_counter[pid] = (counter + 1) & 0x0F
+            else:
+                out[offset + 3] = (flags & 0xF0) | ((counter - 1) & 0x0F)
+        return bytes(out)

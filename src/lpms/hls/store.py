@@ -1,0 +1,389 @@
+"""Where segments live between the segmenter and HTTP: playlists by stream ID.
+
+A `Rendition` is one media playlist: a sliding window of recent segments held in
+memory (bounded), its media sequence, discontinuities and target duration. An
+`HLSStream` groups a stream's renditions (the source, and the transcoded ladder
+when there is one) and renders the master playlist. `HLSStore` owns them by stream
+ID: a publisher that returns to an ID within the grace period continues the same
+playlists after an ``EXT-X-DISCONTINUITY``; otherwise a finished stream is freed
+when its grace period ends.
+
+With a recording directory, every segment is also written to disk, laid out like
+the URLs (``DIR/APP/NAME.m3u8``, ``DIR/APP/NAME/source.m3u8``,
+``DIR/APP/NAME/source/N.ts``), so the recording plays after a restart from lpms or
+from any static web server. Disk writes run in a worker thread, in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from lpms.hls.playlist import (
+    PlaylistType,
+    SegmentEntry,
+    Variant,
+    codecs_string,
+    render_master_playlist,
+    render_media_playlist,
+    target_duration_for,
+)
+from lpms.hls.segmenter import Segment
+
+log = logging.getLogger(__name__)
+
+SOURCE = "source"
+# What a path component of a stream ID must look like to be written to disk.
+_SAFE_COMPONENT = re.compile(r"[A-Za-z0-9_~-][A-Za-z0-9._~-]{0,127}")
+
+
+@dataclass(frozen=True, slots=True)
+class HLSSettings:
+    """HLS output: segment length, live window, memory and lifetime bounds.
+
+    ``window`` segments are listed in a live playlist; ``extra_segments`` more stay
+    in memory for players that fetched the playlist just before it slid.
+    ``grace_period`` is how long a finished stream stays served (and how long a
+    returning publisher continues it). With ``record`` (and a ``workdir``) every
+    segment is kept on disk and the playlist becomes a growing event playlist,
+    then VOD.
+    """
+
+    enabled: bool = True
+    segment_duration: float = 2.0
+    window: int = 6
+    extra_segments: int = 3
+    grace_period: float = 60.0
+    record: bool = False
+    max_segment_bytes: int = 64 << 20
+
+
+def safe_relative_path(stream_id: str) -> Path | None:
+    """``stream_id`` as a relative path, or None if any part of it is unsafe on disk."""
+    parts = stream_id.split("/")
+    if not all(_SAFE_COMPONENT.fullmatch(part) for part in parts):
+        return None
+    return Path(*parts)
+
+
+class Rendition:
+    """One media playlist and the segments it lists."""
+
+    def __init__(
+        self,
+        name: str,
+        settings: HLSSettings,
+        first_sequence: int,
+        recorder: Recorder | None = None,
+    ) -> None:
+        self.name = name
+        self.settings = settings
+        self.next_sequence = first_sequence
+        self.entries: deque[SegmentEntry] = deque()
+        self.recorded: list[SegmentEntry] = []
+        self.discontinuity_sequence = 0
+        self.ended = False
+        self.last_segment: Segment | None = None
+        self.peak_bitrate = 0
+        self._bytes = 0
+        self._seconds = 0.0
+        self._data: dict[int, bytes] = {}
+        self._target = target_duration_for([], minimum=_whole_seconds(settings.segment_duration))
+        self._discontinuity_next = False
+        self._recorder = recorder
+
+    @property
+    def target_duration(self) -> int:
+        return self._target
+
+    @property
+    def average_bitrate(self) -> int:
+        return int(self._bytes * 8 / self._seconds) if self._seconds > 0 else 0
+
+    def add(self, segment: Segment) -> None:
+        """Append a finished segment; slide the window; record it if asked to."""
+        entry = SegmentEntry(
+            uri=f"{segment.sequence}.ts",
+            duration=segment.duration,
+            sequence=segment.sequence,
+            program_date_time=segment.program_date_time,
+            discontinuity=self._discontinuity_next,
+        )
+        self._discontinuity_next = False
+        self.next_sequence = segment.sequence + 1
+        self._target = target_duration_for([segment.duration], minimum=self._target)
+        self.entries.append(entry)
+        self._data[segment.sequence] = segment.data
+        self.last_segment = segment
+        self._bytes += len(segment.data)
+        self._seconds += segment.duration
+        self.peak_bitrate = max(self.peak_bitrate, segment.bitrate)
+        while len(self.entries) > self.settings.window:
+            gone = self.entries.popleft()
+            if gone.discontinuity:
+                self.discontinuity_sequence += 1
+        keep = self.settings.window + self.settings.extra_segments
+        for sequence in [s for s in self._data if s <= segment.sequence - keep]:
+            del self._data[sequence]
+        if self._recorder is not None:
+            self.recorded.append(entry)
+            self._recorder.write_segment(self, segment)
+
+    def resume(self) -> None:
+        """A publisher returned: what follows is a discontinuity, and live again."""
+        self.ended = False
+        if self.entries or self.recorded:
+            self._discontinuity_next = True
+
+    def end(self) -> None:
+        self.ended = True
+        if self._recorder is not None:
+            self._recorder.write_playlists(self)
+
+    def segment(self, sequence: int) -> bytes | None:
+        """A segment still in memory."""
+        return self._data.get(sequence)
+
+    def recorded_segment(self, sequence: int) -> Path | None:
+        """Where a recorded segment is on disk (it may still be being written)."""
+        if self._recorder is None:
+            return None
+        return self._recorder.segment_path(self.name, sequence)
+
+    def media_playlist(self, uri_prefix: str = "") -> str:
+        """The live window (or the whole recording), URIs prefixed to be relative
+        to wherever the playlist is served."""
+        recording = self._recorder is not None
+        entries = self.recorded if recording else list(self.entries)
+        discontinuity_sequence = 0 if recording else self.discontinuity_sequence
+        if uri_prefix:
+            entries = [_prefixed(entry, uri_prefix) for entry in entries]
+        playlist_type: PlaylistType | None = None
+        if recording:
+            playlist_type = "VOD" if self.ended else "EVENT"
+        return render_media_playlist(
+            entries,
+            target_duration=self._target,
+            discontinuity_sequence=discontinuity_sequence,
+            ended=self.ended,
+            playlist_type=playlist_type,
+        )
+
+    def variant(self, uri: str) -> Variant | None:
+        """How the master playlist describes this rendition (None before a segment)."""
+        segment = self.last_segment
+        if segment is None:
+            return None
+        codecs = [
+            codecs_string(config.codec, config.extradata)
+            for config in (segment.video, segment.audio)
+            if config is not None
+        ]
+        video = segment.video
+        frame_rate = None
+        if video is not None and segment.duration > 0 and segment.frames > 1:
+            frame_rate = round(segment.frames / segment.duration, 3)
+        return Variant(
+            uri=uri,
+            bandwidth=max(self.peak_bitrate, 1),
+            average_bandwidth=self.average_bitrate or None,
+            resolution=(video.width, video.height) if video and video.width else None,
+            codecs=",".join(c for c in codecs if c) or None,
+            frame_rate=frame_rate,
+            name=self.name,
+        )
+
+
+class HLSStream:
+    """A stream's renditions, by name; the source comes first."""
+
+    def __init__(self, stream_id: str, settings: HLSSettings, recorder: Recorder | None) -> None:
+        self.id = stream_id
+        self.settings = settings
+        self.recorder = recorder
+        self.renditions: dict[str, Rendition] = {}
+        self.live = True
+        self.ended_at: float | None = None
+        # Sequence numbers start at the wall clock's seconds, so a stream ID that is
+        # published again after its grace period never reuses a segment URL that a
+        # CDN or browser may still hold (segments are cached for long).
+        self._first_sequence = int(time.time())
+
+    @property
+    def name(self) -> str:
+        """The last part of the ID: playlists at ``APP/NAME.m3u8`` point into ``NAME/``."""
+        return self.id.rsplit("/", 1)[-1]
+
+    def rendition(self, name: str) -> Rendition:
+        """The rendition called ``name``, made on first use."""
+        rendition = self.renditions.get(name)
+        if rendition is None:
+            rendition = Rendition(name, self.settings, self._first_sequence, self.recorder)
+            self.renditions[name] = rendition
+        return rendition
+
+    def top_playlist(self) -> str | None:
+        """What ``APP/NAME.m3u8`` serves: the master playlist with renditions, else
+        the source's media playlist (None until there is a segment)."""
+        if len(self.renditions) > 1:
+            return self.master_playlist()
+        source = self.renditions.get(SOURCE)
+        if source is None or (source.last_segment is None and not source.ended):
+            return None
+        return source.media_playlist(f"{self.name}/{SOURCE}/")
+
+    def master_playlist(self) -> str | None:
+        variants = [
+            variant
+            for name, rendition in self.renditions.items()
+            if (variant := rendition.variant(f"{self.name}/{name}.m3u8")) is not None
+        ]
+        return render_master_playlist(variants) if variants else None
+
+    def resume(self) -> None:
+        self.live = True
+        self.ended_at = None
+        for rendition in self.renditions.values():
+            rendition.resume()
+
+    def end(self) -> None:
+        self.live = False
+        self.ended_at = time.monotonic()
+        for rendition in self.renditions.values():
+            rendition.end()
+
+
+class HLSStore:
+    """Every stream's HLS output, by stream ID."""
+
+    def __init__(
+        self, settings: HLSSettings, workdir: str | None = None, max_streams: int = 1000
+    ) -> None:
+        self.settings = settings
+        self.workdir = Path(workdir) if workdir else None
+        self.max_streams = max_streams
+        self._streams: dict[str, HLSStream] = {}
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lpms-record")
+
+    def __contains__(self, stream_id: object) -> bool:
+        return stream_id in self._streams
+
+    def get(self, stream_id: str) -> HLSStream | None:
+        return self._streams.get(stream_id)
+
+    def open(self, stream_id: str) -> HLSStream:
+        """The HLS output for a publish starting now: continued within the grace
+        period (after a discontinuity), else new."""
+        timer = self._timers.pop(stream_id, None)
+        if timer is not None:
+            timer.cancel()
+        hls = self._streams.get(stream_id)
+        if hls is not None:
+            hls.resume()
+            return hls
+        self._evict_for_room()
+        hls = HLSStream(stream_id, self.settings, self._recorder_for(stream_id))
+        self._streams[stream_id] = hls
+        return hls
+
+    def close(self, hls: HLSStream) -> None:
+        """The publisher left: end the playlists, free them after the grace period."""
+        if self._streams.get(hls.id) is not hls or not hls.live:
+            return
+        hls.end()
+        loop = asyncio.get_running_loop()
+        self._timers[hls.id] = loop.call_later(self.settings.grace_period, self._free, hls)
+
+    def _free(self, hls: HLSStream) -> None:
+        self._timers.pop(hls.id, None)
+        if self._streams.get(hls.id) is hls and not hls.live:
+            del self._streams[hls.id]
+
+    def _evict_for_room(self) -> None:
+        while len(self._streams) >= self.max_streams:
+            ended = [s for s in self._streams.values() if not s.live]
+            if not ended:
+                return  # the registry refuses publishers before this grows further
+            oldest = min(ended, key=lambda s: s.ended_at or 0.0)
+            timer = self._timers.pop(oldest.id, None)
+            if timer is not None:
+                timer.cancel()
+            del self._streams[oldest.id]
+
+    def _recorder_for(self, stream_id: str) -> Recorder | None:
+        if not self.settings.record or self.workdir is None:
+            return None
+        relative = safe_relative_path(stream_id)
+        if relative is None:
+            log.warning("not recording %s: its ID is not a safe path on disk", stream_id)
+            return None
+        return Recorder(self.workdir, relative, self._writer.submit)
+
+    def close_all(self) -> None:
+        """Server shutdown: end every live playlist and wait for pending disk writes."""
+        for hls in list(self._streams.values()):
+            if hls.live:
+                hls.end()
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
+        self._writer.shutdown(wait=True)
+
+
+class Recorder:
+    """Writes one stream's segments and playlists under the recording directory."""
+
+    def __init__(self, root: Path, relative: Path, submit: Callable[..., object]) -> None:
+        self.base = root / relative  # DIR/APP/NAME; playlists beside it, segments in it
+        self.name = relative.name
+        self._submit = submit
+
+    def write_segment(self, rendition: Rendition, segment: Segment) -> None:
+        path = self.segment_path(rendition.name, segment.sequence)
+        self._submit(_write_file, path, segment.data)
+        self.write_playlists(rendition)
+
+    def write_playlists(self, rendition: Rendition) -> None:
+        """The rendition's playlist, and for the source also ``APP/NAME.m3u8``."""
+        name = rendition.name
+        path = self.base / f"{name}.m3u8"
+        self._submit(_write_file, path, rendition.media_playlist(f"{name}/").encode())
+        if name == SOURCE:
+            top = rendition.media_playlist(f"{self.name}/{name}/")
+            self._submit(_write_file, self.base.with_name(f"{self.name}.m3u8"), top.encode())
+
+    def segment_path(self, rendition: str, sequence: int) -> Path:
+        return self.base / rendition / f"{sequence}.ts"
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    """Write whole or not at all: a reader never sees half a playlist."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(path.name + ".part")
+        partial.write_bytes(data)
+        partial.replace(path)
+    except OSError as exc:
+        log.error("recording: cannot write %s: %s", path, exc)
+
+
+def _prefixed(entry: SegmentEntry, prefix: str) -> SegmentEntry:
+    return SegmentEntry(
+        uri=prefix + entry.uri,
+        duration=entry.duration,
+        sequence=entry.sequence,
+        program_date_time=entry.program_date_time,
+        discontinuity=entry.discontinuity,
+    )
+
+
+def _whole_seconds(seconds: float) -> int:
+    return max(1, round(seconds))

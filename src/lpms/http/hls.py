@@ -1,0 +1,227 @@
+"""HLS over HTTP: playlists and segments, with the headers players and CDNs need.
+
+URLs (every URI inside a playlist is relative, so any prefix or host works):
+
+- ``/APP/NAME.m3u8`` (or ``/APP/NAME_hls.m3u8``): the master playlist when the
+  stream has renditions, else the source's media playlist;
+- ``/APP/NAME/RENDITION.m3u8``: one rendition's media playlist;
+- ``/APP/NAME/RENDITION/N.ts``: a segment.
+
+An application can answer any of these itself (`LPMS.handle_hls_play`); what it
+leaves unanswered (None) falls through to the server's own store, and then to
+recordings on disk. Nothing here maps a URL to a file path without checking every
+component and that the resolved file stays inside the recording directory.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from lpms.hls.store import SOURCE, HLSStore, HLSStream, safe_relative_path
+
+PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
+SEGMENT_TYPE = "video/mp2t"
+LIVE_PLAYLIST_CACHE = "no-cache"
+ENDED_PLAYLIST_CACHE = "public, max-age=60"
+SEGMENT_CACHE = "public, max-age=86400, immutable"
+CORS_HEADERS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Methods": "GET, HEAD, OPTIONS",
+    "Access-Control-Allow-Headers": "Range",
+    "Access-Control-Expose-Headers": "Content-Length, Content-Range, Accept-Ranges",
+}
+ALIAS_SUFFIX = "_hls"
+_SEGMENT_NAME = re.compile(r"(0|[1-9][0-9]{0,17})\.ts")
+_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+
+
+@dataclass(frozen=True, slots=True)
+class HLSRequest:
+    """An HLS request as the application's callbacks see it."""
+
+    path: str  # the URL path without its leading slash: "stream/test.m3u8"
+    query: dict[str, str] = field(default_factory=dict)
+    client_ip: str = ""
+
+
+GetPlaylist = Callable[[HLSRequest], "str | Awaitable[str | None] | None"]
+GetSegment = Callable[[HLSRequest], "bytes | Awaitable[bytes | None] | None"]
+
+
+@dataclass(slots=True)
+class HLSHandlers:
+    """The application's overrides (LPMS's HandleHLSPlay); None means the default."""
+
+    get_master_playlist: GetPlaylist | None = None
+    get_media_playlist: GetPlaylist | None = None
+    get_segment: GetSegment | None = None
+
+
+class HLSRoutes:
+    """aiohttp handlers over an `HLSStore`."""
+
+    def __init__(self, store: HLSStore, handlers: HLSHandlers) -> None:
+        self.store = store
+        self.handlers = handlers
+
+    def add_to(self, app: web.Application) -> None:
+        app.router.add_route("OPTIONS", "/{path:.+\\.(?:m3u8|ts)}", self.preflight)
+        app.router.add_get("/{path:.+\\.m3u8}", self.playlist)
+        app.router.add_get("/{path:.+\\.ts}", self.segment)
+
+    async def preflight(self, request: web.Request) -> web.Response:
+        return web.Response(status=204, headers=CORS_HEADERS)
+
+    # -- playlists ---------------------------------------------------------------
+
+    async def playlist(self, request: web.Request) -> web.StreamResponse:
+        path = request.match_info["path"]
+        hls_request = _hls_request(request, path)
+        for callback in (self.handlers.get_master_playlist, self.handlers.get_media_playlist):
+            if callback is not None:
+                text = await _call(callback, hls_request)
+                if text is not None:
+                    return _playlist_response(request, text, live=True)
+        found = self._live_playlist(path[: -len(".m3u8")])
+        if found is not None:
+            text, live = found
+            return _playlist_response(request, text, live=live)
+        return self._recorded(request, path, PLAYLIST_TYPE, ENDED_PLAYLIST_CACHE)
+
+    def _live_playlist(self, name: str) -> tuple[str, bool] | None:
+        """(text, live) for ``APP/NAME``, its ``_hls`` alias, or ``APP/NAME/RENDITION``."""
+        hls = self.store.get(name)
+        if hls is None and name.endswith(ALIAS_SUFFIX):
+            hls = self.store.get(name[: -len(ALIAS_SUFFIX)])
+        if hls is not None:
+            text = hls.top_playlist()
+            return None if text is None else (text, hls.live)
+        stream_id, _, rendition_name = name.rpartition("/")
+        hls = self.store.get(stream_id)
+        rendition = hls.renditions.get(rendition_name) if hls is not None else None
+        if hls is None or rendition is None or rendition.last_segment is None:
+            return None
+        return rendition.media_playlist(), not rendition.ended
+
+    # -- segments ----------------------------------------------------------------
+
+    async def segment(self, request: web.Request) -> web.StreamResponse:
+        path = request.match_info["path"]
+        if self.handlers.get_segment is not None:
+            data = await _call(self.handlers.get_segment, _hls_request(request, path))
+            if data is not None:
+                return _bytes_response(request, data, SEGMENT_TYPE, SEGMENT_CACHE)
+        found = self._segment(path)
+        if isinstance(found, bytes):
+            return _bytes_response(request, found, SEGMENT_TYPE, SEGMENT_CACHE)
+        if isinstance(found, Path) and found.is_file():
+            return _file_response(found, SEGMENT_TYPE, SEGMENT_CACHE)
+        return self._recorded(request, path, SEGMENT_TYPE, SEGMENT_CACHE)
+
+    def _segment(self, path: str) -> bytes | Path | None:
+        prefix, _, file_name = path.rpartition("/")
+        stream_id, _, rendition_name = prefix.rpartition("/")
+        match = _SEGMENT_NAME.fullmatch(file_name)
+        hls: HLSStream | None = self.store.get(stream_id)
+        if match is None or hls is None:
+            return None
+        rendition = hls.renditions.get(rendition_name or SOURCE)
+        if rendition is None:
+            return None
+        sequence = int(match.group(1))
+        return rendition.segment(sequence) or rendition.recorded_segment(sequence)
+
+    # -- recordings ----------------------------------------------------------------
+
+    def _recorded(
+        self, request: web.Request, path: str, content_type: str, cache: str
+    ) -> web.StreamResponse:
+        """A file under the recording directory, or 404."""
+        file = self._recording_file(path)
+        if file is None:
+            raise web.HTTPNotFound(
+                text=f"no such stream or segment: /{path}\n", headers=CORS_HEADERS
+            )
+        return _file_response(file, content_type, cache)
+
+    def _recording_file(self, path: str) -> Path | None:
+        root = self.store.workdir
+        relative = safe_relative_path(path)
+        if root is None or relative is None:
+            return None
+        try:
+            root = root.resolve(strict=True)
+            file = (root / relative).resolve(strict=True)
+        except OSError:
+            return None
+        # resolve() followed any symlink: the target must still be inside the root.
+        if not file.is_relative_to(root) or not file.is_file():
+            return None
+        return file
+
+
+def _hls_request(request: web.Request, path: str) -> HLSRequest:
+    return HLSRequest(path, dict(request.query), request.remote or "")
+
+
+async def _call(callback: Callable[[HLSRequest], Any], hls_request: HLSRequest) -> Any:
+    result = callback(hls_request)
+    if inspect.isawaitable(result):
+        result = await result
+    return result
+
+
+def _playlist_response(request: web.Request, text: str, *, live: bool) -> web.StreamResponse:
+    cache = LIVE_PLAYLIST_CACHE if live else ENDED_PLAYLIST_CACHE
+    return _bytes_response(request, text.encode(), PLAYLIST_TYPE, cache)
+
+
+def _file_response(file: Path, content_type: str, cache: str) -> web.FileResponse:
+    # aiohttp's FileResponse answers HEAD and byte ranges itself.
+    headers = {"Content-Type": content_type, "Cache-Control": cache, **CORS_HEADERS}
+    return web.FileResponse(file, headers=headers)
+
+
+def _bytes_response(
+    request: web.Request, data: bytes, content_type: str, cache: str
+) -> web.Response:
+    headers = {"Cache-Control": cache, "Accept-Ranges": "bytes", **CORS_HEADERS}
+    header = request.headers.get("Range")
+    if header is None or _RANGE.fullmatch(header.strip()) is None:
+        # No range, or one we do not serve (other units, several ranges): the whole
+        # body, as RFC 9110 14.2 allows.
+        return web.Response(body=data, content_type=content_type, headers=headers)
+    span = parse_range(header, len(data))
+    if span is None:
+        headers["Content-Range"] = f"bytes */{len(data)}"
+        raise web.HTTPRequestRangeNotSatisfiable(headers=headers)
+    start, end = span
+    headers["Content-Range"] = f"bytes {start}-{end - 1}/{len(data)}"
+    return web.Response(
+        status=206, body=data[start:end], content_type=content_type, headers=headers
+    )
+
+
+def parse_range(header: str, size: int) -> tuple[int, int] | None:
+    """``(start, end)`` (end exclusive) for a single byte range, or None when it is
+    not one or cannot be satisfied (RFC 9110 14.1.2)."""
+    match = _RANGE.fullmatch(header.strip())
+    if match is None or size == 0:
+        return None
+    first, last = match.groups()
+    if not first:
+        if not last or int(last) == 0:
+            return None
+        return max(size - int(last), 0), size  # the last N bytes
+    start = int(first)
+    end = min(int(last) + 1, size) if last else size
+    if start >= size or end <= start:
+        return None
+    return start, end

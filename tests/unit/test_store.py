@@ -1,0 +1,157 @@
+"""Playlists by stream ID: sliding window, discontinuities, grace period, recording."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from pathlib import Path
+
+import m3u8
+import pytest
+
+from lpms.hls.segmenter import Segment
+from lpms.hls.store import SOURCE, HLSSettings, HLSStore, Rendition, safe_relative_path
+from lpms.http.hls import parse_range
+from lpms.media.packet import Codec, CodecConfig
+
+VIDEO = CodecConfig(Codec.H264, bytes.fromhex("0164001fffe1"), width=1280, height=720)
+
+
+def segment(sequence: int, duration: float = 2.0, size: int = 188 * 100) -> Segment:
+    return Segment(
+        sequence=sequence,
+        data=b"\x47" + bytes(size - 1),
+        duration=duration,
+        start_ms=int(sequence * duration * 1000),
+        program_date_time=datetime(2026, 1, 1, tzinfo=UTC),
+        video=VIDEO,
+        frames=int(duration * 30),
+    )
+
+
+def test_window_slides_and_memory_stays_bounded() -> None:
+    rendition = Rendition(SOURCE, HLSSettings(window=3, extra_segments=2), first_sequence=10)
+    for sequence in range(10, 20):
+        rendition.add(segment(sequence))
+    playlist = m3u8.loads(rendition.media_playlist())
+    assert playlist.media_sequence == 17
+    assert [s.uri for s in playlist.segments] == ["17.ts", "18.ts", "19.ts"]
+    assert rendition.segment(15) is not None  # just slid out: still fetchable
+    assert rendition.segment(14) is None
+    assert rendition.next_sequence == 20
+
+
+def test_discontinuity_and_its_sequence() -> None:
+    rendition = Rendition(SOURCE, HLSSettings(window=2), first_sequence=0)
+    rendition.add(segment(0))
+    rendition.end()
+    assert m3u8.loads(rendition.media_playlist()).is_endlist
+    rendition.resume()
+    rendition.add(segment(1))
+    playlist = m3u8.loads(rendition.media_playlist())
+    assert not playlist.is_endlist
+    assert [s.discontinuity for s in playlist.segments] == [False, True]
+    rendition.add(segment(2))
+    rendition.add(segment(3))  # the flagged segment slides out
+    text = rendition.media_playlist()
+    assert "#EXT-X-DISCONTINUITY-SEQUENCE:1" in text
+    assert "#EXT-X-DISCONTINUITY\n" not in text
+
+
+def test_target_duration_grows_but_never_lies() -> None:
+    rendition = Rendition(SOURCE, HLSSettings(segment_duration=2.0), first_sequence=0)
+    rendition.add(segment(0, 2.0))
+    assert rendition.target_duration == 2
+    rendition.add(segment(1, 4.6))
+    assert rendition.target_duration == 5
+    rendition.add(segment(2, 2.0))
+    assert rendition.target_duration == 5
+
+
+def test_master_playlist_describes_the_source() -> None:
+    settings = HLSSettings()
+    store = HLSStore(settings)
+    hls = store.open("stream/test")
+    assert hls.top_playlist() is None  # nothing to play yet
+    hls.rendition(SOURCE).add(segment(hls.rendition(SOURCE).next_sequence))
+    top = m3u8.loads(hls.top_playlist() or "")
+    assert top.segments[0].uri.startswith("test/source/")
+    hls.rendition("P360p30fps16x9").add(segment(0, size=188 * 10))
+    master = m3u8.loads(hls.master_playlist() or "")
+    assert master.is_variant
+    first = master.playlists[0]
+    assert first.uri == "test/source.m3u8"
+    assert first.stream_info.resolution == (1280, 720)
+    assert first.stream_info.bandwidth == 188 * 100 * 8 // 2
+    assert first.stream_info.frame_rate == pytest.approx(30.0)
+
+
+async def test_grace_period_then_freed() -> None:
+    store = HLSStore(HLSSettings(grace_period=0.05))
+    hls = store.open("stream/a")
+    hls.rendition(SOURCE).add(segment(hls.rendition(SOURCE).next_sequence))
+    store.close(hls)
+    assert "stream/a" in store
+    assert hls.renditions[SOURCE].ended
+    again = store.open("stream/a")  # back within the grace period: same playlists
+    assert again is hls
+    assert not hls.renditions[SOURCE].ended
+    store.close(hls)
+    await asyncio.sleep(0.1)
+    assert "stream/a" not in store
+
+
+def test_ended_streams_make_room_for_new_ones() -> None:
+    store = HLSStore(HLSSettings(), max_streams=2)
+    first = store.open("a/1")
+    store.open("a/2")
+    first.end()
+    store.open("a/3")
+    assert "a/1" not in store
+    assert "a/3" in store
+
+
+def test_recording_lays_files_out_like_the_urls(tmp_path: Path) -> None:
+    store = HLSStore(HLSSettings(record=True, window=2), workdir=str(tmp_path))
+    hls = store.open("stream/rec")
+    rendition = hls.rendition(SOURCE)
+    for _ in range(4):
+        rendition.add(segment(rendition.next_sequence))
+    store.close_all()
+    top = m3u8.loads((tmp_path / "stream" / "rec.m3u8").read_text())
+    assert top.is_endlist
+    assert top.playlist_type == "vod"
+    assert len(top.segments) == 4  # the whole recording, not the live window
+    for entry in top.segments:
+        assert (tmp_path / "stream" / entry.uri).is_file()
+    assert (tmp_path / "stream" / "rec" / "source.m3u8").is_file()
+
+
+@pytest.mark.parametrize(
+    "stream_id", ["../x", "a/../b", "a//b", "/abs", ".hidden/x", "a/b\x00", "a b/c", ""]
+)
+def test_unsafe_ids_are_not_paths(stream_id: str) -> None:
+    assert safe_relative_path(stream_id) is None
+
+
+def test_safe_ids_are_paths() -> None:
+    assert safe_relative_path("stream/test-1_x.y") == Path("stream/test-1_x.y")
+
+
+@pytest.mark.parametrize(
+    ("header", "size", "span"),
+    [
+        ("bytes=0-99", 1000, (0, 100)),
+        ("bytes=900-", 1000, (900, 1000)),
+        ("bytes=-100", 1000, (900, 1000)),
+        ("bytes=-5000", 1000, (0, 1000)),
+        ("bytes=500-5000", 1000, (500, 1000)),
+        ("bytes=1000-", 1000, None),
+        ("bytes=5-4", 1000, None),
+        ("bytes=-0", 1000, None),
+        ("bytes=0-1,5-6", 1000, None),
+        ("items=0-1", 1000, None),
+    ],
+)
+def test_parse_range(header: str, size: int, span: tuple[int, int] | None) -> None:
+    assert parse_range(header, size) == span
