@@ -215,8 +215,9 @@ class LPMS:
             self.streams.remove(stream)
         for segmenter in list(self._segmenters):
             segmenter.drain()  # the stream has ended: flushes the last segment
+        self.hls.close_all()
         # Off the loop: waits for the recording writer to finish what it has queued.
-        await asyncio.get_running_loop().run_in_executor(None, self.hls.close_all)
+        await asyncio.get_running_loop().run_in_executor(None, self.hls.flush)
         if self._rtmp_server is not None:
             try:
                 await asyncio.wait_for(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import itertools
 from functools import cache
@@ -11,7 +12,7 @@ import pytest
 
 from lpms.hls.segmenter import TS_PACKET_SIZE, Segment, Segmenter, SegmenterOptions
 from lpms.media.flv import FLVDemuxer
-from lpms.media.packet import MediaPacket, TrackKind
+from lpms.media.packet import Codec, CodecConfig, MediaPacket, TrackKind
 from tests.e2e.clients import CLIP_FPS, make_clip
 
 
@@ -172,3 +173,19 @@ def test_program_date_times_follow_the_timestamps() -> None:
     for first, second in itertools.pairwise(segments):
         elapsed = (second.program_date_time - first.program_date_time).total_seconds()
         assert elapsed == pytest.approx(first.duration, abs=0.002)
+
+
+def test_video_codec_ts_cannot_carry_leaves_an_audio_only_stream() -> None:
+    vp9 = CodecConfig(Codec.VP9, b"\x01\x00", width=320, height=240)
+    packets = [
+        dataclasses.replace(p, codec=Codec.VP9, config=vp9) if p.kind is TrackKind.VIDEO else p
+        for p in clip_packets(6.0)
+    ]
+    segments = segment_all(packets, segment_duration=2.0)
+    assert len(segments) == 3
+    for segment in segments:
+        assert segment.video is None
+        video, audio, warnings = decode(segment.data)
+        assert video == []
+        assert audio
+        assert warnings == []

@@ -118,6 +118,7 @@ def test_recording_lays_files_out_like_the_urls(tmp_path: Path) -> None:
     for _ in range(4):
         rendition.add(segment(rendition.next_sequence))
     store.close_all()
+    store.flush()
     top = m3u8.loads((tmp_path / "stream" / "rec.m3u8").read_text())
     assert top.is_endlist
     assert top.playlist_type == "vod"

@@ -117,6 +117,7 @@ class Segmenter:
         self._converter_cache: tuple[CodecConfig, AnnexBConverter] | None = None
         self._last_video_interval = 0
         self._last_audio_interval = 0
+        self._refused_codecs: set[Codec] = set()
         self.dropped_segments = 0
 
     # -- input -----------------------------------------------------------------
@@ -128,9 +129,8 @@ class Segmenter:
             self._take_config(packet)
             return []
         if kind is TrackKind.VIDEO:
-            self._has_video = True
             if self._video_config is None:
-                return []  # frames before their configuration cannot be decoded
+                return []  # before its configuration, or a codec TS cannot carry
             starts = packet.keyframe
         elif kind is TrackKind.AUDIO:
             if self._audio_config is None:
@@ -166,7 +166,16 @@ class Segmenter:
 
     def _take_config(self, packet: MediaPacket) -> None:
         config = packet.config
-        if config is None or config.codec not in _MUX_CODECS:
+        if config is None or packet.kind not in (TrackKind.VIDEO, TrackKind.AUDIO):
+            return
+        if config.codec not in _MUX_CODECS:
+            if config.codec not in self._refused_codecs:
+                self._refused_codecs.add(config.codec)
+                log.warning(
+                    "HLS: %s %s cannot go into MPEG-TS segments; leaving that track out",
+                    config.codec.value,
+                    packet.kind.name.lower(),
+                )
             return
         # A new configuration needs a new muxer: `_should_cut` starts a segment at
         # the next keyframe, and until then `_mux` drops what the old one cannot carry.

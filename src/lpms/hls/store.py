@@ -328,13 +328,16 @@ class HLSStore:
         return Recorder(self.workdir, relative, self._writer.submit)
 
     def close_all(self) -> None:
-        """Server shutdown: end every live playlist and wait for pending disk writes."""
+        """Server shutdown: end every live playlist (`flush` then waits for the disk)."""
         for hls in list(self._streams.values()):
             if hls.live:
                 hls.end()
         for timer in self._timers.values():
             timer.cancel()
         self._timers.clear()
+
+    def flush(self) -> None:
+        """Block until every queued recording write is on disk (run it off the loop)."""
         self._writer.shutdown(wait=True)
 
 
