@@ -39,8 +39,10 @@ def flv_packets(flv: bytes) -> list[MediaPacket]:
 
 
 @cache
-def clip_packets(seconds: float, *, gop_frames: int = 60, video: bool = True) -> list[MediaPacket]:
-    return flv_packets(make_clip(seconds, gop_frames=gop_frames, video=video).flv)
+def clip_packets(
+    seconds: float, *, gop_frames: int = 60, video: bool = True, audio: bool = True
+) -> list[MediaPacket]:
+    return flv_packets(make_clip(seconds, gop_frames=gop_frames, video=video, audio=audio).flv)
 
 
 def segment_all(packets: list[MediaPacket], **options: float) -> list[Segment]:
@@ -188,4 +190,16 @@ def test_video_codec_ts_cannot_carry_leaves_an_audio_only_stream() -> None:
         video, audio, warnings = decode(segment.data)
         assert video == []
         assert audio
+        assert warnings == []
+
+
+def test_video_only_stream() -> None:
+    segments = segment_all(clip_packets(6.0, audio=False), segment_duration=2.0)
+    assert [s.duration for s in segments] == pytest.approx([2.0] * 3, abs=0.05)
+    for segment in segments:
+        assert segment.audio is None
+        video, audio, warnings = decode(segment.data)
+        assert video[0].key_frame
+        assert len(video) == 2 * CLIP_FPS
+        assert audio == []
         assert warnings == []

@@ -24,7 +24,7 @@ from typing import Any
 
 from aiohttp import web
 
-from lpms.hls.store import SOURCE, HLSStore, HLSStream, safe_relative_path
+from lpms.hls.store import HLSStore, HLSStream, safe_relative_path
 
 PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
 SEGMENT_TYPE = "video/mp2t"
@@ -132,7 +132,7 @@ class HLSRoutes:
         hls: HLSStream | None = self.store.get(stream_id)
         if match is None or hls is None:
             return None
-        rendition = hls.renditions.get(rendition_name or SOURCE)
+        rendition = hls.renditions.get(rendition_name)
         if rendition is None:
             return None
         sequence = int(match.group(1))
