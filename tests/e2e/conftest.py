@@ -27,13 +27,18 @@ class ClipFile:
     path: Path
 
 
-@pytest.fixture(scope="session")
-def clip(tmp_path_factory: pytest.TempPathFactory) -> ClipFile:
-    """Six seconds of H.264 (keyframe every 2 s, B-frames) and AAC, as an FLV file."""
-    clip = make_clip(6.0)
+def clip_file(tmp_path_factory: pytest.TempPathFactory, seconds: float, **tracks: bool) -> ClipFile:
+    """A clip encoded once (`make_clip`), also written as an FLV file for publishers."""
+    clip = make_clip(seconds, **tracks)
     path = tmp_path_factory.mktemp("clips") / "clip.flv"
     path.write_bytes(clip.flv)
     return ClipFile(clip, path)
+
+
+@pytest.fixture(scope="session")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> ClipFile:
+    """Six seconds of H.264 (keyframe every 2 s, B-frames) and AAC, as an FLV file."""
+    return clip_file(tmp_path_factory, 6.0)
 
 
 @pytest.fixture

@@ -13,9 +13,10 @@ import m3u8
 import pytest
 
 from lpms import LPMS, HLSRequest, HLSSettings, RTMPRequest, Settings, Stream
-from tests.e2e.clients import CLIP_FPS, CLIP_HEIGHT, CLIP_WIDTH, make_clip
+from tests.e2e.clients import CLIP_FPS, CLIP_HEIGHT, CLIP_WIDTH
 from tests.e2e.conftest import (
     ClipFile,
+    clip_file,
     decode_hls,
     publish,
     rtmp_url,
@@ -31,18 +32,12 @@ SEGMENT_S = 2.0
 @pytest.fixture(scope="session")
 def clip12(tmp_path_factory: pytest.TempPathFactory) -> ClipFile:
     """12 s of H.264 (keyframe every 2 s) and AAC."""
-    clip = make_clip(12.0)
-    path = tmp_path_factory.mktemp("clips") / "clip12.flv"
-    path.write_bytes(clip.flv)
-    return ClipFile(clip, path)
+    return clip_file(tmp_path_factory, 12.0)
 
 
 @pytest.fixture(scope="session")
 def audio_clip(tmp_path_factory: pytest.TempPathFactory) -> ClipFile:
-    clip = make_clip(6.0, video=False)
-    path = tmp_path_factory.mktemp("clips") / "audio.flv"
-    path.write_bytes(clip.flv)
-    return ClipFile(clip, path)
+    return clip_file(tmp_path_factory, 6.0, video=False)
 
 
 def http_url(server: LPMS, path: str) -> str:
