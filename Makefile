@@ -4,8 +4,14 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 SERVE_ARGS ?=
+# hls.js (from npm) for the browser playback test, tests/e2e/test_hls_browser.py.
+# `make test` installs it only where npm exists; elsewhere that test skips.
+BROWSER_DIR := tests/e2e/browser
+BROWSER_STAMP := $(BROWSER_DIR)/node_modules/.package-lock.json
+NPM := $(shell command -v npm 2>/dev/null)
+BROWSER_DEPS := $(if $(NPM),browser-deps)
 
-.PHONY: serve test install dev lint typecheck unit e2e bench clean
+.PHONY: serve test install dev lint typecheck unit e2e bench clean browser-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,14 +36,23 @@ typecheck: dev
 unit: dev
 	$(BIN)/pytest tests/unit -q
 
-e2e: dev
+e2e: dev $(BROWSER_DEPS)
 	$(BIN)/pytest tests/e2e -q
 
-test: lint typecheck
+test: lint typecheck $(BROWSER_DEPS)
 	$(BIN)/pytest -q
+
+browser-deps: $(BROWSER_STAMP)
+
+# npm ci writes node_modules/.package-lock.json; it is stale once either file
+# it was made from changes.
+$(BROWSER_STAMP): $(BROWSER_DIR)/package.json $(BROWSER_DIR)/package-lock.json
+	npm ci --prefix $(BROWSER_DIR) --no-audit --no-fund
+	@touch $@
 
 bench: dev
 	$(BIN)/python bench/ingest.py
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(BROWSER_DIR)/node_modules

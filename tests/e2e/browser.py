@@ -1,0 +1,420 @@
+"""A real browser player for end-to-end tests: hls.js in Debian's headless Chromium.
+
+`play_hls` serves ``browser/player.html`` and hls.js (from npm: ``make browser-deps``
+installs it into ``browser/node_modules``) on loopback, opens the page in headless
+Chromium with the stream's URL in the query, and collects what the page posts every
+250 ms: the video element's clock, state and size, and every error hls.js raises.
+The stream is on another origin than the page, so its server must send CORS headers,
+as it must for any browser player.
+
+Chromium runs in a process group of its own and is stopped when playback ends,
+whatever happens: SIGTERM, then SIGKILL for its group, then for any process still
+naming its temporary profile. Every wait is bounded; everything listens on
+127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import tempfile
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+from aiohttp import web
+
+BROWSER_DIR = Path(__file__).parent / "browser"
+PLAYER_PAGE = BROWSER_DIR / "player.html"
+HLS_JS = BROWSER_DIR / "node_modules" / "hls.js" / "dist" / "hls.min.js"
+
+CHROMIUM_NAMES = ("chromium", "chromium-browser")
+INSTALL_CHROMIUM = "apt-get install -y --no-install-recommends chromium"
+INSTALL_HLS_JS = "make browser-deps  (npm ci --prefix tests/e2e/browser)"
+
+# Headless, as root in a container (no sandbox, small /dev/shm, no GPU), video
+# allowed to start without a click, and nothing that phones home or throttles a
+# page nobody looks at.
+CHROMIUM_FLAGS = (
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--autoplay-policy=no-user-gesture-required",
+    "--mute-audio",
+    "--no-first-run",
+    "--no-default-browser-check",
+    "--disable-extensions",
+    "--disable-sync",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-background-timer-throttling",
+    "--disable-renderer-backgrounding",
+    "--disable-backgrounding-occluded-windows",
+    "--window-size=640,480",
+    "--enable-logging=stderr",
+)
+
+REPORT_INTERVAL_S = 0.25
+START_TIMEOUT_S = 20.0  # Chromium's start and the page's first report
+TERM_TIMEOUT_S = 3.0  # for Chromium to shut down on SIGTERM
+KILL_TIMEOUT_S = 5.0
+LEFTOVER_POLL_S = 0.05
+REPORT_QUEUE_SIZE = 256
+STDERR_TAIL_BYTES = 16 * 1024
+HAVE_CURRENT_DATA = 2  # HTMLMediaElement.readyState: a frame is there to show
+
+
+class BrowserUnavailable(Exception):
+    """Chromium or hls.js is not installed; the message says how to install it."""
+
+
+class BrowserError(Exception):
+    """The page sent a report the harness cannot read, or Chromium would not die."""
+
+
+def find_chromium() -> str:
+    for name in CHROMIUM_NAMES:
+        path = shutil.which(name)
+        if path is not None:
+            return path
+    raise BrowserUnavailable(
+        f"no Chromium on PATH ({', '.join(CHROMIUM_NAMES)}): {INSTALL_CHROMIUM}"
+    )
+
+
+def find_hls_js() -> Path:
+    if not HLS_JS.is_file():
+        raise BrowserUnavailable(f"hls.js is not installed at {HLS_JS}: {INSTALL_HLS_JS}")
+    return HLS_JS
+
+
+def require_browser() -> str:
+    """Chromium's path, if both it and hls.js are installed; `BrowserUnavailable`
+    naming everything missing otherwise."""
+    missing = []
+    chromium = ""
+    try:
+        chromium = find_chromium()
+    except BrowserUnavailable as exc:
+        missing.append(str(exc))
+    try:
+        find_hls_js()
+    except BrowserUnavailable as exc:
+        missing.append(str(exc))
+    if missing:
+        raise BrowserUnavailable("; ".join(missing))
+    return chromium
+
+
+@dataclass(frozen=True, slots=True)
+class PlaybackSample:
+    """The video element, as one report from the page saw it."""
+
+    at: float  # seconds since the page's first report, on the harness's clock
+    current_time: float
+    ready_state: int
+    paused: bool
+    ended: bool
+    video_width: int
+    video_height: int
+    buffered_end: float
+
+
+@dataclass(frozen=True, slots=True)
+class PlayerError:
+    """An hls.js ``Hls.Events.ERROR``, or a ``<video>`` or page error."""
+
+    source: str  # "hls.js", "video" or "page"
+    type: str  # hls.js's ErrorTypes (networkError, mediaError, ...)
+    details: str  # hls.js's ErrorDetails (manifestLoadError, bufferStalledError, ...)
+    fatal: bool
+    message: str
+    current_time: float
+
+    def __str__(self) -> str:
+        fatal = "FATAL " if self.fatal else ""
+        return (
+            f"{fatal}{self.source} {self.type}/{self.details} at {self.current_time:.2f}s"
+            f" {self.message}".rstrip()
+        )
+
+
+@dataclass
+class PlaybackReport:
+    """What the browser did with one URL."""
+
+    url: str
+    samples: list[PlaybackSample] = field(default_factory=list)
+    errors: list[PlayerError] = field(default_factory=list)
+    environment: dict[str, Any] = field(default_factory=dict)  # user agent, hls.js, MSE
+    chromium_command: list[str] = field(default_factory=list)
+    chromium_exit: int | None = None  # None: still running when the harness killed it
+    chromium_stderr: str = ""  # its last lines
+
+    @property
+    def fatal_errors(self) -> list[PlayerError]:
+        return [error for error in self.errors if error.fatal]
+
+    @property
+    def first_frame_at(self) -> float | None:
+        """When the video first had a frame to show."""
+        for sample in self.samples:
+            if sample.ready_state >= HAVE_CURRENT_DATA:
+                return sample.at
+        return None
+
+    @property
+    def advanced(self) -> float:
+        """How far ``currentTime`` moved on since the first frame (so a player's
+        initial seek to the live edge does not count as playing)."""
+        ready = [s for s in self.samples if s.ready_state >= HAVE_CURRENT_DATA]
+        if not ready:
+            return 0.0
+        return max(s.current_time for s in ready) - ready[0].current_time
+
+    @property
+    def video_size(self) -> tuple[int, int] | None:
+        for sample in reversed(self.samples):
+            if sample.video_width and sample.video_height:
+                return sample.video_width, sample.video_height
+        return None
+
+    def describe(self) -> str:
+        """Everything a failing assertion should show."""
+        lines = [f"playing {self.url}", f"environment: {self.environment}"]
+        if not self.samples:
+            lines.append("the page sent no report (see Chromium's output below)")
+        lines += [
+            f"  {s.at:6.2f}s currentTime={s.current_time:.3f} readyState={s.ready_state}"
+            f" paused={s.paused} ended={s.ended} {s.video_width}x{s.video_height}"
+            f" buffered_to={s.buffered_end:.3f}"
+            for s in self.samples
+        ]
+        lines += [f"error: {error}" for error in self.errors]
+        lines.append(f"chromium exit: {self.chromium_exit}; command: {self.chromium_command}")
+        lines.append(f"chromium output (tail):\n{self.chromium_stderr}")
+        return "\n".join(lines)
+
+
+async def play_hls(
+    url: str,
+    *,
+    seconds: float,
+    start_timeout: float = START_TIMEOUT_S,
+    interval: float = REPORT_INTERVAL_S,
+    stop_when_ended: bool = True,
+) -> PlaybackReport:
+    """Play ``url`` with hls.js in headless Chromium for ``seconds`` after the page's
+    first report (at most ``start_timeout`` away), or until a fatal error, the end of
+    the stream, or Chromium exiting. Raises `BrowserUnavailable` if Chromium or
+    hls.js is missing."""
+    chromium = require_browser()
+    hls_js = find_hls_js()
+    report = PlaybackReport(url)
+    reports: asyncio.Queue[dict[str, Any]] = asyncio.Queue(REPORT_QUEUE_SIZE)
+    async with _page_server(hls_js, reports) as page_port:
+        query = urlencode({"src": url, "interval": round(interval * 1000)})
+        page_url = f"http://127.0.0.1:{page_port}/?{query}"
+        with tempfile.TemporaryDirectory(
+            prefix="lpms-chromium-", ignore_cleanup_errors=True
+        ) as profile:
+            report.chromium_command = [
+                chromium,
+                *CHROMIUM_FLAGS,
+                f"--user-data-dir={profile}",
+                page_url,
+            ]
+            async with _chromium(report, profile) as process:
+                await _collect(report, reports, process, seconds, start_timeout, stop_when_ended)
+    return report
+
+
+async def _collect(
+    report: PlaybackReport,
+    reports: asyncio.Queue[dict[str, Any]],
+    process: asyncio.subprocess.Process,
+    seconds: float,
+    start_timeout: float,
+    stop_when_ended: bool,
+) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + start_timeout
+    first_at: float | None = None
+    while process.returncode is None:
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            return
+        try:
+            body = await asyncio.wait_for(reports.get(), min(remaining, 0.5))
+        except TimeoutError:
+            continue
+        now = loop.time()
+        if first_at is None:
+            first_at = now
+            deadline = now + seconds
+        sample = _read_report(report, body, now - first_at)
+        if report.fatal_errors or (stop_when_ended and sample.ended):
+            return
+
+
+def _read_report(report: PlaybackReport, body: dict[str, Any], at: float) -> PlaybackSample:
+    try:
+        sample = PlaybackSample(
+            at=at,
+            current_time=float(body["current_time"]),
+            ready_state=int(body["ready_state"]),
+            paused=bool(body["paused"]),
+            ended=bool(body["ended"]),
+            video_width=int(body["video_width"]),
+            video_height=int(body["video_height"]),
+            buffered_end=float(body["buffered_end"]),
+        )
+        errors = [
+            PlayerError(
+                source=str(error["source"]),
+                type=str(error["type"]),
+                details=str(error["details"]),
+                fatal=bool(error["fatal"]),
+                message=str(error["message"]),
+                current_time=float(error["current_time"]),
+            )
+            for error in body["errors"]
+        ]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BrowserError(f"unreadable report from the page: {body!r}") from exc
+    report.samples.append(sample)
+    report.errors += errors
+    if "environment" in body:
+        report.environment = dict(body["environment"])
+    return sample
+
+
+@contextlib.asynccontextmanager
+async def _page_server(hls_js: Path, reports: asyncio.Queue[dict[str, Any]]) -> AsyncIterator[int]:
+    """The player page, hls.js and the report endpoint on 127.0.0.1; yields the port."""
+
+    async def page(request: web.Request) -> web.StreamResponse:
+        return web.FileResponse(PLAYER_PAGE, headers={"Cache-Control": "no-store"})
+
+    async def script(request: web.Request) -> web.StreamResponse:
+        return web.FileResponse(hls_js)
+
+    async def receive_report(request: web.Request) -> web.Response:
+        body = await request.json()
+        if not isinstance(body, dict):
+            raise web.HTTPBadRequest(text="a report is a JSON object")
+        try:
+            reports.put_nowait(body)
+        except asyncio.QueueFull:
+            raise web.HTTPServiceUnavailable(text="reports are not being read") from None
+        return web.Response(status=204)
+
+    app = web.Application(client_max_size=1024 * 1024)
+    app.router.add_get("/", page)
+    app.router.add_get("/hls.min.js", script)
+    app.router.add_post("/report", receive_report)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        yield runner.addresses[0][1]
+    finally:
+        await asyncio.wait_for(runner.cleanup(), KILL_TIMEOUT_S)
+
+
+@contextlib.asynccontextmanager
+async def _chromium(
+    report: PlaybackReport, profile: str
+) -> AsyncIterator[asyncio.subprocess.Process]:
+    """Chromium in a process group of its own, stopped on the way out with every
+    process it started; its output goes to ``report.chromium_stderr`` (the last
+    `STDERR_TAIL_BYTES`)."""
+    # HOME too, so that the NSS database and crash reports land in the temporary
+    # profile rather than in the user's home, and name it on their command lines.
+    profile_home = {"HOME": profile, "XDG_CONFIG_HOME": profile, "XDG_CACHE_HOME": profile}
+    process = await asyncio.create_subprocess_exec(
+        *report.chromium_command,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        start_new_session=True,
+        env={**os.environ, **profile_home},
+    )
+    tail = bytearray()
+    assert process.stdout is not None
+    reader = asyncio.create_task(_keep_tail(process.stdout, tail))
+    try:
+        yield process
+    finally:
+        report.chromium_exit = process.returncode
+        await _stop(process, profile)
+        # The pipe closes once every process of the group is gone.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(reader, KILL_TIMEOUT_S)
+        reader.cancel()
+        report.chromium_stderr = tail.decode(errors="replace")
+
+
+async def _keep_tail(stream: asyncio.StreamReader, tail: bytearray) -> None:
+    while chunk := await stream.read(4096):
+        tail += chunk
+        del tail[:-STDERR_TAIL_BYTES]
+
+
+async def _stop(process: asyncio.subprocess.Process, profile: str) -> None:
+    """SIGTERM, so Chromium shuts its children down and reaps them itself; SIGKILL
+    for its process group if it did not; then, by pid, any process still naming the
+    profile on its command line (children of a Chromium that died on its own, and
+    the crash handler, which starts a session of its own)."""
+    with contextlib.suppress(ProcessLookupError):
+        process.terminate()
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(process.wait(), TERM_TIMEOUT_S)
+    if process.returncode is None:
+        # Not yet reaped, so the group is still Chromium's: start_new_session made
+        # it the leader of a group of its own (the /usr/bin/chromium wrapper execs,
+        # keeping the pid).
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        try:
+            await asyncio.wait_for(process.wait(), KILL_TIMEOUT_S)
+        except TimeoutError:
+            raise BrowserError(
+                f"Chromium (pid {process.pid}) outlived SIGKILL for {KILL_TIMEOUT_S}s"
+            ) from None
+    await _kill_leftovers(profile)
+
+
+async def _kill_leftovers(profile: str) -> None:
+    """Give processes that outlived Chromium `TERM_TIMEOUT_S` to go, then SIGKILL."""
+    polls = round(TERM_TIMEOUT_S / LEFTOVER_POLL_S)
+    for _ in range(polls):
+        if not _processes_naming(profile):
+            return
+        await asyncio.sleep(LEFTOVER_POLL_S)
+    for pid in _processes_naming(profile):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _processes_naming(marker: str) -> list[int]:
+    """The live processes with ``marker`` on their command line (Linux's /proc)."""
+    needle = marker.encode()
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            command_line = (entry / "cmdline").read_bytes()
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+        if needle in command_line:
+            pids.append(int(entry.name))
+    return pids
