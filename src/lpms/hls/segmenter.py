@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from fractions import Fraction
 
@@ -84,6 +85,10 @@ class _Track:
     converter: AnnexBConverter | None = None
 
 
+# A packet waiting to be muxed: (stream, data, dts, pts, keyframe).
+_Pending = tuple[av.stream.Stream, bytes, int, int, bool]
+
+
 @dataclass(slots=True)
 class _OpenSegment:
     container: av.container.OutputContainer
@@ -94,6 +99,10 @@ class _OpenSegment:
     size: int = 0
     frames: int = 0
     last_end_ms: int = 0
+    # (stream, data, dts, pts, keyframe) of every packet, muxed when the segment is
+    # complete: one burst per segment keeps the muxer's state hot in the CPU cache,
+    # where a packet at a time between other streams' work costs several times more.
+    pending: list[_Pending] = field(default_factory=list)
 
 
 class Segmenter:
@@ -103,10 +112,12 @@ class Segmenter:
         self.options = options or SegmenterOptions()
         self.next_sequence = first_sequence
         self._target_ms = int(self.options.segment_duration * 1000)
+        self._max_segment_bytes = self.options.max_segment_bytes
         self._video_config: CodecConfig | None = None
         self._audio_config: CodecConfig | None = None
         self._has_video = False
-        self._base_ms: int | None = None
+        self._base_ms = 0  # stream dts that becomes START_OFFSET_MS; set by the first segment
+        self._started = False
         self._wallclock_base: float = 0.0
         self._open: _OpenSegment | None = None
         self._waiting_for_keyframe = True
@@ -199,7 +210,8 @@ class Segmenter:
         return video == self._video_config and audio == self._audio_config
 
     def _start_segment(self, dts: int) -> None:
-        if self._base_ms is None:
+        if not self._started:
+            self._started = True
             self._base_ms = dts - START_OFFSET_MS
             self._wallclock_base = time.time() - START_OFFSET_MS / 1000
         buffer = io.BytesIO()
@@ -236,15 +248,15 @@ class Segmenter:
         segment, self._open = self._open, None
         if segment is None:
             return []
-        try:
-            segment.container.close()
-        except av.FFmpegError as exc:
-            raise HLSError(f"cannot finish an MPEG-TS segment: {exc}") from exc
         if segment.size > self.options.max_segment_bytes or not segment.frames:
+            segment.container.close()
             return []
+        _mux_all(segment)
         end_ms = segment.last_end_ms if next_dts is None else self._rebase(next_dts)
         duration = max(end_ms - segment.start_ms, 1) / 1000
-        data = self._counters.fix(segment.buffer.getvalue())
+        with segment.buffer.getbuffer() as written:
+            self._counters.fix(written)
+        data = segment.buffer.getvalue()
         sequence = self.next_sequence
         self.next_sequence += 1
         wallclock = self._wallclock_base + segment.start_ms / 1000
@@ -253,7 +265,7 @@ class Segmenter:
                 sequence=sequence,
                 data=data,
                 duration=duration,
-                start_ms=segment.start_ms + (self._base_ms or 0),
+                start_ms=segment.start_ms + self._base_ms,
                 program_date_time=datetime.fromtimestamp(wallclock, UTC),
                 video=segment.video.codec_config if segment.video else None,
                 audio=segment.audio.codec_config if segment.audio else None,
@@ -264,16 +276,18 @@ class Segmenter:
     # -- muxing ------------------------------------------------------------------
 
     def _rebase(self, dts: int) -> int:
-        return dts - (self._base_ms or 0)
+        return dts - self._base_ms
 
     def _mux(self, packet: MediaPacket) -> None:
         segment = self._open
         assert segment is not None
         video = packet.kind is TrackKind.VIDEO
         track = segment.video if video else segment.audio
-        if track is None or track.codec_config != packet.config:
+        if track is None:
+            return
+        if track.codec_config is not packet.config and track.codec_config != packet.config:
             return  # a packet of a configuration this segment was not opened with
-        if segment.size > self.options.max_segment_bytes:
+        if segment.size > self._max_segment_bytes:
             if segment.frames:
                 log.warning(
                     "segment over %d bytes without a keyframe: dropped",
@@ -283,7 +297,7 @@ class Segmenter:
                 segment.frames = 0
             self._waiting_for_keyframe = True
             return
-        dts = self._rebase(packet.dts)
+        dts = packet.dts - self._base_ms  # set when the first segment started
         if dts < 0:
             return  # from before the first segment's start: nothing to show it with
         if track.last_dts is not None:
@@ -294,7 +308,8 @@ class Segmenter:
                 self._last_video_interval = interval
             else:
                 self._last_audio_interval = interval
-        pts = dts + max(packet.composition_offset, 0)
+        composition_offset = packet.pts - packet.dts
+        pts = dts + composition_offset if composition_offset > 0 else dts
         track.last_dts = dts
         if track.converter is not None:
             data = track.converter.convert(packet.payload, packet.keyframe)
@@ -302,16 +317,7 @@ class Segmenter:
             data = adts_frame(track.codec_config.extradata, packet.payload)
         else:
             data = packet.payload
-        av_packet = av.Packet(data)
-        av_packet.stream = track.stream
-        av_packet.time_base = MS
-        av_packet.dts = dts
-        av_packet.pts = pts
-        av_packet.is_keyframe = packet.keyframe
-        try:
-            segment.container.mux_one(av_packet)
-        except av.FFmpegError as exc:
-            raise HLSError(f"cannot mux a {packet.codec.value} packet: {exc}") from exc
+        segment.pending.append((track.stream, data, dts, pts, packet.keyframe))
         segment.size += len(data)
         if video or not self._has_video:
             # The timeline track: it counts frames and says where the segment ends.
@@ -320,13 +326,36 @@ class Segmenter:
             segment.last_end_ms = max(segment.last_end_ms, dts + interval)
 
 
+def _mux_all(segment: _OpenSegment) -> None:
+    container = segment.container
+    try:
+        for stream, data, dts, pts, keyframe in segment.pending:
+            packet = av.Packet(data)
+            packet.stream = stream
+            packet.time_base = MS
+            packet.dts = dts
+            packet.pts = pts
+            packet.is_keyframe = keyframe
+            container.mux_one(packet)
+        container.close()
+    except av.FFmpegError as exc:
+        raise HLSError(f"cannot mux an MPEG-TS segment: {exc}") from exc
+    finally:
+        segment.pending.clear()
+
+
 class _ContinuityCounters:
     """Keeps each PID's 4-bit continuity counter running across segments.
 
     A fresh muxer starts every PID's counter at 0; a demuxer reading segments back
-    to back would see a jump at every boundary and flag the data as corrupt. Each
-    TS packet with a payload takes the PID's next counter value (ISO 13818-1
-    2.4.3.3); packets without one repeat the previous value.
+    to back would see a jump at every boundary and flag the data as corrupt
+    (ISO 13818-1 2.4.3.3). Within one segment the muxer's counters already run on,
+    so continuing them means adding one shift per PID to every packet's counter:
+    the value that PID's counter should have had at the segment's start.
+
+    This runs over every TS packet of every stream, so it works on strided slices
+    (one byte per packet) with ``bytes.translate`` for the main PID, which carries
+    nearly all packets, and touches the few others (audio, PAT, PMT, SDT) one by one.
     """
 
     __slots__ = ("_next",)
@@ -334,18 +363,45 @@ class _ContinuityCounters:
     def __init__(self) -> None:
         self._next: dict[int, int] = {}
 
-    def fix(self, data: bytes) -> bytes:
+    def fix(self, data: memoryview) -> None:
+        """Rewrite the counters of ``data`` (whole TS packets) in place."""
         if len(data) % TS_PACKET_SIZE:
             raise HLSError(f"muxer wrote {len(data)} bytes, not whole TS packets")
-        out = bytearray(data)
+        if not data:
+            return
         next_counter = self._next
-        for offset in range(0, len(out), TS_PACKET_SIZE):
-            pid = ((out[offset + 1] & 0x1F) << 8) | out[offset + 2]
-            flags = out[offset + 3]
-            counter = next_counter.get(pid, 0)
-            if flags & 0x10:  # has a payload
-                out[offset + 3] = (flags & 0xF0) | counter
-                next_counter[pid] = (counter + 1) & 0x0F
-            else:
-                out[offset + 3] = (flags & 0xF0) | ((counter - 1) & 0x0F)
-        return bytes(out)
+        size = TS_PACKET_SIZE
+        # Per packet: scrambling, adaptation, payload flags and the counter.
+        original = data[3::size].tobytes()
+        pid_high = data[1::size].tobytes().translate(_LOW_FIVE_BITS)
+        pid_low = data[2::size].tobytes()
+        others = sorted(
+            {m.start() for m in _NOT_MAIN_HIGH.finditer(pid_high)}
+            | {m.start() for m in _NOT_MAIN_LOW.finditer(pid_low)}
+        )
+        counters = bytearray(original.translate(_SHIFTS[next_counter.get(MAIN_PID, 0)]))
+        last: dict[int, int] = {}
+        for index in others:
+            pid = (pid_high[index] << 8) | pid_low[index]
+            counters[index] = _SHIFTS[next_counter.get(pid, 0)][original[index]]
+            last[pid] = index
+        if len(others) < len(original):
+            main_last = len(original) - 1
+            while others and main_last == others[-1]:
+                others.pop()
+                main_last -= 1
+            last[MAIN_PID] = main_last
+        for pid, index in last.items():
+            next_counter[pid] = (counters[index] + 1) & 0x0F
+        data[3::size] = counters
+
+
+# The muxer gives its first stream PID 0x100: the video of a stream that has video.
+MAIN_PID = 0x100
+_LOW_FIVE_BITS = bytes(value & 0x1F for value in range(256))
+_NOT_MAIN_HIGH = re.compile(b"[^\\x%02x]" % (MAIN_PID >> 8))
+_NOT_MAIN_LOW = re.compile(b"[^\\x%02x]" % (MAIN_PID & 0xFF))
+# _SHIFTS[s][byte 3] adds s to the counter in the low four bits, keeping the flags.
+_SHIFTS = tuple(
+    bytes((value & 0xF0) | ((value + shift) & 0x0F) for value in range(256)) for shift in range(16)
+)
