@@ -98,6 +98,9 @@ class Rendition:
         self._target = target_duration_for([], minimum=_whole_seconds(settings.segment_duration))
         self._discontinuity_next = False
         self._recorder = recorder
+        # Rendered text by URI prefix: players poll playlists far more often than
+        # segments arrive, so each is rendered once per change.
+        self._rendered: dict[str, str] = {}
 
     @property
     def target_duration(self) -> int:
@@ -117,6 +120,7 @@ class Rendition:
             discontinuity=self._discontinuity_next,
         )
         self._discontinuity_next = False
+        self._rendered.clear()
         self.next_sequence = segment.sequence + 1
         self._target = target_duration_for([segment.duration], minimum=self._target)
         self.entries.append(entry)
@@ -139,11 +143,13 @@ class Rendition:
     def resume(self) -> None:
         """A publisher returned: what follows is a discontinuity, and live again."""
         self.ended = False
+        self._rendered.clear()
         if self.entries or self.recorded:
             self._discontinuity_next = True
 
     def end(self) -> None:
         self.ended = True
+        self._rendered.clear()
         if self._recorder is not None:
             self._recorder.write_playlists(self)
 
@@ -160,6 +166,12 @@ class Rendition:
     def media_playlist(self, uri_prefix: str = "") -> str:
         """The live window (or the whole recording), URIs prefixed to be relative
         to wherever the playlist is served."""
+        text = self._rendered.get(uri_prefix)
+        if text is None:
+            text = self._rendered[uri_prefix] = self._render(uri_prefix)
+        return text
+
+    def _render(self, uri_prefix: str) -> str:
         recording = self._recorder is not None
         entries = self.recorded if recording else list(self.entries)
         discontinuity_sequence = 0 if recording else self.discontinuity_sequence
