@@ -4,6 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 SERVE_ARGS ?=
+BENCH_ARGS ?=
 # hls.js (from npm) for the browser playback test, tests/e2e/test_hls_browser.py.
 # `make test` installs it only where npm exists; elsewhere that test skips.
 BROWSER_DIR := tests/e2e/browser
@@ -51,7 +52,7 @@ $(BROWSER_STAMP): $(BROWSER_DIR)/package.json $(BROWSER_DIR)/package-lock.json
 	@touch $@
 
 bench: dev
-	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/ingest.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

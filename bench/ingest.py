@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""RTMP ingest and relay, lpms side by side with nginx-rtmp, in one run.
+"""RTMP ingest and relay (and HLS), lpms side by side with nginx-rtmp, in one run.
 
 N real-time 720p30 publishers (ffmpeg, stream copy), each with one RTMP player, run
 first against one server and then against the other with the same N and duration.
@@ -8,33 +8,48 @@ steady-state window, its peak RSS, how many players received the whole stream, a
 the lpms/nginx ratios. Ratios are the point: the clients share the machine with the
 server, so absolute figures depend on the machine and on how loaded it is.
 
-Exit status: 0 when every player of every server got the whole stream, 1 when one did
-not (or a server failed), 2 when a tool is missing, 130 when interrupted.
+With --hls both servers also cut every stream into 2 s MPEG-TS segments and serve the
+playlists over HTTP, and the script measures, per stream, the time from starting its
+publisher to its playlist first listing a segment.
+
+Exit status: 0 when every player of every server got the whole stream (and, with
+--hls, every playlist appeared, and every lpms playlist ended with EXT-X-ENDLIST), 1
+when one did not (or a server failed), 2 when a tool is missing, 130 when interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Coroutine, Iterator, Sequence
+from concurrent.futures import CancelledError, Future
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from types import FrameType
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 try:
+    import aiohttp
     import psutil
-except ImportError:  # pragma: no cover - only on a machine without the dev extras
-    print("bench/ingest.py needs psutil: run `make dev` (or pip install psutil)", file=sys.stderr)
+except ImportError as missing:  # pragma: no cover - only on a machine without the dev extras
+    print(
+        f"bench/ingest.py needs {missing.name}: run `make dev` (or pip install psutil aiohttp)",
+        file=sys.stderr,
+    )
     sys.exit(2)
+
+_T = TypeVar("_T")
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_DIR = BENCH_DIR.parent
@@ -76,6 +91,20 @@ RSS_SAMPLE_S = 0.5
 MIN_DURATION_S = 15.0
 SATURATED_PCT = 90.0  # machine busy share above which the figures understate demand
 
+# The lpms/nginx CPU per stream targets, by mode (--cpu-target overrides).
+CPU_TARGET_RELAY = 2.0
+CPU_TARGET_HLS = 1.5
+
+# HLS mode: the same segmenting on both servers, and how the first playlist is timed.
+HLS_SEGMENT_S = 2  # lpms --segment-duration, nginx-rtmp hls_fragment
+HLS_WINDOW = 6  # lpms --hls-window; nginx-rtmp hls_playlist_length is this many segments
+PLAYLIST_POLL_S = 0.05  # each stream's playlist is asked for this often ...
+PLAYLIST_TIMEOUT_S = 15.0  # ... until it lists a segment, or this long after its publisher
+PLAYLIST_REQUEST_TIMEOUT_S = 1.0
+PLAYLIST_WATCHER_TIMEOUT_S = 10.0  # starting and stopping the watcher's thread
+# nginx-rtmp ends no playlist with EXT-X-ENDLIST when its publisher leaves; lpms does.
+SERVERS_ENDING_PLAYLISTS = ("lpms",)
+
 # What "the whole stream" means for a player: exactly the packets its publisher sent,
 # from the keyframe at or after its join point to the end (compared by checksum), and
 # at least as many as were published while it was connected, less one GOP (a server
@@ -106,6 +135,7 @@ class BenchConfig:
     python: str
     tools: Tools
     input_path: Path
+    hls: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +172,17 @@ class PlayerResult:
 
 
 @dataclass(frozen=True, slots=True)
+class PlaylistResult:
+    """One stream's HLS playlist: when it first listed a segment, and how it ended."""
+
+    stream: int
+    url: str
+    first_playlist_s: float | None  # from starting the publisher; None: not within the timeout
+    last_answer: str  # what the last poll got: "ok", "404", "200 without #EXTINF", an error
+    ended: bool | None  # EXT-X-ENDLIST after the publish; None where not checked
+
+
+@dataclass(frozen=True, slots=True)
 class ServerResult:
     server: str
     streams: int
@@ -153,10 +194,23 @@ class ServerResult:
     players_complete: int
     players: tuple[PlayerResult, ...]
     error: str | None = None
+    hls: bool = False
+    first_playlist_median_s: float | None = None
+    first_playlist_max_s: float | None = None
+    playlists_listed: int = 0  # playlists that listed a segment within the timeout
+    playlists_ended: int | None = None  # with EXT-X-ENDLIST at the end; None: not checked
+    playlists: tuple[PlaylistResult, ...] = ()
 
     @property
     def ok(self) -> bool:
-        return self.error is None and self.players_complete == self.streams
+        players_ok = self.error is None and self.players_complete == self.streams
+        if not self.hls:
+            return players_ok
+        return (
+            players_ok
+            and self.playlists_listed == self.streams
+            and self.playlists_ended in (None, self.streams)
+        )
 
 
 @dataclass(slots=True)
@@ -413,15 +467,19 @@ def tail(path: Path, lines: int = 15) -> str:
 # --- servers ---------------------------------------------------------------------------
 
 
-def nginx_conf(run_dir: Path, module: str, port: int, streams: int) -> str:
+def nginx_conf(
+    run_dir: Path, module: str, port: int, streams: int, hls_http_port: int | None = None
+) -> str:
+    """nginx-rtmp's configuration; with an HTTP port, it also writes and serves HLS."""
     # play_restart sends NetStream.Play.Stop when the publisher leaves: without it,
     # nginx-rtmp keeps a player waiting for the next publisher and ffmpeg never ends.
+    hls = hls_http_port is not None
     return f"""# generated by bench/ingest.py
 load_module {module};
 daemon off;
 master_process on;
 worker_processes 1;
-error_log {run_dir / "error.log"} warn;
+{_nginx_user() if hls else ""}error_log {run_dir / "error.log"} warn;
 pid {run_dir / "nginx.pid"};
 events {{ worker_connections {max(1024, 4 * streams)}; }}
 rtmp {{
@@ -430,36 +488,101 @@ rtmp {{
         application stream {{
             live on;
             play_restart on;
+{_nginx_hls_application(run_dir) if hls else ""}        }}
+    }}
+}}
+{_nginx_hls_http(run_dir, hls_http_port) if hls_http_port is not None else ""}"""
+
+
+def _nginx_user() -> str:
+    # Run as root, nginx starts its worker as `nobody`, which cannot write the HLS files
+    # under run_dir; as anyone else the directive is ignored (and not needed).
+    return "user root;\n" if os.geteuid() == 0 else ""
+
+
+def _nginx_hls_application(run_dir: Path) -> str:
+    # The same segments as lpms's: cut at the first keyframe after HLS_SEGMENT_S, and a
+    # live playlist of HLS_WINDOW of them.
+    return f"""            hls on;
+            hls_path {run_dir / "hls"};
+            hls_fragment {HLS_SEGMENT_S}s;
+            hls_playlist_length {HLS_SEGMENT_S * HLS_WINDOW}s;
+"""
+
+
+def _nginx_hls_http(run_dir: Path, port: int) -> str:
+    # log_not_found off: the playlist is polled (404) until its first segment is written.
+    # The temporary paths nginx was built with are outside run_dir (/var/lib/nginx on
+    # Debian), where a user other than root cannot create them; none is used here.
+    temp = run_dir / "temp"
+    temp_paths = "".join(
+        f"    {kind}_temp_path {temp / kind};\n"
+        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    return f"""http {{
+    access_log off;
+{temp_paths}    server {{
+        listen 127.0.0.1:{port};
+        location /hls/ {{
+            alias {run_dir / "hls"}/;
+            types {{ application/vnd.apple.mpegurl m3u8; video/mp2t ts; }}
+            add_header Cache-Control no-cache;
+            log_not_found off;
         }}
     }}
 }}
 """
 
 
+@dataclass(frozen=True, slots=True)
+class RunningServer:
+    process: subprocess.Popen[bytes]
+    rtmp_port: int
+    log_path: Path
+    # HLS mode: stream `stream/NAME`'s playlist is at PLAYLIST_BASE/NAME.m3u8.
+    playlist_base: str | None
+
+    def playlist_url(self, name: str) -> str | None:
+        return None if self.playlist_base is None else f"{self.playlist_base}/{name}.m3u8"
+
+
 def start_server(
     name: str, config: BenchConfig, run_dir: Path, children: Children
-) -> tuple[subprocess.Popen[bytes], int, Path]:
-    """Starts one server on free loopback ports; returns it, its RTMP port and its log."""
-    rtmp_port = free_port()
+) -> RunningServer:
+    """Starts one server on free loopback ports and waits until it listens."""
+    rtmp_port, http_port = free_port(), free_port()
     log_path = run_dir / "server.log"
     if name == "nginx":
         assert config.tools.nginx is not None
         assert config.tools.nginx_module is not None
         conf_path = run_dir / "nginx.conf"
+        hls_http_port = http_port if config.hls else None
         conf_path.write_text(
-            nginx_conf(run_dir, config.tools.nginx_module, rtmp_port, config.streams)
+            nginx_conf(run_dir, config.tools.nginx_module, rtmp_port, config.streams, hls_http_port)
         )
+        (run_dir / "hls").mkdir()
+        (run_dir / "temp").mkdir()  # nginx creates only the last component of a temp path
         command = [config.tools.nginx, "-p", str(run_dir), "-c", str(conf_path)]
         command += ["-e", str(run_dir / "error.log")]
         process = children.spawn(command, log_path)
         log_path = run_dir / "error.log"
+        playlist_base = f"http://127.0.0.1:{http_port}/hls"
     else:
         command = [config.python, "-m", "lpms", "serve", "--host", "127.0.0.1"]
-        command += ["--rtmp-port", str(rtmp_port), "--http-port", str(free_port())]
+        command += ["--rtmp-port", str(rtmp_port), "--http-port", str(http_port)]
+        if config.hls:
+            command += ["--segment-duration", str(HLS_SEGMENT_S)]
+            command += ["--hls-window", str(HLS_WINDOW)]
+        else:
+            command += ["--no-hls"]  # as nginx-rtmp: no HLS unless asked
         command += ["--log-level", "warning"]
         process = children.spawn(command, log_path, env=lpms_env(), cwd=run_dir)
+        playlist_base = f"http://127.0.0.1:{http_port}/stream"
     wait_for_port(rtmp_port, process, log_path)
-    return process, rtmp_port, log_path
+    if not config.hls:
+        return RunningServer(process, rtmp_port, log_path, playlist_base=None)
+    wait_for_port(http_port, process, log_path)
+    return RunningServer(process, rtmp_port, log_path, playlist_base)
 
 
 # --- clients ---------------------------------------------------------------------------
@@ -624,6 +747,126 @@ def process_problems(player: Player, publisher: Publisher) -> list[str]:
     return reasons
 
 
+# --- HLS playlists ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PlaylistPoll:
+    first_playlist_s: float | None
+    last_answer: str
+
+
+class PlaylistWatcher:
+    """Polls every stream's playlist until it lists a segment, from a thread of its own.
+
+    Each stream is polled on its own schedule (an asyncio task), so the time measured
+    does not depend on the main loop's pace or on how many streams are still waiting.
+    """
+
+    def __init__(self) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="playlist-watcher", daemon=True
+        )
+        self._thread.start()
+        self._session = self._run(self._open_session())
+        self._polls: dict[int, Future[PlaylistPoll]] = {}
+
+    def _run(self, coroutine: Coroutine[Any, Any, _T]) -> _T:
+        future = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
+        return future.result(timeout=PLAYLIST_WATCHER_TIMEOUT_S)
+
+    async def _open_session(self) -> aiohttp.ClientSession:
+        timeout = aiohttp.ClientTimeout(total=PLAYLIST_REQUEST_TIMEOUT_S)
+        return aiohttp.ClientSession(timeout=timeout)
+
+    def watch(self, stream: int, url: str, started_at: float) -> None:
+        """Starts timing `stream`'s first playlist from `started_at` (time.monotonic())."""
+        self._polls[stream] = asyncio.run_coroutine_threadsafe(
+            self._first_playlist(url, started_at), self._loop
+        )
+
+    def result(self, stream: int) -> PlaylistPoll:
+        poll = self._polls.get(stream)
+        if poll is None:
+            return PlaylistPoll(None, "never polled")
+        try:
+            # Done by now, after a publish: a poll ends by PLAYLIST_TIMEOUT_S after its
+            # publisher started, plus the request in flight.
+            return poll.result(timeout=PLAYLIST_TIMEOUT_S + PLAYLIST_REQUEST_TIMEOUT_S)
+        except (CancelledError, TimeoutError):
+            return PlaylistPoll(None, "still polling")
+
+    def fetch(self, url: str) -> tuple[bytes | None, str]:
+        """One GET: the body when it answered 200, and what it answered."""
+        return self._run(self._fetch(url))
+
+    async def _first_playlist(self, url: str, started_at: float) -> PlaylistPoll:
+        deadline = started_at + PLAYLIST_TIMEOUT_S
+        answer = "not asked"
+        while (asked_at := time.monotonic()) < deadline:
+            body, answer = await self._fetch(url)
+            if body is not None and b"#EXTINF" in body:
+                return PlaylistPoll(round(time.monotonic() - started_at, 3), "ok")
+            if body is not None:
+                answer = "200 without #EXTINF"
+            await asyncio.sleep(max(0.0, asked_at + PLAYLIST_POLL_S - time.monotonic()))
+        return PlaylistPoll(None, answer)
+
+    async def _fetch(self, url: str) -> tuple[bytes | None, str]:
+        try:
+            async with self._session.get(url) as response:
+                body = await response.read()
+                if response.status != 200:
+                    return None, str(response.status)
+                return body, "200"
+        except (aiohttp.ClientError, TimeoutError) as error:
+            # Expected until the server has a playlist; the last one is reported.
+            return None, f"{type(error).__name__}: {error}".rstrip(": ")
+
+    async def _shutdown(self) -> None:
+        current = asyncio.current_task()
+        tasks = [task for task in asyncio.all_tasks() if task is not current]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._session.close()
+
+    def close(self) -> None:
+        try:
+            self._run(self._shutdown())
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=PLAYLIST_WATCHER_TIMEOUT_S)
+            if not self._thread.is_alive():
+                self._loop.close()
+
+
+def judge_playlists(
+    name: str, server: RunningServer, watcher: PlaylistWatcher, streams: int
+) -> tuple[PlaylistResult, ...]:
+    """First-playlist times, and (for a server that ends them) EXT-X-ENDLIST at the end."""
+    results = []
+    for stream in range(streams):
+        url = server.playlist_url(stream_name(stream))
+        assert url is not None
+        poll = watcher.result(stream)
+        ended = None
+        if name in SERVERS_ENDING_PLAYLISTS:
+            body, _answer = watcher.fetch(url)
+            ended = body is not None and b"#EXT-X-ENDLIST" in body
+        results.append(
+            PlaylistResult(
+                stream=stream,
+                url=url,
+                first_playlist_s=poll.first_playlist_s,
+                last_answer=poll.last_answer,
+                ended=ended,
+            )
+        )
+    return tuple(results)
+
+
 # --- one server's run ------------------------------------------------------------------
 
 
@@ -674,26 +917,37 @@ class Measurement:
 
 
 def run_server(name: str, config: BenchConfig) -> ServerResult:
-    run_dir = OUT_DIR / f"run-{name}"
+    run_dir = OUT_DIR / (f"run-{name}-hls" if config.hls else f"run-{name}")
     shutil.rmtree(run_dir, ignore_errors=True)
     run_dir.mkdir(parents=True)
     children = Children()
-    server: subprocess.Popen[bytes] | None = None
+    server: RunningServer | None = None
+    watcher = PlaylistWatcher() if config.hls else None
     try:
-        server, port, log_path = start_server(name, config, run_dir, children)
-        log(f"{name}: listening on 127.0.0.1:{port}; {config.streams} publishers starting")
-        measurement = Measurement(tree=ProcessTree(server.pid))
-        publishers, players = start_clients(config, port, run_dir, children, measurement)
-        drive_clients(name, config, server, publishers, players, children, measurement)
-        result = summarize(name, config, publishers, players, measurement)
-        if server.poll() is not None:
-            result = _with_error(result, f"the server exited with {server.returncode}", log_path)
+        server = start_server(name, config, run_dir, children)
+        log(
+            f"{name}: listening on 127.0.0.1:{server.rtmp_port}; "
+            f"{config.streams} publishers starting"
+        )
+        measurement = Measurement(tree=ProcessTree(server.process.pid))
+        publishers, players = start_clients(config, server, run_dir, children, measurement, watcher)
+        drive_clients(name, config, server.process, publishers, players, children, measurement)
+        playlists: tuple[PlaylistResult, ...] = ()
+        if watcher is not None:
+            playlists = judge_playlists(name, server, watcher, config.streams)
+        result = summarize(name, config, publishers, players, measurement, playlists)
+        if server.process.poll() is not None:
+            result = _with_error(
+                result, f"the server exited with {server.process.returncode}", server.log_path
+            )
         return result
     except BenchError as error:
         return _failed(name, config, str(error))
     finally:
         if server is not None:
-            stop_server(server)
+            stop_server(server.process)
+        if watcher is not None:
+            watcher.close()
         children.close()
 
 
@@ -709,6 +963,7 @@ def _failed(name: str, config: BenchConfig, error: str) -> ServerResult:
         players_complete=0,
         players=(),
         error=error,
+        hls=config.hls,
     )
 
 
@@ -716,13 +971,22 @@ def _with_error(result: ServerResult, error: str, log_path: Path) -> ServerResul
     return replace(result, error=f"{error}\n{tail(log_path)}")
 
 
+def stream_name(stream: int) -> str:
+    return f"bench{stream}"
+
+
 def start_clients(
-    config: BenchConfig, port: int, run_dir: Path, children: Children, measurement: Measurement
+    config: BenchConfig,
+    server: RunningServer,
+    run_dir: Path,
+    children: Children,
+    measurement: Measurement,
+    watcher: PlaylistWatcher | None,
 ) -> tuple[list[Publisher], list[Player]]:
     publishers: list[Publisher] = []
     players: list[Player] = []
     for stream in range(config.streams):
-        url = f"rtmp://127.0.0.1:{port}/stream/bench{stream}"
+        url = f"rtmp://127.0.0.1:{server.rtmp_port}/stream/{stream_name(stream)}"
         record = run_dir / f"publisher-{stream:02d}.crc"
         command = publisher_command(
             config.tools.ffmpeg, config.input_path, config.duration_s, url, record
@@ -730,6 +994,9 @@ def start_clients(
         process = children.spawn(command, record.with_suffix(".log"))
         now = time.monotonic()
         publishers.append(Publisher(stream, process, record, started_at=now))
+        playlist_url = server.playlist_url(stream_name(stream))
+        if watcher is not None and playlist_url is not None:
+            watcher.watch(stream, playlist_url, started_at=now)
         players.append(
             Player(
                 stream=stream,
@@ -832,6 +1099,7 @@ def summarize(
     publishers: list[Publisher],
     players: list[Player],
     measurement: Measurement,
+    playlists: tuple[PlaylistResult, ...] = (),
 ) -> ServerResult:
     results = []
     for publisher, player in zip(publishers, players, strict=True):
@@ -855,7 +1123,22 @@ def summarize(
         players_complete=sum(r.complete for r in results),
         players=tuple(results),
         error=error,
+        hls=config.hls,
+        **playlist_figures(playlists),
     )
+
+
+def playlist_figures(playlists: tuple[PlaylistResult, ...]) -> dict[str, Any]:
+    """ServerResult's HLS fields: first-playlist median and max over the streams that got one."""
+    times = [p.first_playlist_s for p in playlists if p.first_playlist_s is not None]
+    checked = [p.ended for p in playlists if p.ended is not None]
+    return {
+        "first_playlist_median_s": round(statistics.median(times), 2) if times else None,
+        "first_playlist_max_s": round(max(times), 2) if times else None,
+        "playlists_listed": len(times),
+        "playlists_ended": sum(checked) if checked else None,
+        "playlists": playlists,
+    }
 
 
 # --- report ----------------------------------------------------------------------------
@@ -881,10 +1164,11 @@ TABLE_HEADER = (
     "window s",
     "machine busy %",
 )
+HLS_TABLE_HEADER = ("1st playlist med s", "1st playlist max s", "ENDLIST")
 
 
 def table_row(result: ServerResult) -> list[str]:
-    return [
+    row = [
         result.server,
         str(result.streams),
         _fmt(result.cpu_pct_per_stream, 2),
@@ -894,11 +1178,30 @@ def table_row(result: ServerResult) -> list[str]:
         f"{result.window_s:.1f}",
         _fmt(result.machine_busy_pct, 0),
     ]
+    if result.hls:
+        ended = result.playlists_ended
+        row += [
+            _fmt(result.first_playlist_median_s, 2),
+            _fmt(result.first_playlist_max_s, 2),
+            "-" if ended is None else f"{ended}/{result.streams}",
+        ]
+    return row
 
 
-def print_table(results: dict[str, ServerResult], cpu_target: float) -> None:
-    rows = [list(TABLE_HEADER), *(table_row(r) for r in results.values())]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(TABLE_HEADER))]
+def mode_line(config: BenchConfig) -> str:
+    if not config.hls:
+        return f"mode: RTMP relay, no HLS ({config.streams} streams, {config.duration_s:g} s)"
+    return (
+        f"mode: RTMP relay + HLS, {HLS_SEGMENT_S} s segments, {HLS_WINDOW} in a playlist "
+        f"({config.streams} streams, {config.duration_s:g} s)"
+    )
+
+
+def print_table(config: BenchConfig, results: dict[str, ServerResult], cpu_target: float) -> None:
+    header = [*TABLE_HEADER, *(HLS_TABLE_HEADER if config.hls else ())]
+    rows = [header, *(table_row(r) for r in results.values())]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    print(mode_line(config))
     for row in rows:
         cells = [row[0].ljust(widths[0])]
         cells += [cell.rjust(width) for cell, width in zip(row[1:], widths[1:], strict=True)]
@@ -908,6 +1211,9 @@ def print_table(results: dict[str, ServerResult], cpu_target: float) -> None:
         print(f"lpms/nginx CPU per stream: {cpu_ratio:.2f}x (target <= {cpu_target:.1f}x)")
     if rss_ratio is not None:
         print(f"lpms/nginx peak RSS: {rss_ratio:.2f}x")
+    playlist_ratio = ratio(results, "first_playlist_median_s")
+    if config.hls and playlist_ratio is not None:
+        print(f"lpms/nginx first playlist median: {playlist_ratio:.2f}x (target <= 1.0x)")
     for result in results.values():
         print_problems(result)
 
@@ -918,6 +1224,18 @@ def print_problems(result: ServerResult) -> None:
     for player in result.players:
         if not player.complete:
             print(f"{result.server} stream {player.stream}: {player.reason}")
+    for playlist in result.playlists:
+        if playlist.first_playlist_s is None:
+            print(
+                f"{result.server} stream {playlist.stream}: no playlist listing a segment "
+                f"within {PLAYLIST_TIMEOUT_S:.0f} s at {playlist.url} "
+                f"(last answer: {playlist.last_answer})"
+            )
+        if playlist.ended is False:
+            print(
+                f"{result.server} stream {playlist.stream}: the playlist has no "
+                "EXT-X-ENDLIST after the publish ended"
+            )
     if result.machine_busy_pct is not None and result.machine_busy_pct > SATURATED_PCT:
         print(
             f"{result.server}: the machine was {result.machine_busy_pct:.0f}% busy; "
@@ -942,16 +1260,39 @@ def report_json(config: BenchConfig, results: dict[str, ServerResult], cpu_targe
                 "audio_kbps": AUDIO_KBPS,
             },
             "cpus": psutil.cpu_count(),
+            "mode": "hls" if config.hls else "relay",
+            "hls": (
+                {
+                    "segment_duration_s": HLS_SEGMENT_S,
+                    "window_segments": HLS_WINDOW,
+                    "poll_s": PLAYLIST_POLL_S,
+                    "timeout_s": PLAYLIST_TIMEOUT_S,
+                }
+                if config.hls
+                else None
+            ),
             "servers": {name: {**asdict(r), "ok": r.ok} for name, r in results.items()},
             "ratios": {
                 "cpu_per_stream": ratio(results, "cpu_pct_per_stream"),
                 "peak_rss": ratio(results, "peak_rss_mib"),
+                "first_playlist_median": ratio(results, "first_playlist_median_s"),
             },
             "cpu_ratio_target": cpu_target,
+            "first_playlist_ratio_target": 1.0 if config.hls else None,
             "ok": all(r.ok for r in results.values()),
         },
         indent=2,
     )
+
+
+def done_line(result: ServerResult) -> str:
+    line = f"{result.server}: done, {result.players_complete}/{result.streams} complete"
+    if result.hls:
+        line += (
+            f", {result.playlists_listed}/{result.streams} playlists, first playlist median "
+            f"{_fmt(result.first_playlist_median_s, 2)} s"
+        )
+    return line
 
 
 def log(message: str) -> None:
@@ -973,7 +1314,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--python", default=sys.executable, help="interpreter that runs lpms")
     parser.add_argument("--nginx", help="nginx binary (default: found on PATH or in /usr/sbin)")
     parser.add_argument("--nginx-module", help="path of ngx_rtmp_module.so")
-    parser.add_argument("--cpu-target", type=float, default=2.0, help="lpms/nginx CPU target")
+    parser.add_argument(
+        "--hls",
+        action="store_true",
+        help=f"both servers also serve HLS ({HLS_SEGMENT_S} s segments); times the first playlist",
+    )
+    parser.add_argument(
+        "--cpu-target",
+        type=float,
+        help=f"lpms/nginx CPU target (default {CPU_TARGET_RELAY:g}, with --hls {CPU_TARGET_HLS:g})",
+    )
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     args = parser.parse_args(argv)
     servers = tuple(s.strip() for s in args.servers.split(",") if s.strip())
@@ -985,6 +1335,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if args.duration < MIN_DURATION_S:
         parser.error(f"--duration must be at least {MIN_DURATION_S:.0f} s")
     args.servers = servers
+    if args.cpu_target is None:
+        args.cpu_target = CPU_TARGET_HLS if args.hls else CPU_TARGET_RELAY
     return args
 
 
@@ -1023,10 +1375,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 python=args.python,
                 tools=tools,
                 input_path=ensure_input(tools.ffmpeg),
+                hls=args.hls,
             )
             for name in config.servers:
                 results[name] = run_server(name, config)
-                log(f"{name}: done, {results[name].players_complete}/{config.streams} complete")
+                log(done_line(results[name]))
         except KeyboardInterrupt:
             print("ingest: interrupted; servers and clients stopped", file=sys.stderr)
             return 130
@@ -1036,7 +1389,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.json:
         print(report_json(config, results, args.cpu_target))
     else:
-        print_table(results, args.cpu_target)
+        print_table(config, results, args.cpu_target)
     return 0 if all(r.ok for r in results.values()) else 1
 
 
