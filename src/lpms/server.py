@@ -19,7 +19,7 @@ from typing import Any, TypeAlias, TypeVar
 from aiohttp import web
 
 from lpms.config import Settings
-from lpms.errors import StreamError
+from lpms.errors import HLSError, StreamError
 from lpms.hls.live import LiveSegmenter
 from lpms.hls.segmenter import SegmenterOptions
 from lpms.hls.store import SOURCE, HLSStore, HLSStream
@@ -84,7 +84,7 @@ class LPMS:
         self._http_site: web.TCPSite | None = None
         self.hls = HLSStore(settings.hls, settings.workdir, max_streams=settings.max_streams)
         self._hls_handlers = HLSHandlers()
-        self._segmenters: set[LiveSegmenter] = set()
+        self._segmenters: dict[str, LiveSegmenter] = {}  # by stream ID
         self._closed = asyncio.Event()
         self._background: set[asyncio.Task[Any]] = set()
 
@@ -139,6 +139,16 @@ class LPMS:
         unless ``Settings.hls.enabled`` is off; an application calls it for streams
         it manages itself. A stream ID served before, still within its grace
         period, continues its playlist after a discontinuity."""
+        running = self._segmenters.get(stream.id)
+        if running is not None and running.stream.ended:
+            running.drain()  # the last publisher's final segment and ENDLIST, first
+            running = self._segmenters.get(stream.id)
+        if running is not None:
+            if running.stream is not stream:
+                raise HLSError(f"stream {stream.id} is already being segmented")
+            hls = self.hls.get(stream.id)
+            assert hls is not None
+            return hls
         if options is None:
             hls_settings = self.settings.hls
             options = SegmenterOptions(
@@ -149,11 +159,12 @@ class LPMS:
         segmenter = LiveSegmenter(
             stream, hls.rendition(SOURCE), options, on_end=self._segmenter_ended
         )
-        self._segmenters.add(segmenter)
+        self._segmenters[stream.id] = segmenter
         return hls
 
     def _segmenter_ended(self, segmenter: LiveSegmenter) -> None:
-        self._segmenters.discard(segmenter)
+        if self._segmenters.get(segmenter.stream.id) is segmenter:
+            del self._segmenters[segmenter.stream.id]
         hls = self.hls.get(segmenter.stream.id)
         if hls is not None:
             self.hls.close(hls)
@@ -213,7 +224,7 @@ class LPMS:
         for stream in list(self.streams):
             stream.end()
             self.streams.remove(stream)
-        for segmenter in list(self._segmenters):
+        for segmenter in list(self._segmenters.values()):
             segmenter.drain()  # the stream has ended: flushes the last segment
         self.hls.close_all()
         # Off the loop: waits for the recording writer to finish what it has queued.
@@ -264,7 +275,10 @@ class LPMS:
                 raise RTMPRefused(PUBLISH_UNAUTHORIZED, f"publishing {stream_id} is not allowed")
         log.info("publish started %s from %s", stream.id, request.client_ip)
         if self.settings.hls.enabled:
-            self.segment_rtmp_to_hls(stream)
+            try:
+                self.segment_rtmp_to_hls(stream)
+            except HLSError as exc:  # RTMP goes on without HLS
+                log.error("no HLS for %s: %s", stream.id, exc)
         return stream
 
     def end_publish(self, request: RTMPRequest, stream: Stream, bytes_in: int) -> None:

@@ -12,7 +12,7 @@ import aiohttp
 import m3u8
 import pytest
 
-from lpms import LPMS, HLSRequest, HLSSettings, RTMPRequest, Settings, Stream
+from lpms import LPMS, HLSError, HLSRequest, HLSSettings, RTMPRequest, Settings, Stream
 from tests.e2e.clients import CLIP_FPS, CLIP_HEIGHT, CLIP_WIDTH
 from tests.e2e.conftest import (
     ClipFile,
@@ -23,6 +23,7 @@ from tests.e2e.conftest import (
     start_publish,
     wait_for_stream,
 )
+from tests.flv_file import flv_packets
 
 pytestmark = pytest.mark.e2e
 
@@ -313,3 +314,27 @@ async def test_recording_plays_after_restart(tmp_path: Path, clip: ClipFile) -> 
 
 def _rising(values: list[float]) -> bool:
     return all(b > a for a, b in itertools.pairwise(values))
+
+
+async def test_segmenting_a_stream_the_application_feeds(clip: ClipFile) -> None:
+    """segment_rtmp_to_hls on a Stream that no RTMP publisher feeds."""
+    settings = Settings(hls=HLSSettings(enabled=False))
+    server = LPMS(host="127.0.0.1", rtmp_port=0, http_port=0, settings=settings)
+    await server.start()
+    try:
+        stream = Stream("app/own")
+        hls = server.segment_rtmp_to_hls(stream)
+        assert server.segment_rtmp_to_hls(stream) is hls  # asking twice is harmless
+        with pytest.raises(HLSError):
+            server.segment_rtmp_to_hls(Stream("app/own"))  # another stream, same ID
+        for packet in flv_packets(clip.clip.flv):
+            stream.write(packet)
+            await asyncio.sleep(0)
+        stream.end()
+        playlist = await wait_for_endlist(http_url(server, "app/own.m3u8"))
+        assert sum(s.duration for s in playlist.segments) == pytest.approx(6.0, abs=0.5)
+        decoded = await decode_hls(http_url(server, "app/own.m3u8"))
+        assert decoded.error is None
+        assert len(decoded.video_pts) == len(clip.clip.of_kind("video"))
+    finally:
+        await server.close()
