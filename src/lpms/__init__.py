@@ -14,14 +14,28 @@ from lpms.media.stream import Stream, StreamEnded, StreamLimits, Subscription
 from lpms.rtmp.connection import ConnectionLimits
 from lpms.rtmp.listener import ListenerSettings, RTMPRequest
 from lpms.server import LPMS
+from lpms.transcode.profiles import (
+    PRESETS,
+    GOPFrames,
+    GOPSeconds,
+    H264Profile,
+    ProfileError,
+    VideoCodec,
+    VideoProfile,
+    profile_by_name,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "LPMS",
+    "PRESETS",
     "Codec",
     "CodecConfig",
     "ConnectionLimits",
+    "GOPFrames",
+    "GOPSeconds",
+    "H264Profile",
     "HLSError",
     "HLSRequest",
     "HLSSettings",
@@ -30,6 +44,7 @@ __all__ = [
     "ListenerSettings",
     "MediaError",
     "MediaPacket",
+    "ProfileError",
     "RTMPProtocolError",
     "RTMPRequest",
     "Segment",
@@ -41,5 +56,8 @@ __all__ = [
     "StreamLimits",
     "Subscription",
     "TrackKind",
+    "VideoCodec",
+    "VideoProfile",
     "__version__",
+    "profile_by_name",
 ]

@@ -14,6 +14,7 @@ from lpms import __version__
 from lpms.config import DEFAULT_HOST, DEFAULT_HTTP_PORT, DEFAULT_RTMP_PORT, Settings
 from lpms.hls.store import HLSSettings
 from lpms.server import LPMS
+from lpms.transcode.profiles import PRESETS, format_bitrate, format_framerate
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
@@ -53,13 +54,13 @@ def build_parser() -> argparse.ArgumentParser:
     hls = HLSSettings()
     serve.add_argument(
         "--segment-duration",
-        type=_positive(float, 0.5, 60.0),
+        type=_number_in(float, 0.5, 60.0),
         default=hls.segment_duration,
         help=f"HLS target segment length in seconds (default {hls.segment_duration:g})",
     )
     serve.add_argument(
         "--hls-window",
-        type=_positive(int, 1, 1000),
+        type=_number_in(int, 1, 1000),
         default=hls.window,
         help=f"segments in a live HLS playlist (default {hls.window})",
     )
@@ -73,10 +74,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--no-hls", action="store_true", help="RTMP only: no HLS output")
     serve.add_argument("--log-level", choices=LOG_LEVELS, default="info", help="default info")
+    profiles = commands.add_parser("profiles", help="list the built-in video profiles")
+    profiles.set_defaults(log_level="warning")
     return parser
 
 
-def _positive(kind: type[float] | type[int], low: float, high: float) -> Any:
+def _number_in(kind: type[float] | type[int], low: float, high: float) -> Any:
     def parse(text: str) -> float | int:
         try:
             value = kind(text)
@@ -105,9 +108,31 @@ async def _serve(settings: Settings) -> None:
     await server.serve()
 
 
+def print_profiles() -> int:
+    """The ``lpms profiles`` table: LPMS's preset profiles, one a line."""
+    header = ("NAME", "RESOLUTION", "BITRATE", "FPS", "CODEC")
+    rows = [header] + [
+        (
+            profile.name,
+            profile.resolution,
+            format_bitrate(profile.bitrate),
+            format_framerate(profile.framerate),
+            profile.codec.value,
+        )
+        for profile in PRESETS.values()
+    ]
+    widths = [max(len(row[column]) for row in rows) for column in range(len(header))]
+    for row in rows:
+        cells = (cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+        print("  ".join(cells).rstrip())
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging(args.log_level)
+    if args.command == "profiles":
+        return print_profiles()
     if args.command == "serve":
         if args.record and not args.workdir:
             build_parser().error("--record needs --workdir DIR")

@@ -1,0 +1,41 @@
+"""Transcoding: video profiles (and, beside them, the per-stream transcoder)."""
+
+from lpms.transcode.profiles import (
+    DEFAULT_PRESET,
+    GOP,
+    INTRA_ONLY,
+    PRESETS,
+    GOPFrames,
+    GOPSeconds,
+    H264Profile,
+    ProfileError,
+    VideoCodec,
+    VideoProfile,
+    output_size,
+    parse_gop,
+    parse_profiles,
+    profile_by_name,
+    profile_from_mapping,
+    profiles_from_json,
+    profiles_from_toml,
+)
+
+__all__ = [
+    "DEFAULT_PRESET",
+    "GOP",
+    "INTRA_ONLY",
+    "PRESETS",
+    "GOPFrames",
+    "GOPSeconds",
+    "H264Profile",
+    "ProfileError",
+    "VideoCodec",
+    "VideoProfile",
+    "output_size",
+    "parse_gop",
+    "parse_profiles",
+    "profile_by_name",
+    "profile_from_mapping",
+    "profiles_from_json",
+    "profiles_from_toml",
+]

@@ -1,0 +1,592 @@
+"""Video profiles: what one rendition of a live stream looks like.
+
+A `VideoProfile` says how to encode one output: size, bitrate, frame rate, keyframe
+spacing (GOP), codec, H.264 profile and encoder preset. `PRESETS` holds LPMS's
+built-in profiles under LPMS's names and numbers (livepeer/lpms,
+``ffmpeg/videoprofile.go``). Profiles come from preset names (``"P720p30fps16x9,..."``),
+from LPMS's JSON transcoding options, or from a TOML file; `output_size` fits a source
+of any shape into a profile's box.
+"""
+
+from __future__ import annotations
+
+import difflib
+import enum
+import json
+import math
+import re
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from types import MappingProxyType
+from typing import TypeAlias, TypeVar
+
+from lpms.errors import LPMSError
+
+DEFAULT_PRESET = "veryfast"
+"""The encoder preset for live work: fast enough for real time on a few cores."""
+
+MAX_DIMENSION = 16384
+MAX_BITRATE = 1_000_000_000
+MAX_FRAMERATE = 1000
+MAX_GOP_FRAMES = 100_000
+MAX_GOP_SECONDS = 3600
+MAX_NAME_LENGTH = 100
+
+_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+_ASPECT_PATTERN = re.compile(r"([1-9][0-9]*):([1-9][0-9]*)")
+_PRESET_PATTERN = re.compile(r"[A-Za-z0-9_.-]+")
+_BITRATE_PATTERN = re.compile(r"([0-9]+(?:\.[0-9]+)?)\s*([kKmM]?)")
+_GOP_PATTERN = re.compile(r"([0-9]+(?:\.[0-9]+)?)\s*(s|f|frames)?")
+
+
+class ProfileError(LPMSError, ValueError):
+    """A video profile, or its description in a name, JSON or TOML, is not valid."""
+
+
+class VideoCodec(enum.Enum):
+    """Output video codec; the values are LPMS's names (its JSON ``encoder`` field)."""
+
+    H264 = "H.264"
+    HEVC = "HEVC"
+    VP9 = "VP9"
+    AV1 = "AV1"
+
+    @classmethod
+    def parse(cls, text: str) -> VideoCodec:
+        """LPMS's name (``"H.264"``, ``"HEVC"``, ``"VP9"``) or a common alias, any case;
+        empty means H.264, as in LPMS."""
+        key = text.strip().lower()
+        if not key:
+            return cls.H264
+        codec = _CODEC_ALIASES.get(key)
+        if codec is None:
+            known = ", ".join(c.value for c in cls)
+            raise ProfileError(f"unknown codec {text!r}; choose one of {known}")
+        return codec
+
+
+_CODEC_ALIASES: Mapping[str, VideoCodec] = {
+    "h.264": VideoCodec.H264,
+    "h264": VideoCodec.H264,
+    "avc": VideoCodec.H264,
+    "hevc": VideoCodec.HEVC,
+    "h.265": VideoCodec.HEVC,
+    "h265": VideoCodec.HEVC,
+    "vp9": VideoCodec.VP9,
+    "av1": VideoCodec.AV1,
+}
+
+
+class H264Profile(enum.Enum):
+    """H.264 profile. Constrained high is the high profile without B-frames."""
+
+    BASELINE = "baseline"
+    MAIN = "main"
+    HIGH = "high"
+    CONSTRAINED_HIGH = "constrained_high"
+
+    @property
+    def encoder_profile(self) -> str:
+        """The encoder's ``profile`` option (LPMS passes ``high`` for constrained high)."""
+        return "high" if self is H264Profile.CONSTRAINED_HIGH else self.value
+
+    @property
+    def b_frames(self) -> int:
+        """Most consecutive B-frames: none for baseline and constrained high (as LPMS)."""
+        return 0 if self in (H264Profile.BASELINE, H264Profile.CONSTRAINED_HIGH) else 3
+
+    @classmethod
+    def parse(cls, text: str) -> H264Profile | None:
+        """LPMS's names (``"H264Baseline"``, ``"h264constrainedhigh"``, ``"none"``) or
+        ours (``"baseline"``, ``"constrained_high"``), any case; empty or ``none`` is None
+        (the encoder's default)."""
+        key = re.sub(r"[\s_-]", "", text.lower()).removeprefix("h264")
+        if key in ("", "none"):
+            return None
+        for profile in cls:
+            if profile.value.replace("_", "") == key:
+                return profile
+        known = ", ".join(p.value for p in cls)
+        raise ProfileError(f"unknown H.264 profile {text!r}; choose one of {known}")
+
+
+@dataclass(frozen=True, slots=True)
+class GOPSeconds:
+    """A keyframe every `seconds` of output (LPMS's ``gop``, in seconds)."""
+
+    seconds: Fraction
+
+    def __post_init__(self) -> None:
+        if isinstance(self.seconds, int) and not isinstance(self.seconds, bool):
+            object.__setattr__(self, "seconds", Fraction(self.seconds))
+        seconds = self.seconds
+        if not isinstance(seconds, Fraction) or not 0 < seconds <= MAX_GOP_SECONDS:
+            raise ProfileError(f"GOP must be above 0, at most {MAX_GOP_SECONDS} s: {seconds!r}")
+
+    def keyframe_interval(self, framerate: Fraction | None) -> int | None:
+        """Frames from one keyframe to the next at `framerate`; None when the frame rate
+        is passed through, and the keyframes are then placed by time."""
+        if framerate is None:
+            return None
+        return max(1, round(self.seconds * framerate))
+
+
+@dataclass(frozen=True, slots=True)
+class GOPFrames:
+    """A keyframe every `frames` output frames; ``GOPFrames(1)`` is intra-only."""
+
+    frames: int
+
+    def __post_init__(self) -> None:
+        frames = self.frames
+        if isinstance(frames, bool) or not isinstance(frames, int):
+            raise ProfileError(f"GOP frames must be an integer, got {frames!r}")
+        if not 1 <= frames <= MAX_GOP_FRAMES:
+            raise ProfileError(f"GOP must be 1 to {MAX_GOP_FRAMES} frames, got {frames}")
+
+    def keyframe_interval(self, framerate: Fraction | None) -> int:
+        """Frames from one keyframe to the next (the frame rate does not matter)."""
+        return self.frames
+
+
+GOP: TypeAlias = GOPSeconds | GOPFrames
+"""Keyframe spacing inside a segment. A profile's ``gop=None`` means a keyframe only
+at each source segment boundary, which every profile gets anyway so that renditions'
+segments line up."""
+
+INTRA_ONLY = GOPFrames(1)
+
+
+def parse_gop(value: str | int | float) -> GOP | None:
+    """A GOP as LPMS's JSON writes it: seconds as a number or a string (``"2"``,
+    ``"0.5"``), or ``"intra"``; we also read ``"2s"`` and frames as ``"60f"`` or
+    ``"60 frames"``. Empty means None (a keyframe at each segment boundary only)."""
+    if isinstance(value, bool):
+        raise ProfileError(f"GOP must be seconds, frames or 'intra', got {value!r}")
+    if isinstance(value, int | float):
+        return GOPSeconds(_exact_fraction(value, "GOP"))
+    text = value.strip().lower()
+    if not text:
+        return None
+    if text == "intra":
+        return INTRA_ONLY
+    match = _GOP_PATTERN.fullmatch(text)
+    if match is None:
+        raise ProfileError(
+            f"GOP must be seconds ('2', '2s'), frames ('60f') or 'intra', got {value!r}"
+        )
+    number, unit = match.groups()
+    if unit in ("f", "frames"):
+        if "." in number:
+            raise ProfileError(f"GOP frames must be a whole number, got {value!r}")
+        return GOPFrames(int(number))
+    return GOPSeconds(Fraction(number))
+
+
+def parse_bitrate(value: str | int) -> int:
+    """Bits per second from an integer or LPMS's ``"4000k"`` form (``k`` and ``M``)."""
+    if isinstance(value, bool):
+        raise ProfileError(f"bitrate must be bits per second, got {value!r}")
+    if isinstance(value, int):
+        return value
+    match = _BITRATE_PATTERN.fullmatch(value.strip())
+    if match is None:
+        raise ProfileError(f"bitrate must look like 4000000, '4000k' or '4M', got {value!r}")
+    number, suffix = match.groups()
+    scale = {"": 1, "k": 1000, "m": 1_000_000}[suffix.lower()]
+    bitrate = Fraction(number) * scale
+    if bitrate.denominator != 1:
+        raise ProfileError(f"bitrate must be a whole number of bits per second, got {value!r}")
+    return int(bitrate)
+
+
+@dataclass(frozen=True, slots=True)
+class VideoProfile:
+    """How to encode one rendition.
+
+    `bitrate` is in bits per second. `framerate` None passes the source's frame rate
+    through. `aspect_ratio` is a label such as ``"16:9"`` (empty: width:height
+    reduced); like LPMS, scaling keeps the source's shape whatever it says (see
+    `output_size`). `gop` None means a keyframe only at each source segment boundary.
+    `h264_profile` None leaves the encoder's default; it is for H.264 only. `preset`
+    is the encoder's speed preset.
+    """
+
+    name: str
+    width: int
+    height: int
+    bitrate: int
+    framerate: Fraction | None = None
+    aspect_ratio: str = ""
+    gop: GOP | None = None
+    codec: VideoCodec = VideoCodec.H264
+    h264_profile: H264Profile | None = None
+    preset: str = DEFAULT_PRESET
+
+    def __post_init__(self) -> None:
+        _check_name(self.name)
+        _check_int("width", self.width, 2, MAX_DIMENSION)
+        _check_int("height", self.height, 2, MAX_DIMENSION)
+        _check_int("bitrate", self.bitrate, 1, MAX_BITRATE)
+        object.__setattr__(self, "framerate", _checked_framerate(self.framerate))
+        object.__setattr__(self, "aspect_ratio", _checked_aspect_ratio(self))
+        if self.gop is not None and not isinstance(self.gop, GOPSeconds | GOPFrames):
+            raise ProfileError(f"gop must be GOPSeconds, GOPFrames or None, got {self.gop!r}")
+        _check_encoder(self)
+
+    @property
+    def resolution(self) -> str:
+        """``"1280x720"``, as LPMS writes it."""
+        return f"{self.width}x{self.height}"
+
+
+def _check_name(name: object) -> None:
+    if not isinstance(name, str) or not _NAME_PATTERN.fullmatch(name):
+        raise ProfileError(
+            f"profile name must be letters, digits, '_', '.' or '-' (it names output files), "
+            f"got {name!r}"
+        )
+    if len(name) > MAX_NAME_LENGTH:
+        raise ProfileError(f"profile name longer than {MAX_NAME_LENGTH} characters: {name[:20]}...")
+
+
+def _check_int(field: str, value: object, low: int, high: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ProfileError(f"{field} must be an integer, got {value!r}")
+    if not low <= value <= high:
+        raise ProfileError(f"{field} must be {low} to {high}, got {value}")
+
+
+def _checked_aspect_ratio(profile: VideoProfile) -> str:
+    if not profile.aspect_ratio:
+        divisor = math.gcd(profile.width, profile.height)
+        return f"{profile.width // divisor}:{profile.height // divisor}"
+    ratio = profile.aspect_ratio
+    if not isinstance(ratio, str) or not _ASPECT_PATTERN.fullmatch(ratio):
+        raise ProfileError(f"aspect ratio must look like '16:9', got {ratio!r}")
+    return ratio
+
+
+def _check_encoder(profile: VideoProfile) -> None:
+    if not isinstance(profile.codec, VideoCodec):
+        raise ProfileError(f"codec must be a VideoCodec, got {profile.codec!r}")
+    h264_profile = profile.h264_profile
+    if h264_profile is not None and not isinstance(h264_profile, H264Profile):
+        raise ProfileError(f"h264_profile must be an H264Profile, got {h264_profile!r}")
+    if h264_profile is not None and profile.codec is not VideoCodec.H264:
+        raise ProfileError(f"an H.264 profile needs codec H.264, not {profile.codec.value}")
+    preset = profile.preset
+    if not isinstance(preset, str) or not _PRESET_PATTERN.fullmatch(preset):
+        raise ProfileError(f"encoder preset must be one word like 'veryfast', got {preset!r}")
+
+
+def _checked_framerate(framerate: object) -> Fraction | None:
+    if framerate is None:
+        return None
+    if isinstance(framerate, int) and not isinstance(framerate, bool):
+        framerate = Fraction(framerate)
+    if not isinstance(framerate, Fraction):
+        raise ProfileError(f"frame rate must be a Fraction or None, got {framerate!r}")
+    if not 0 < framerate <= MAX_FRAMERATE:
+        raise ProfileError(f"frame rate must be above 0, at most {MAX_FRAMERATE}, got {framerate}")
+    return framerate
+
+
+def _exact_fraction(value: int | float, field: str) -> Fraction:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ProfileError(f"{field} must be a finite number, got {value!r}")
+    # Through repr so that 0.1 means one tenth, not the nearest binary double.
+    return Fraction(repr(value)) if isinstance(value, float) else Fraction(value)
+
+
+def format_framerate(framerate: Fraction | None) -> str:
+    """``"30"``, ``"30000/1001"``, or ``"source"`` for passthrough."""
+    if framerate is None:
+        return "source"
+    return str(framerate)
+
+
+def format_bitrate(bitrate: int) -> str:
+    """``"4000k"`` for whole kilobits, as LPMS writes its presets; else bits."""
+    return f"{bitrate // 1000}k" if bitrate % 1000 == 0 else str(bitrate)
+
+
+# LPMS's presets, in the order ffmpeg/videoprofile.go declares them:
+# name, width, height, bitrate (kbit/s), frame rate, aspect ratio.
+_LPMS_PRESETS: tuple[tuple[str, int, int, int, int, str], ...] = (
+    ("P720p60fps16x9", 1280, 720, 6000, 60, "16:9"),
+    ("P720p30fps16x9", 1280, 720, 4000, 30, "16:9"),
+    ("P720p25fps16x9", 1280, 720, 3500, 25, "16:9"),
+    ("P720p30fps4x3", 960, 720, 3500, 30, "4:3"),
+    ("P576p30fps16x9", 1024, 576, 1500, 30, "16:9"),
+    ("P576p25fps16x9", 1024, 576, 1500, 25, "16:9"),
+    ("P360p30fps16x9", 640, 360, 1200, 30, "16:9"),
+    ("P360p25fps16x9", 640, 360, 1000, 25, "16:9"),
+    ("P360p30fps4x3", 480, 360, 1000, 30, "4:3"),
+    ("P240p30fps16x9", 426, 240, 600, 30, "16:9"),
+    ("P240p25fps16x9", 426, 240, 600, 25, "16:9"),
+    ("P240p30fps4x3", 320, 240, 600, 30, "4:3"),
+    ("P144p30fps16x9", 256, 144, 400, 30, "16:9"),
+    ("P144p25fps16x9", 256, 144, 400, 25, "16:9"),
+)
+
+PRESETS: Mapping[str, VideoProfile] = MappingProxyType(
+    {
+        name: VideoProfile(name, width, height, kbps * 1000, Fraction(fps), aspect)
+        for name, width, height, kbps, fps, aspect in _LPMS_PRESETS
+    }
+)
+"""LPMS's built-in profiles by name: H.264, encoder's default profile, no GOP."""
+
+_PRESETS_BY_LOWER_NAME: Mapping[str, VideoProfile] = {
+    name.lower(): profile for name, profile in PRESETS.items()
+}
+
+
+def profile_by_name(name: str) -> VideoProfile:
+    """The preset called `name` (exact, or ignoring case)."""
+    profile = PRESETS.get(name) or _PRESETS_BY_LOWER_NAME.get(name.strip().lower())
+    if profile is not None:
+        return profile
+    close = difflib.get_close_matches(name.strip(), list(PRESETS), n=3, cutoff=0.6)
+    hint = f"did you mean {', '.join(close)}? " if close else ""
+    raise ProfileError(
+        f"unknown profile {name!r}; {hint}`lpms profiles` lists them all: {', '.join(PRESETS)}"
+    )
+
+
+def parse_profiles(names: str) -> tuple[VideoProfile, ...]:
+    """Presets from a comma-separated list of names (``"P720p30fps16x9,P360p30fps16x9"``);
+    empty text gives no profiles."""
+    wanted = [part.strip() for part in names.split(",")]
+    if wanted == [""]:
+        return ()
+    if "" in wanted:
+        raise ProfileError(f"empty name in profile list {names!r}")
+    return _unique(tuple(profile_by_name(name) for name in wanted))
+
+
+def _unique(profiles: tuple[VideoProfile, ...]) -> tuple[VideoProfile, ...]:
+    seen: set[str] = set()
+    for profile in profiles:
+        if profile.name in seen:
+            raise ProfileError(f"profile {profile.name} is given twice; outputs are named after it")
+        seen.add(profile.name)
+    return profiles
+
+
+# The fields of LPMS's JSON profile (ffmpeg.JsonProfile), plus our "preset" and
+# "aspectRatio". LPMS's colorDepth and chromaFormat are read only at their 8-bit 4:2:0
+# values; anything else is refused rather than silently encoded as 8-bit 4:2:0.
+_FIELDS = frozenset(
+    {
+        "name",
+        "width",
+        "height",
+        "bitrate",
+        "fps",
+        "fpsDen",
+        "gop",
+        "profile",
+        "encoder",
+        "preset",
+        "aspectRatio",
+        "colorDepth",
+        "chromaFormat",
+    }
+)
+
+
+def profile_from_mapping(entry: Mapping[str, object], where: str = "profile") -> VideoProfile:
+    """One profile from LPMS's JSON profile fields (see `profiles_from_json`).
+    `where` begins error messages (``"profiles[2]"``)."""
+    unknown = sorted(set(entry) - _FIELDS)
+    if unknown:
+        raise ProfileError(
+            f"{where}: unknown field {unknown[0]!r}; known fields: {', '.join(sorted(_FIELDS))}"
+        )
+    try:
+        return _profile_from_fields(entry)
+    except ProfileError as exc:
+        raise ProfileError(f"{where}: {exc}") from None
+
+
+def _profile_from_fields(entry: Mapping[str, object]) -> VideoProfile:
+    width = _required_int(entry, "width")
+    height = _required_int(entry, "height")
+    bitrate = _bitrate_field(entry)
+    name = _field(entry, "name", str, "") or f"custom_{width}x{height}_{bitrate}"
+    _check_pixel_format(entry)
+    return VideoProfile(
+        name=name,
+        width=width,
+        height=height,
+        bitrate=bitrate,
+        framerate=_framerate_fields(entry),
+        aspect_ratio=_field(entry, "aspectRatio", str, ""),
+        gop=_gop_field(entry),
+        codec=VideoCodec.parse(_field(entry, "encoder", str, "")),
+        h264_profile=H264Profile.parse(_field(entry, "profile", str, "")),
+        preset=_field(entry, "preset", str, DEFAULT_PRESET),
+    )
+
+
+def _field(entry: Mapping[str, object], key: str, kind: type[_T], default: _T) -> _T:
+    value = entry.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, kind):  # JSON true is no number
+        raise ProfileError(f"field {key!r} must be {_KIND_NAMES[kind]}, got {value!r}")
+    return value
+
+
+_T = TypeVar("_T", str, int)
+_KIND_NAMES: Mapping[type, str] = {str: "a string", int: "an integer"}
+
+
+def _required_int(entry: Mapping[str, object], key: str) -> int:
+    if key not in entry:
+        raise ProfileError(f"field {key!r} is missing")
+    value = _field(entry, key, int, 0)
+    if value <= 0:
+        raise ProfileError(f"field {key!r} must be positive, got {value}")
+    return value
+
+
+def _bitrate_field(entry: Mapping[str, object]) -> int:
+    if "bitrate" not in entry:
+        raise ProfileError("field 'bitrate' is missing")
+    value = entry["bitrate"]
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ProfileError(f"field 'bitrate' must be bits per second or '4000k', got {value!r}")
+    try:
+        bitrate = parse_bitrate(value)
+    except ProfileError as exc:
+        raise ProfileError(f"field 'bitrate': {exc}") from None
+    if bitrate <= 0:
+        raise ProfileError(f"field 'bitrate' must be positive, got {value!r}")
+    return bitrate
+
+
+def _framerate_fields(entry: Mapping[str, object]) -> Fraction | None:
+    fps = _field(entry, "fps", int, 0)
+    den = _field(entry, "fpsDen", int, 0)
+    if fps < 0 or den < 0:
+        raise ProfileError(f"fields 'fps' and 'fpsDen' must not be negative, got {fps}/{den}")
+    # LPMS: fps 0 passes the source's rate through; fpsDen 0 means 1.
+    return Fraction(fps, den or 1) if fps else None
+
+
+def _gop_field(entry: Mapping[str, object]) -> GOP | None:
+    value = entry.get("gop", "")
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise ProfileError(f"field 'gop' must be seconds, frames or 'intra', got {value!r}")
+    try:
+        return parse_gop(value)
+    except ProfileError as exc:
+        raise ProfileError(f"field 'gop': {exc}") from None
+
+
+def _check_pixel_format(entry: Mapping[str, object]) -> None:
+    # LPMS stores colorDepth as bits above 8 but defaults a missing one to 8; read both
+    # 0 and 8 as 8-bit. chromaFormat 0 is 4:2:0.
+    if entry.get("colorDepth", 0) not in (0, 8) or entry.get("chromaFormat", 0) != 0:
+        raise ProfileError("only 8-bit 4:2:0 output is supported (colorDepth, chromaFormat)")
+
+
+def _profiles_from_entries(entries: object, source: str) -> tuple[VideoProfile, ...]:
+    if isinstance(entries, Mapping):
+        if "profiles" not in entries:
+            raise ProfileError(f"{source}: expected a list of profiles or a 'profiles' list")
+        entries = entries["profiles"]
+    if not isinstance(entries, Sequence) or isinstance(entries, str | bytes):
+        raise ProfileError(f"{source}: 'profiles' must be a list, got {type(entries).__name__}")
+    profiles = []
+    for index, entry in enumerate(entries):
+        where = f"{source} profiles[{index}]"
+        if isinstance(entry, str):
+            try:
+                profiles.append(profile_by_name(entry))
+            except ProfileError as exc:
+                raise ProfileError(f"{where}: {exc}") from None
+        elif isinstance(entry, Mapping):
+            profiles.append(profile_from_mapping(entry, where))
+        else:
+            raise ProfileError(f"{where}: expected an object or a preset name, got {entry!r}")
+    return _unique(tuple(profiles))
+
+
+def profiles_from_json(text: str | bytes) -> tuple[VideoProfile, ...]:
+    """Profiles from LPMS's JSON transcoding options: a list of objects, or an object
+    whose ``"profiles"`` is that list. Each object has LPMS's fields::
+
+        {"name": "720p", "width": 1280, "height": 720, "bitrate": 4000000,
+         "fps": 30, "fpsDen": 1, "gop": "2", "profile": "H264High", "encoder": "H.264"}
+
+    ``width``, ``height`` and ``bitrate`` (bits per second, or ``"4000k"``) are needed.
+    A missing ``name`` becomes LPMS's ``custom_WxH_BITRATE``; ``fps`` 0 or missing passes
+    the source's rate through; ``gop`` is seconds, ``"intra"``, or (ours) ``"60f"``;
+    ``profile`` is ``H264Baseline``/``Main``/``High``/``ConstrainedHigh`` or ``none``;
+    ``encoder`` is ``H.264`` (default), ``HEVC``, ``VP9`` or ``AV1``. Ours too:
+    ``preset`` (encoder preset) and ``aspectRatio``. A string in the list names a preset.
+    """
+    try:
+        decoded = json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ProfileError(f"profiles JSON is not valid JSON: {exc}") from None
+    return _profiles_from_entries(decoded, "JSON")
+
+
+def profiles_from_toml(text: str) -> tuple[VideoProfile, ...]:
+    """Profiles from TOML: an array of tables named ``profiles``, with the JSON fields
+    (see `profiles_from_json`); a string in the array names a preset::
+
+        profiles = ["P360p30fps16x9"]
+
+        [[profiles]]
+        name = "720p"
+        width = 1280
+        height = 720
+        bitrate = "4000k"
+        fps = 30
+        gop = 2.0
+        profile = "high"
+        preset = "veryfast"
+
+    (TOML cannot mix the inline array and ``[[profiles]]`` in one file; use one form.)
+    """
+    try:
+        decoded = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ProfileError(f"profiles TOML is not valid TOML: {exc}") from None
+    return _profiles_from_entries(decoded, "TOML")
+
+
+def output_size(profile: VideoProfile, source_width: int, source_height: int) -> tuple[int, int]:
+    """The output size for a source of another shape: the source's aspect ratio kept,
+    inside the profile's box, both sides even (yuv420p halves chroma both ways).
+
+    LPMS scales with ``w=if(gte(iw,ih),W,-2):h=if(lt(iw,ih),H,-2)``: a landscape source
+    gets the profile's width, a portrait one the profile's height, and FFmpeg's ``-2``
+    computes the other side rounded to the nearest even number. That can overflow the
+    box (a 4:3 source through a 16:9 profile comes out 1280x960 from a 1280x720
+    profile), so we pin whichever side binds instead: the result equals LPMS's whenever
+    LPMS's stays in the box (16:9 and wider sources, portrait sources through a
+    landscape profile) and is the largest even size in the box otherwise.
+    """
+    _check_int("source width", source_width, 1, 1 << 20)
+    _check_int("source height", source_height, 1, 1 << 20)
+    box_width = profile.width - profile.width % 2
+    box_height = profile.height - profile.height % 2
+    if source_width * box_height >= source_height * box_width:  # as wide as the box, or wider
+        height = _even_side(box_width, source_height, source_width)
+        return box_width, min(height, box_height)
+    width = _even_side(box_height, source_width, source_height)
+    return min(width, box_width), box_height
+
+
+def _even_side(pinned: int, numerator: int, denominator: int) -> int:
+    """``pinned * numerator / denominator`` to the nearest even number, halves away from
+    zero, at least 2: what FFmpeg's scale filter does for ``-2`` (av_rescale)."""
+    halves = (pinned * numerator + denominator) // (2 * denominator)
+    return max(2, 2 * halves)
