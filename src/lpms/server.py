@@ -9,15 +9,15 @@ Without callbacks it behaves like LPMS's example app: anyone may publish
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import replace
-from typing import Any, TypeAlias, TypeVar
+from typing import Any
 
 from aiohttp import web
 
+from lpms.callbacks import MaybeAwaitable, call
 from lpms.config import Settings
 from lpms.errors import HLSError, StreamError
 from lpms.hls.live import LiveSegmenter
@@ -31,8 +31,6 @@ from lpms.rtmp.listener import RTMPRefused, RTMPRequest, RTMPServerProtocol, sta
 
 log = logging.getLogger("lpms.server")
 
-T = TypeVar("T")
-MaybeAwaitable: TypeAlias = T | Awaitable[T]
 MakeStreamID = Callable[[RTMPRequest], MaybeAwaitable[str | bool | None]]
 GotStream = Callable[[RTMPRequest, Stream], MaybeAwaitable[Any]]
 EndStream = Callable[[RTMPRequest, Stream], MaybeAwaitable[Any]]
@@ -42,14 +40,6 @@ PUBLISH_BAD_NAME = "NetStream.Publish.BadName"
 PUBLISH_UNAUTHORIZED = "NetStream.Publish.Unauthorized"
 PLAY_NOT_FOUND = "NetStream.Play.StreamNotFound"
 PLAY_FAILED = "NetStream.Play.Failed"
-
-
-async def _call(callback: Callable[..., Any], *args: Any) -> Any:
-    """Run a callback that may be a plain function or a coroutine function."""
-    result = callback(*args)
-    if inspect.isawaitable(result):
-        result = await result
-    return result
 
 
 class LPMS:
@@ -255,7 +245,7 @@ class LPMS:
     # -- RTMPHandler ---------------------------------------------------------
 
     async def start_publish(self, request: RTMPRequest) -> Stream:
-        stream_id = await self._ask(self._make_stream_id, request, PUBLISH_UNAUTHORIZED)
+        stream_id = await self._ask(PUBLISH_UNAUTHORIZED, self._make_stream_id, request)
         if not stream_id or not isinstance(stream_id, str):
             raise RTMPRefused(PUBLISH_UNAUTHORIZED, f"publishing {request.path} is not allowed")
         try:
@@ -264,9 +254,7 @@ class LPMS:
             raise RTMPRefused(PUBLISH_BAD_NAME, str(exc)) from None
         if self._got_stream is not None:
             try:
-                accepted = await self._ask(
-                    self._got_stream, (request, stream), PUBLISH_UNAUTHORIZED
-                )
+                accepted = await self._ask(PUBLISH_UNAUTHORIZED, self._got_stream, request, stream)
             except RTMPRefused:
                 self.streams.remove(stream)
                 raise
@@ -297,7 +285,7 @@ class LPMS:
             self._run_in_background(self._end_stream, request, stream)
 
     async def start_play(self, request: RTMPRequest) -> Stream:
-        stream = await self._ask(self._get_stream, request, PLAY_FAILED)
+        stream = await self._ask(PLAY_FAILED, self._get_stream, request)
         if not isinstance(stream, Stream) or stream.ended:
             raise RTMPRefused(PLAY_NOT_FOUND, f"stream {request.path} is not live")
         limit = self.settings.max_players_per_stream
@@ -307,18 +295,18 @@ class LPMS:
 
     # -- helpers ---------------------------------------------------------------
 
-    async def _ask(self, callback: Callable[..., Any], args: object, code: str) -> Any:
+    async def _ask(
+        self, code: str, callback: Callable[..., Any], request: RTMPRequest, *args: Any
+    ) -> Any:
         """Run an application callback; its exceptions become a refusal, logged once."""
-        call_args = args if isinstance(args, tuple) else (args,)
-        request = call_args[0]
         try:
-            return await _call(callback, *call_args)
+            return await call(callback, request, *args)
         except Exception as exc:
             log.warning(
                 "callback %s failed for %s from %s: %r",
                 getattr(callback, "__name__", callback),
-                getattr(request, "path", "?"),
-                getattr(request, "client_ip", "?"),
+                request.path,
+                request.client_ip,
                 exc,
             )
             raise RTMPRefused(code, f"refused by the application: {exc}") from None
@@ -326,7 +314,7 @@ class LPMS:
     def _run_in_background(self, callback: Callable[..., Any], *args: Any) -> None:
         async def runner() -> None:
             try:
-                await _call(callback, *args)
+                await call(callback, *args)
             except Exception:
                 log.exception("callback %s failed", getattr(callback, "__name__", callback))
 

@@ -95,7 +95,7 @@ class Rendition:
         self._bytes = 0
         self._seconds = 0.0
         self._data: dict[int, bytes] = {}
-        self._target = target_duration_for([], minimum=_whole_seconds(settings.segment_duration))
+        self._target = _whole_seconds(settings.segment_duration)
         self._discontinuity_next = False
         self._recorder = recorder
         # Rendered text by URI prefix: players poll playlists far more often than

@@ -15,15 +15,14 @@ component and that the resolved file stays inside the recording directory.
 
 from __future__ import annotations
 
-import inspect
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from aiohttp import web
 
+from lpms.callbacks import MaybeAwaitable, call
 from lpms.hls.store import HLSStore, HLSStream, safe_relative_path
 
 PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
@@ -51,8 +50,8 @@ class HLSRequest:
     client_ip: str = ""
 
 
-GetPlaylist = Callable[[HLSRequest], "str | Awaitable[str | None] | None"]
-GetSegment = Callable[[HLSRequest], "bytes | Awaitable[bytes | None] | None"]
+GetPlaylist = Callable[[HLSRequest], MaybeAwaitable[str | None]]
+GetSegment = Callable[[HLSRequest], MaybeAwaitable[bytes | None]]
 
 
 @dataclass(slots=True)
@@ -86,7 +85,7 @@ class HLSRoutes:
         hls_request = _hls_request(request, path)
         for callback in (self.handlers.get_master_playlist, self.handlers.get_media_playlist):
             if callback is not None:
-                text = await _call(callback, hls_request)
+                text = await call(callback, hls_request)
                 if text is not None:
                     return _playlist_response(request, text, live=True)
         found = self._live_playlist(path[: -len(".m3u8")])
@@ -115,7 +114,7 @@ class HLSRoutes:
     async def segment(self, request: web.Request) -> web.StreamResponse:
         path = request.match_info["path"]
         if self.handlers.get_segment is not None:
-            data = await _call(self.handlers.get_segment, _hls_request(request, path))
+            data = await call(self.handlers.get_segment, _hls_request(request, path))
             if data is not None:
                 return _bytes_response(request, data, SEGMENT_TYPE, SEGMENT_CACHE)
         found = self._segment(path)
@@ -169,13 +168,6 @@ class HLSRoutes:
 
 def _hls_request(request: web.Request, path: str) -> HLSRequest:
     return HLSRequest(path, dict(request.query), request.remote or "")
-
-
-async def _call(callback: Callable[[HLSRequest], Any], hls_request: HLSRequest) -> Any:
-    result = callback(hls_request)
-    if inspect.isawaitable(result):
-        result = await result
-    return result
 
 
 def _playlist_response(request: web.Request, text: str, *, live: bool) -> web.StreamResponse:
