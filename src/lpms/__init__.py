@@ -5,7 +5,14 @@ The public API mirrors Livepeer's LPMS: build an `LPMS`, register callbacks with
 """
 
 from lpms.config import Settings
-from lpms.errors import HLSError, LPMSError, MediaError, RTMPProtocolError, StreamError
+from lpms.errors import (
+    HLSError,
+    LPMSError,
+    MediaError,
+    RTMPProtocolError,
+    StreamError,
+    TranscodeError,
+)
 from lpms.hls.segmenter import Segment, SegmenterOptions
 from lpms.hls.store import HLSSettings, HLSStream
 from lpms.http.hls import HLSRequest
@@ -14,6 +21,7 @@ from lpms.media.stream import Stream, StreamEnded, StreamLimits, Subscription
 from lpms.rtmp.connection import ConnectionLimits
 from lpms.rtmp.listener import ListenerSettings, RTMPRequest
 from lpms.server import LPMS
+from lpms.transcode.accel import Accel
 from lpms.transcode.profiles import (
     PRESETS,
     GOPFrames,
@@ -22,14 +30,18 @@ from lpms.transcode.profiles import (
     ProfileError,
     VideoCodec,
     VideoProfile,
+    parse_profiles,
     profile_by_name,
 )
+from lpms.transcode.rendition import RenditionOutput
+from lpms.transcode.session import Transcoder, TranscodeResult
 
 __version__ = "0.1.0"
 
 __all__ = [
     "LPMS",
     "PRESETS",
+    "Accel",
     "Codec",
     "CodecConfig",
     "ConnectionLimits",
@@ -47,6 +59,7 @@ __all__ = [
     "ProfileError",
     "RTMPProtocolError",
     "RTMPRequest",
+    "RenditionOutput",
     "Segment",
     "SegmenterOptions",
     "Settings",
@@ -56,8 +69,12 @@ __all__ = [
     "StreamLimits",
     "Subscription",
     "TrackKind",
+    "TranscodeError",
+    "TranscodeResult",
+    "Transcoder",
     "VideoCodec",
     "VideoProfile",
     "__version__",
+    "parse_profiles",
     "profile_by_name",
 ]

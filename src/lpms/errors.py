@@ -23,3 +23,7 @@ class StreamError(LPMSError):
 
 class HLSError(LPMSError):
     """A stream cannot be segmented or served as HLS (unsupported codec, muxer failure)."""
+
+
+class TranscodeError(LPMSError):
+    """A segment or file cannot be transcoded (unreadable input, no encoder, no GPU)."""

@@ -9,7 +9,7 @@ segment starts with PAT/PMT and stands on its own. The elementary streams are ma
 self-contained first (Annex B video with parameter sets on keyframes, ADTS audio;
 see `lpms.hls.bitstream`) because PyAV's stream-copy muxing cannot carry codec
 extradata. Two things a muxer per segment would break are repaired here:
-continuity counters, which `_ContinuityCounters` rewrites to run on across
+continuity counters, which `ContinuityCounters` rewrites to run on across
 segments, and timestamps, which stay the stream's own (rebased once so the first
 packet is near zero) and therefore continuous across segments.
 """
@@ -124,7 +124,7 @@ class Segmenter:
         # FLV interleaves by timestamp, so audio stamped at the first keyframe's time
         # may arrive just before it; a few packets are held while waiting.
         self._early_audio: deque[MediaPacket] = deque(maxlen=EARLY_AUDIO_PACKETS)
-        self._counters = _ContinuityCounters()
+        self._counters = ContinuityCounters()
         self._converter_cache: tuple[CodecConfig, AnnexBConverter] | None = None
         self._last_video_interval = 0
         self._last_audio_interval = 0
@@ -344,7 +344,7 @@ def _mux_all(segment: _OpenSegment) -> None:
         segment.pending.clear()
 
 
-class _ContinuityCounters:
+class ContinuityCounters:
     """Keeps each PID's 4-bit continuity counter running across segments.
 
     A fresh muxer starts every PID's counter at 0; a demuxer reading segments back

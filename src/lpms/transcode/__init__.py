@@ -1,5 +1,6 @@
-"""Transcoding: video profiles (and, beside them, the per-stream transcoder)."""
+"""Transcoding: video profiles, and the per-stream `Transcoder` that makes renditions."""
 
+from lpms.transcode.accel import Accel, check_accel
 from lpms.transcode.profiles import (
     DEFAULT_PRESET,
     GOP,
@@ -19,18 +20,25 @@ from lpms.transcode.profiles import (
     profiles_from_json,
     profiles_from_toml,
 )
+from lpms.transcode.rendition import RenditionOutput
+from lpms.transcode.session import Transcoder, TranscodeResult
 
 __all__ = [
     "DEFAULT_PRESET",
     "GOP",
     "INTRA_ONLY",
     "PRESETS",
+    "Accel",
     "GOPFrames",
     "GOPSeconds",
     "H264Profile",
     "ProfileError",
+    "RenditionOutput",
+    "TranscodeResult",
+    "Transcoder",
     "VideoCodec",
     "VideoProfile",
+    "check_accel",
     "output_size",
     "parse_gop",
     "parse_profiles",

@@ -1,0 +1,441 @@
+"""One profile's half of a transcode: scale, encode, mux, on a thread of its own.
+
+The session decodes each frame once and hands it to every `RenditionEncoder`; each
+scales it to its profile's size, encodes and muxes MPEG-TS on its own thread, so
+the profiles' encoders run side by side on separate cores (PyAV lets go of the GIL
+inside FFmpeg's scale and encode calls). Every PyAV object an encoder makes stays
+on its thread; only decoded frames (which nobody writes to after decoding) and
+plain bytes cross over, through a bounded queue, so a slow encoder holds the
+decoder back instead of piling frames up in memory.
+
+An encoder is opened at the first frame of each output and drained at its end:
+x264 cannot take frames again once drained (its lookahead thread has stopped), so,
+as LPMS does for software encoders, each segment gets a fresh encoder while the
+thread, scaler and output state live on for the whole session. NVENC can be drained
+and reused, and is.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import queue
+import threading
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any, BinaryIO
+
+import av
+from av.video.frame import PictureType
+from av.video.reformatter import Interpolation, VideoReformatter
+
+from lpms.errors import TranscodeError
+from lpms.transcode.accel import Accel, encoder_name, encoder_preset
+from lpms.transcode.profiles import H264Profile, VideoCodec, VideoProfile, output_size
+
+log = logging.getLogger(__name__)
+
+DEFAULT_QUEUE_FRAMES = 8
+"""Decoded frames waiting for one encoder: enough to ride out jitter between threads,
+few enough (1.4 MB per 720p frame) that a slow encoder blocks the decoder quickly."""
+
+_ASSUMED_FRAMERATE = Fraction(30)  # for a GOP in seconds when the source gives no rate
+
+_MUX_NAMES = {VideoCodec.H264: "h264", VideoCodec.HEVC: "hevc"}
+
+
+@dataclass(frozen=True, slots=True)
+class AudioTrack:
+    """The audio an output carries: packets arrive already encoded (copied or AAC)."""
+
+    codec_name: str
+    sample_rate: int
+    time_base: Fraction
+
+
+@dataclass(frozen=True, slots=True)
+class RenditionOutput:
+    """What one profile made of one segment (or of a whole file)."""
+
+    profile: VideoProfile
+    data: bytes  # the MPEG-TS segment; empty when the output went to a file
+    size: int  # bytes written
+    frames: int  # video frames encoded
+    keyframes: int
+    width: int
+    height: int
+    duration: float  # seconds, from the first frame's pts to the end of the last
+    video_bytes: int  # encoded video alone, without audio or TS overhead
+    first_keyframe: bool  # the first video packet is a keyframe
+
+    @property
+    def pixels(self) -> int:
+        return self.frames * self.width * self.height
+
+    @property
+    def bitrate(self) -> int:
+        """Video bits per second (what a profile's bitrate targets)."""
+        return int(self.video_bytes * 8 / self.duration) if self.duration > 0 else 0
+
+    @property
+    def framerate(self) -> float:
+        return self.frames / self.duration if self.duration > 0 else 0.0
+
+
+@dataclass(slots=True)
+class _Output:
+    """State of the output being written."""
+
+    sink: BinaryIO
+    container: av.container.OutputContainer
+    video: av.stream.Stream
+    audio: av.stream.Stream | None
+    time_base: Fraction
+    audio_time_base: Fraction
+    framerate: Fraction | None
+    error: BaseException | None = None
+    frames: int = 0
+    keyframes: int = 0
+    video_bytes: int = 0
+    first_keyframe: bool | None = None
+    first_pts: int | None = None
+    end_pts: int = 0
+    size: tuple[int, int] = (0, 0)
+    next_slot: Fraction | None = None
+    dropped: int = field(default=0)
+
+
+@dataclass(frozen=True, slots=True)
+class _Begin:
+    sink: BinaryIO
+    time_base: Fraction
+    framerate: Fraction | None
+    audio: AudioTrack | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Audio:
+    payload: bytes
+    pts: int | None
+    dts: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class _End:
+    result: Future[RenditionOutput]
+
+
+_Message = _Begin | av.VideoFrame | _Audio | _End | None  # None stops the thread
+
+
+class RenditionEncoder:
+    """Scales, encodes and muxes one profile on its own thread."""
+
+    def __init__(
+        self,
+        profile: VideoProfile,
+        accel: Accel = Accel.SOFTWARE,
+        *,
+        queue_frames: int = DEFAULT_QUEUE_FRAMES,
+        threads: int = 0,
+    ) -> None:
+        self.profile = profile
+        self.accel = accel
+        self.threads = threads
+        self._codec = encoder_name(profile.codec, accel)
+        self._queue: queue.Queue[_Message] = queue.Queue(maxsize=queue_frames)
+        self._reformatter = VideoReformatter()
+        self._encoder: av.VideoCodecContext | None = None
+        self._encoder_key: tuple[int, int, Fraction, Fraction | None] | None = None
+        self._output: _Output | None = None
+        self._begin_error: BaseException | None = None
+        self._thread = threading.Thread(
+            target=self._run, name=f"lpms-encode-{profile.name}", daemon=True
+        )
+        self._thread.start()
+
+    # -- called from the session's thread ----------------------------------------------
+
+    def begin(
+        self,
+        sink: BinaryIO,
+        time_base: Fraction,
+        framerate: Fraction | None,
+        audio: AudioTrack | None,
+    ) -> None:
+        """Start an output: MPEG-TS into ``sink``, timestamps in ``time_base``."""
+        self._queue.put(_Begin(sink, time_base, framerate, audio))
+
+    def frame(self, frame: av.VideoFrame) -> None:
+        """A decoded frame; ``pict_type`` I asks for a keyframe here (set by the session)."""
+        self._queue.put(frame)
+
+    def audio(self, payload: bytes, pts: int | None, dts: int | None) -> None:
+        """An encoded audio packet for this output, in its audio track's time base."""
+        self._queue.put(_Audio(payload, pts, dts))
+
+    def end(self) -> Future[RenditionOutput]:
+        """Finish the output; the future holds its result, or the error that spoilt it."""
+        result: Future[RenditionOutput] = Future()
+        self._queue.put(_End(result))
+        return result
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop the thread (after what is queued) and free the encoder."""
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join(timeout)
+
+    # -- the encoder's thread ----------------------------------------------------------
+
+    def _run(self) -> None:
+        while (message := self._queue.get()) is not None:
+            if isinstance(message, av.VideoFrame | _Audio) and self._spoilt():
+                continue  # this output failed: skip to its end, which reports why
+            try:
+                if isinstance(message, av.VideoFrame):
+                    self._on_frame(message)
+                elif isinstance(message, _Audio):
+                    self._on_audio(message)
+                elif isinstance(message, _Begin):
+                    self._on_begin(message)
+                else:
+                    self._on_end(message.result)
+            except Exception as exc:
+                self._fail(exc)
+        self._drop_output()
+        self._encoder = None
+
+    def _spoilt(self) -> bool:
+        output = self._output
+        return self._begin_error is not None or (output is not None and output.error is not None)
+
+    def _fail(self, exc: BaseException) -> None:
+        """Keep the first error of an output, to report at its end."""
+        if self._output is not None:
+            self._output.error = self._output.error or exc
+        elif self._begin_error is None:
+            self._begin_error = exc
+
+    def _on_begin(self, begin: _Begin) -> None:
+        sink, time_base, framerate, audio = (
+            begin.sink,
+            begin.time_base,
+            begin.framerate,
+            begin.audio,
+        )
+        self._drop_output()
+        self._begin_error = None
+        container = av.open(sink, mode="w", format="mpegts")
+        video = container.add_mux_stream(_MUX_NAMES[self.profile.codec], rate=framerate or 30)
+        video.time_base = time_base
+        audio_stream = None
+        audio_time_base = time_base
+        if audio is not None:
+            audio_time_base = audio.time_base
+            audio_stream = container.add_mux_stream(audio.codec_name, rate=audio.sample_rate)
+            audio_stream.time_base = audio.time_base
+        self._output = _Output(
+            sink, container, video, audio_stream, time_base, audio_time_base, framerate
+        )
+
+    def _on_frame(self, frame: av.VideoFrame) -> None:
+        output = self._require_output()
+        if frame.pts is None:
+            return
+        forced = frame.pict_type == PictureType.I
+        if not self._keep(output, frame.pts, forced):
+            return
+        width, height = output_size(self.profile, frame.width, frame.height)
+        encoder = self._encoder_for(output, width, height)
+        scaled = self._reformatter.reformat(
+            frame, width, height, "yuv420p", interpolation=Interpolation.BICUBIC
+        )
+        if output.first_pts is None:
+            output.first_pts = frame.pts
+        duration = self._frame_duration(output)
+        output.end_pts = max(output.end_pts, frame.pts + duration)
+        output.frames += 1
+        output.size = (width, height)
+        self._mux_video(output, encoder.encode(scaled))
+
+    def _keep(self, output: _Output, pts: int, forced: bool) -> bool:
+        """Frame-rate reduction: keep frames one output frame apart, always a forced
+        keyframe (so every profile has a keyframe where the source segment starts)."""
+        rate = self.profile.framerate
+        if rate is None or (output.framerate is not None and rate >= output.framerate):
+            return True
+        step = 1 / (rate * output.time_base)
+        slot = output.next_slot
+        if not forced and slot is not None and pts < slot:
+            output.dropped += 1
+            return False
+        if forced or slot is None or pts >= slot + step:
+            output.next_slot = pts + step  # (re)start the grid here
+        else:
+            output.next_slot = slot + step
+        return True
+
+    def _frame_duration(self, output: _Output) -> int:
+        rate = self.profile.framerate
+        if rate is None or (output.framerate is not None and rate > output.framerate):
+            rate = output.framerate
+        if not rate:
+            return 0
+        return round(1 / (rate * output.time_base))
+
+    def _encoder_for(self, output: _Output, width: int, height: int) -> av.VideoCodecContext:
+        """The open encoder for this size, time base and rate (a new size mid-stream
+        drains the old one into the same output: TS takes new parameter sets in-band)."""
+        rate = self.profile.framerate or output.framerate
+        key = (width, height, output.time_base, rate)
+        if self._encoder is not None and self._encoder_key == key:
+            return self._encoder
+        if self._encoder is not None:
+            self._drain_encoder(output)
+        self._encoder = self._open_encoder(width, height, output.time_base, rate)
+        self._encoder_key = key
+        return self._encoder
+
+    def _open_encoder(
+        self, width: int, height: int, time_base: Fraction, rate: Fraction | None
+    ) -> av.VideoCodecContext:
+        profile = self.profile
+        encoder = av.CodecContext.create(self._codec, "w")
+        assert isinstance(encoder, av.VideoCodecContext)
+        encoder.width, encoder.height, encoder.pix_fmt = width, height, "yuv420p"
+        encoder.time_base = time_base
+        if rate is not None:
+            encoder.framerate = rate
+        encoder.bit_rate = profile.bitrate
+        if self.threads:
+            encoder.thread_count = self.threads
+        options = {"preset": encoder_preset(self.accel, profile.preset)}
+        if profile.gop is not None:
+            interval = profile.gop.keyframe_interval(rate or _ASSUMED_FRAMERATE)
+            encoder.gop_size = interval or 1
+            options["sc_threshold"] = "0"
+        options.update(_codec_options(self._codec, profile))
+        encoder.options = options
+        try:
+            encoder.open()
+        except av.FFmpegError as exc:
+            raise TranscodeError(
+                f"{self._codec} for {profile.name} would not open: {exc}"
+            ) from None
+        return encoder
+
+    def _drain_encoder(self, output: _Output) -> None:
+        encoder = self._encoder
+        if encoder is None:
+            return
+        self._mux_video(output, encoder.encode(None))
+        if self.accel is Accel.NVIDIA:
+            try:
+                encoder.flush_buffers()  # NVENC resumes after a drain: keep it warm
+                return
+            except av.FFmpegError:
+                pass
+        self._encoder = None
+        self._encoder_key = None
+
+    def _mux_video(self, output: _Output, packets: list[av.Packet[Any]]) -> None:
+        container, stream = output.container, output.video
+        for packet in packets:
+            if output.first_keyframe is None:
+                output.first_keyframe = packet.is_keyframe
+            output.keyframes += packet.is_keyframe
+            output.video_bytes += packet.size
+            packet.stream = stream
+            container.mux(packet)
+
+    def _on_audio(self, audio: _Audio) -> None:
+        output = self._require_output()
+        if output.audio is None:
+            return
+        packet = av.Packet(audio.payload)
+        packet.pts, packet.dts = audio.pts, audio.dts
+        packet.time_base = output.audio_time_base
+        packet.stream = output.audio
+        output.container.mux(packet)
+
+    def _on_end(self, result: Future[RenditionOutput]) -> None:
+        output = self._output
+        if output is None:
+            error, self._begin_error = self._begin_error, None
+            result.set_exception(error or TranscodeError("no output was begun"))
+            return
+        try:
+            if output.error is None:
+                self._drain_encoder(output)
+            else:
+                self._encoder, self._encoder_key = None, None
+            output.container.close()
+        except Exception as exc:
+            output.error = output.error or exc
+        self._output = None
+        if output.error is not None:
+            result.set_exception(output.error)
+            return
+        result.set_result(self._result(output))
+
+    def _result(self, output: _Output) -> RenditionOutput:
+        sink = output.sink
+        data = sink.getvalue() if isinstance(sink, io.BytesIO) else b""
+        size = len(data) if data else _position(sink)
+        first = output.first_pts or 0
+        duration = float((output.end_pts - first) * output.time_base) if output.frames else 0.0
+        width, height = output.size
+        return RenditionOutput(
+            profile=self.profile,
+            data=data,
+            size=size,
+            frames=output.frames,
+            keyframes=output.keyframes,
+            width=width,
+            height=height,
+            duration=duration,
+            video_bytes=output.video_bytes,
+            first_keyframe=bool(output.first_keyframe),
+        )
+
+    def _require_output(self) -> _Output:
+        if self._output is None:
+            raise TranscodeError("media arrived before an output was begun")
+        return self._output
+
+    def _drop_output(self) -> None:
+        output, self._output = self._output, None
+        if output is not None:
+            try:
+                output.container.close()
+            except Exception:  # already failing; its error was reported
+                log.debug("closing an abandoned %s output failed", self.profile.name)
+
+
+def _codec_options(codec: str, profile: VideoProfile) -> dict[str, str]:
+    """Encoder options beyond preset and GOP: keyframes the session forces are IDR
+    frames (a segment must start decodable), and the H.264 profile where one is set."""
+    options: dict[str, str] = {}
+    if codec in ("libx264", "libx265"):
+        options["forced-idr"] = "1"
+    if codec == "libx265":
+        options["x265-params"] = "log-level=error"
+    if codec.endswith("_nvenc"):
+        options["forced-idr"] = "1"
+    h264_profile = profile.h264_profile
+    if h264_profile is not None and profile.codec is VideoCodec.H264:
+        options["profile"] = h264_profile.encoder_profile
+        if h264_profile.b_frames == 0:
+            options["bf"] = "0"
+        if h264_profile is H264Profile.CONSTRAINED_HIGH and codec == "libx264":
+            options["x264-params"] = "cabac=1:b-pyramid=none"
+    return options
+
+
+def _position(sink: BinaryIO) -> int:
+    try:
+        return sink.tell()
+    except (OSError, ValueError):
+        return 0

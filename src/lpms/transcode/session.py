@@ -1,0 +1,463 @@
+"""`Transcoder`: a persistent per-stream session, segments in, one segment per profile out.
+
+Each segment is demuxed and decoded once, by a decoder that lives as long as the
+session (drained at each segment's end, then reset, as LPMS keeps its decoders);
+every decoded frame goes to one `RenditionEncoder` per profile, each on its own
+thread, and audio is copied into every output (or encoded once to AAC when the
+source's audio is something else). The first frame of every segment is forced to a
+keyframe in every profile, so all renditions cut where the source does and players
+can switch between them at any segment.
+
+A segment that cannot be read or decoded raises `TranscodeError` for that segment
+only; the session goes on with the next one. ``transcode_file`` runs the same
+pipeline over a whole file, writing one MPEG-TS file per profile, with keyframes
+where the source has them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import av
+from av.audio.resampler import AudioResampler
+from av.video.frame import PictureType
+
+from lpms.errors import LPMSError, TranscodeError
+from lpms.hls.bitstream import adts_frame
+from lpms.hls.segmenter import ContinuityCounters
+from lpms.transcode.accel import Accel, check_accel, decoder_hwaccel
+from lpms.transcode.profiles import VideoProfile, parse_profiles
+from lpms.transcode.rendition import (
+    DEFAULT_QUEUE_FRAMES,
+    AudioTrack,
+    RenditionEncoder,
+    RenditionOutput,
+)
+
+log = logging.getLogger(__name__)
+
+MAX_SEGMENT_BYTES = 256 << 20
+"""Largest segment `Transcoder.transcode` takes (a 2 s segment is a few MB)."""
+
+AAC_BITRATE = 128_000
+"""Bitrate of the AAC track made when the source's audio is not AAC (or MP3)."""
+
+_COPIED_AUDIO = {"aac": "aac", "mp3": "mp3", "mp3float": "mp3"}
+_ADTS_SYNC = 0xFFF0
+
+
+@dataclass(frozen=True, slots=True)
+class TranscodeResult:
+    """One segment (or file) through the session: what was decoded, what each profile
+    made, and how long it took."""
+
+    index: int  # 0 for the session's first segment
+    decoded_frames: int
+    decoded_pixels: int
+    duration: float  # seconds of source video, from its timestamps
+    elapsed: float  # wall-clock seconds spent
+    outputs: tuple[RenditionOutput, ...]
+    skipped_packets: int = 0  # packets the decoder could not read (concealed)
+
+    @property
+    def speed(self) -> float:
+        """Seconds of media per second of work: above 1.0 keeps up with live."""
+        return self.duration / self.elapsed if self.elapsed > 0 else 0.0
+
+    def output(self, name: str) -> RenditionOutput:
+        for output in self.outputs:
+            if output.profile.name == name:
+                return output
+        raise KeyError(name)
+
+
+ProgressCallback = Callable[[float, float], None]
+"""Called with (seconds done, seconds in all; 0 when unknown) as a file goes through."""
+
+
+class Transcoder:
+    """A transcoding session for one stream: keep it for the stream's life.
+
+    Not thread-safe: one caller thread feeds segments in order (the profiles' encoders
+    run on threads of their own). Close it, or use it as a context manager.
+    """
+
+    def __init__(
+        self,
+        profiles: Sequence[VideoProfile] | str,
+        *,
+        accel: Accel | str = Accel.SOFTWARE,
+        queue_frames: int = DEFAULT_QUEUE_FRAMES,
+        threads: int = 0,
+    ) -> None:
+        chosen = parse_profiles(profiles) if isinstance(profiles, str) else tuple(profiles)
+        if not chosen:
+            raise TranscodeError("a transcoder needs at least one profile")
+        self.profiles = chosen
+        self.accel = Accel.parse(accel)
+        for profile in chosen:
+            check_accel(self.accel, profile.codec)
+        self._encoders = [
+            RenditionEncoder(p, self.accel, queue_frames=queue_frames, threads=threads)
+            for p in chosen
+        ]
+        self._continuity = [ContinuityCounters() for _ in chosen]
+        self._decoder: av.VideoCodecContext | None = None
+        self._decoder_key: tuple[str, bytes] | None = None
+        self._segments = 0
+        self._closed = False
+
+    # -- public ------------------------------------------------------------------------
+
+    def transcode(
+        self, segment: bytes | bytearray | memoryview | str | os.PathLike[str]
+    ) -> TranscodeResult:
+        """Transcode one segment (MPEG-TS, or anything FFmpeg reads) into one MPEG-TS
+        segment per profile, in `TranscodeResult.outputs` in the profiles' order."""
+        self._check_open()
+        data = _segment_bytes(segment)
+        index = self._segments
+        self._segments += 1
+        try:
+            container = av.open(io.BytesIO(data), "r")
+        except av.FFmpegError as exc:
+            raise TranscodeError(f"segment {index} is not readable media: {exc.strerror}") from None
+        sinks: list[BinaryIO] = [io.BytesIO() for _ in self._encoders]
+        with container:
+            result = self._run(container, sinks, index, force_keyframes="first")
+        outputs = tuple(
+            self._fix_continuity(output, counters)
+            for output, counters in zip(result.outputs, self._continuity, strict=True)
+        )
+        return dataclasses.replace(result, outputs=outputs)
+
+    def transcode_file(
+        self,
+        source: str | os.PathLike[str],
+        outdir: str | os.PathLike[str],
+        progress: ProgressCallback | None = None,
+    ) -> TranscodeResult:
+        """Transcode a whole file or URL into ``OUTDIR/PROFILE.ts`` for each profile,
+        with a keyframe wherever the source has one (so the outputs line up)."""
+        self._check_open()
+        directory = Path(outdir)
+        directory.mkdir(parents=True, exist_ok=True)
+        try:
+            container = av.open(str(source), "r")
+        except av.FFmpegError as exc:
+            raise TranscodeError(f"cannot read {source}: {exc.strerror}") from None
+        index = self._segments
+        self._segments += 1
+        with container:
+            files = [open(directory / f"{p.name}.ts", "wb") for p in self.profiles]  # noqa: SIM115
+            try:
+                return self._run(container, list(files), index, "source", progress)
+            finally:
+                for file in files:
+                    file.close()
+
+    def close(self) -> None:
+        """Stop the encoders' threads and free the decoder."""
+        if self._closed:
+            return
+        self._closed = True
+        for encoder in self._encoders:
+            encoder.close()
+        self._decoder = None
+
+    def __enter__(self) -> Transcoder:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- the pipeline ------------------------------------------------------------------
+
+    def _run(
+        self,
+        container: av.container.InputContainer,
+        sinks: list[BinaryIO],
+        index: int,
+        force_keyframes: str,
+        progress: ProgressCallback | None = None,
+    ) -> TranscodeResult:
+        started = time.perf_counter()
+        if not container.streams.video:
+            raise TranscodeError(f"segment {index} has no video track")
+        video = container.streams.video[0]
+        audio_in = container.streams.audio[0] if container.streams.audio else None
+        audio = _AudioPath.for_stream(audio_in) if audio_in is not None else None
+        decoder = self._decoder_for(video)
+        time_base = video.time_base or Fraction(1, 90000)
+        framerate = _framerate(video)
+        for encoder, sink in zip(self._encoders, sinks, strict=True):
+            encoder.begin(sink, time_base, framerate, audio.track if audio else None)
+        counts = _Counts()
+        total = float(container.duration / av.time_base) if container.duration else 0.0
+        error: BaseException | None = None
+        try:
+            streams = [s for s in (video, audio_in) if s is not None]
+            for packet in container.demux(streams):
+                if packet.size == 0:
+                    continue  # the demuxer's end-of-stream marker: drained below
+                if packet.stream is video:
+                    for frame in self._decode(decoder, packet, counts):
+                        self._dispatch(frame, counts, force_keyframes, time_base)
+                        if progress is not None and frame.pts is not None:
+                            progress(float(frame.pts * time_base) - counts.start_seconds, total)
+                elif audio is not None:
+                    self._send_audio(audio.packets(packet))
+            for frame in self._decode(decoder, None, counts):
+                self._dispatch(frame, counts, force_keyframes, time_base)
+            if audio is not None:
+                self._send_audio(audio.finish())
+        except (av.FFmpegError, LPMSError) as exc:
+            error = exc
+        finally:
+            decoder.flush_buffers()
+            futures = [encoder.end() for encoder in self._encoders]
+        outputs = _results(futures, index)
+        if error is not None:
+            raise TranscodeError(f"segment {index} failed: {error}") from None
+        if counts.frames == 0:
+            raise TranscodeError(f"segment {index} has no decodable video frames")
+        return TranscodeResult(
+            index=index,
+            decoded_frames=counts.frames,
+            decoded_pixels=counts.pixels,
+            duration=counts.duration(time_base, framerate),
+            elapsed=time.perf_counter() - started,
+            outputs=outputs,
+            skipped_packets=counts.skipped,
+        )
+
+    def _decoder_for(self, stream: av.video.stream.VideoStream) -> av.VideoCodecContext:
+        """The session's decoder, made anew only when the codec or its configuration
+        changes (a new SPS in-band needs no new decoder)."""
+        source = stream.codec_context
+        key = (source.codec.name, bytes(source.extradata or b""))
+        if self._decoder is not None and self._decoder_key == key:
+            return self._decoder
+        hwaccel = decoder_hwaccel(self.accel)
+        try:
+            decoder = av.CodecContext.create(source.codec.name, "r", hwaccel=hwaccel)
+        except av.FFmpegError as exc:
+            raise TranscodeError(f"no decoder for {source.codec.name}: {exc.strerror}") from None
+        assert isinstance(decoder, av.VideoCodecContext)
+        if source.extradata:
+            decoder.extradata = source.extradata
+        if hwaccel is None:
+            decoder.thread_type = "AUTO"
+        self._decoder, self._decoder_key = decoder, key
+        return decoder
+
+    @staticmethod
+    def _decode(
+        decoder: av.VideoCodecContext, packet: av.Packet[Any] | None, counts: _Counts
+    ) -> list[av.VideoFrame]:
+        try:
+            frames = decoder.decode(packet)
+        except av.InvalidDataError:
+            counts.skipped += 1  # a damaged packet: the decoder conceals and goes on
+            return []
+        return [f for f in frames if isinstance(f, av.VideoFrame)]
+
+    def _dispatch(
+        self, frame: av.VideoFrame, counts: _Counts, force_keyframes: str, time_base: Fraction
+    ) -> None:
+        if frame.pts is None:
+            return
+        first = counts.frames == 0
+        counts.add(frame, time_base)
+        keyframe = first if force_keyframes == "first" else (first or frame.key_frame)
+        frame.pict_type = PictureType.I if keyframe else PictureType.NONE
+        for encoder in self._encoders:
+            encoder.frame(frame)
+
+    def _send_audio(self, packets: Iterator[tuple[bytes, int | None, int | None]]) -> None:
+        for payload, pts, dts in packets:
+            for encoder in self._encoders:
+                encoder.audio(payload, pts, dts)
+
+    def _fix_continuity(
+        self, output: RenditionOutput, counters: ContinuityCounters
+    ) -> RenditionOutput:
+        """Carry each TS PID's continuity counter on from the last segment, so the
+        rendition reads as one stream (a fresh muxer starts every counter at 0)."""
+        buffer = bytearray(output.data)
+        try:
+            counters.fix(memoryview(buffer))
+        except LPMSError as exc:
+            raise TranscodeError(f"{output.profile.name}: {exc}") from None
+        return dataclasses.replace(output, data=bytes(buffer))
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise TranscodeError("the transcoder is closed")
+
+
+@dataclass(slots=True)
+class _Counts:
+    frames: int = 0
+    pixels: int = 0
+    skipped: int = 0
+    first_pts: int | None = None
+    last_pts: int = 0
+    start_seconds: float = 0.0
+
+    def add(self, frame: av.VideoFrame, time_base: Fraction) -> None:
+        pts = frame.pts or 0
+        if self.first_pts is None:
+            self.first_pts = pts
+            self.start_seconds = float(pts * time_base)
+        self.last_pts = max(self.last_pts, pts)
+        self.frames += 1
+        self.pixels += frame.width * frame.height
+
+    def duration(self, time_base: Fraction, framerate: Fraction | None) -> float:
+        """From the first frame to the end of the last (one frame period after it)."""
+        if self.first_pts is None:
+            return 0.0
+        span = float((self.last_pts - self.first_pts) * time_base)
+        period = float(1 / framerate) if framerate else 0.0
+        return span + period
+
+
+def _results(futures: list[Future[RenditionOutput]], index: int) -> tuple[RenditionOutput, ...]:
+    outputs = []
+    failure: BaseException | None = None
+    for future in futures:
+        try:
+            outputs.append(future.result())
+        except Exception as exc:  # every future is waited for before reporting
+            failure = failure or exc
+    if failure is not None:
+        raise TranscodeError(f"segment {index}: encoding failed: {failure}") from None
+    return tuple(outputs)
+
+
+def _framerate(stream: av.video.stream.VideoStream) -> Fraction | None:
+    for rate in (stream.average_rate, stream.guessed_rate, stream.base_rate):
+        if rate and 0 < rate <= 1000:
+            return Fraction(rate)
+    return None
+
+
+def _segment_bytes(segment: bytes | bytearray | memoryview | str | os.PathLike[str]) -> bytes:
+    if isinstance(segment, str | os.PathLike):
+        path = Path(segment)
+        try:
+            size = path.stat().st_size
+            if size > MAX_SEGMENT_BYTES:
+                raise TranscodeError(f"segment {path} is {size} bytes, over {MAX_SEGMENT_BYTES}")
+            data = path.read_bytes()
+        except OSError as exc:
+            raise TranscodeError(f"cannot read segment {path}: {exc.strerror}") from None
+    else:
+        data = bytes(segment)
+    if not data:
+        raise TranscodeError("empty segment")
+    if len(data) > MAX_SEGMENT_BYTES:
+        raise TranscodeError(f"segment of {len(data)} bytes is over {MAX_SEGMENT_BYTES}")
+    return data
+
+
+class _AudioPath:
+    """How a source audio track reaches the outputs: copied (AAC, as ADTS in TS; MP3)
+    or decoded and encoded once to AAC for every output."""
+
+    def __init__(self, stream: av.audio.stream.AudioStream) -> None:
+        context = stream.codec_context
+        self.copy_as = _COPIED_AUDIO.get(context.codec.name)
+        self.extradata = bytes(context.extradata or b"")
+        rate = context.sample_rate or 48000
+        self._decoder: av.AudioCodecContext | None = None
+        self._encoder: av.AudioCodecContext | None = None
+        self._resampler: AudioResampler | None = None
+        if self.copy_as is not None:
+            self.track = AudioTrack(self.copy_as, rate, stream.time_base or Fraction(1, rate))
+            return
+        decoder = av.AudioCodecContext.create(context.codec.name, "r")
+        assert isinstance(decoder, av.AudioCodecContext)
+        if context.extradata:
+            decoder.extradata = context.extradata
+        self._decoder = decoder
+        self._rate = rate if rate in _AAC_RATES else 48000
+        self.track = AudioTrack("aac", self._rate, Fraction(1, self._rate))
+
+    @classmethod
+    def for_stream(cls, stream: av.audio.stream.AudioStream) -> _AudioPath | None:
+        try:
+            return cls(stream)
+        except (av.FFmpegError, ValueError) as exc:
+            log.warning("audio track left out: %s", exc)
+            return None
+
+    def packets(self, packet: av.Packet[Any]) -> Iterator[tuple[bytes, int | None, int | None]]:
+        if packet.size == 0:
+            return
+        if self.copy_as is not None:
+            payload = bytes(packet)
+            if self.copy_as == "aac" and not _is_adts(payload) and self.extradata:
+                payload = adts_frame(self.extradata, payload)
+            yield payload, packet.pts, packet.dts
+            return
+        assert self._decoder is not None
+        for frame in self._decoder.decode(packet):
+            yield from self._encode(frame)
+
+    def finish(self) -> Iterator[tuple[bytes, int | None, int | None]]:
+        """Drain the AAC encoder at the end of a segment (a new one starts the next)."""
+        if self._decoder is None:
+            return
+        for frame in self._decoder.decode(None):
+            yield from self._encode(frame)
+        self._decoder.flush_buffers()
+        if self._encoder is not None:
+            for packet in self._encoder.encode(None):
+                yield bytes(packet), packet.pts, packet.dts
+        self._encoder = None
+        self._resampler = None
+
+    def _encode(self, frame: av.AudioFrame) -> Iterator[tuple[bytes, int | None, int | None]]:
+        if self._encoder is None:
+            encoder = av.AudioCodecContext.create("aac", "w")
+            assert isinstance(encoder, av.AudioCodecContext)
+            encoder.sample_rate = self._rate
+            encoder.layout = "stereo" if frame.layout.nb_channels > 1 else "mono"
+            encoder.format = "fltp"
+            encoder.bit_rate = AAC_BITRATE
+            encoder.time_base = Fraction(1, self._rate)
+            encoder.open()
+            self._encoder = encoder
+            self._resampler = AudioResampler("fltp", encoder.layout, self._rate)
+        assert self._resampler is not None
+        if frame.pts is not None and frame.time_base is not None:
+            frame.pts = round(frame.pts * frame.time_base * self._rate)
+            frame.time_base = Fraction(1, self._rate)
+        for resampled in self._resampler.resample(frame):
+            for packet in self._encoder.encode(resampled):
+                yield (
+                    adts_frame(self._encoder.extradata or b"", bytes(packet)),
+                    packet.pts,
+                    packet.dts,
+                )
+
+
+_AAC_RATES = frozenset(
+    {96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000}
+)
+
+
+def _is_adts(payload: bytes) -> bool:
+    return len(payload) >= 7 and (payload[0] << 8 | payload[1]) & _ADTS_SYNC == _ADTS_SYNC
