@@ -4,17 +4,32 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import signal
 import sys
+import time
 from collections.abc import Sequence
-from typing import Any
+from pathlib import Path
+from typing import Any, TextIO
 
 from lpms import __version__
 from lpms.config import DEFAULT_HOST, DEFAULT_HTTP_PORT, DEFAULT_RTMP_PORT, Settings
+from lpms.errors import LPMSError
 from lpms.hls.store import HLSSettings
 from lpms.server import LPMS
-from lpms.transcode.profiles import PRESETS, format_bitrate, format_framerate
+from lpms.transcode.accel import Accel
+from lpms.transcode.probe import probe
+from lpms.transcode.profiles import (
+    PRESETS,
+    VideoProfile,
+    format_bitrate,
+    format_framerate,
+    parse_profiles,
+    profiles_from_json,
+    profiles_from_toml,
+)
+from lpms.transcode.session import Transcoder
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
@@ -76,7 +91,41 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", choices=LOG_LEVELS, default="info", help="default info")
     profiles = commands.add_parser("profiles", help="list the built-in video profiles")
     profiles.set_defaults(log_level="warning")
+    _add_transcode_parser(commands)
+    probe = commands.add_parser("probe", help="codec, size, rate, duration, bitrate of a file")
+    probe.add_argument("input", help="a media file or URL")
+    probe.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    probe.set_defaults(log_level="warning")
     return parser
+
+
+def _add_transcode_parser(commands: Any) -> None:
+    transcode = commands.add_parser(
+        "transcode", help="transcode a file or segment into one output per profile"
+    )
+    transcode.add_argument("input", help="a media file, segment or URL")
+    transcode.add_argument(
+        "--profiles",
+        required=True,
+        help="preset names (P360p30fps16x9,P240p30fps16x9; see `lpms profiles`) "
+        "or a JSON/TOML file describing profiles",
+    )
+    transcode.add_argument(
+        "--accel",
+        choices=[a.value for a in Accel],
+        default=Accel.SOFTWARE.value,
+        help="software (default) or nvidia (NVDEC/NVENC)",
+    )
+    transcode.add_argument(
+        "--outdir", default=".", help="where OUTDIR/PROFILE.ts go (default: here)"
+    )
+    transcode.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress bar on stderr (default: when stderr is a terminal)",
+    )
+    transcode.set_defaults(log_level="warning")
 
 
 def _number_in(kind: type[float] | type[int], low: float, high: float) -> Any:
@@ -121,10 +170,137 @@ def print_profiles() -> int:
         )
         for profile in PRESETS.values()
     ]
-    widths = [max(len(row[column]) for row in rows) for column in range(len(header))]
+    print_table(rows)
+    return 0
+
+
+def print_table(rows: Sequence[Sequence[str]], out: TextIO = sys.stdout) -> None:
+    """Rows as left-aligned columns, the first row a header."""
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
     for row in rows:
         cells = (cell.ljust(width) for cell, width in zip(row, widths, strict=True))
-        print("  ".join(cells).rstrip())
+        print("  ".join(cells).rstrip(), file=out)
+
+
+def _load_profiles(text: str) -> tuple[VideoProfile, ...]:
+    path = Path(text)
+    if path.suffix.lower() in (".json", ".toml") and path.is_file():
+        content = path.read_text()
+        if path.suffix.lower() == ".json":
+            return profiles_from_json(content)
+        return profiles_from_toml(content)
+    return parse_profiles(text)
+
+
+class ProgressBar:
+    """A one-line bar on a terminal, redrawn at most every 0.2 s."""
+
+    WIDTH = 30
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self._last = 0.0
+        self._drawn = False
+        self._total = 0.0
+
+    def __call__(self, done: float, total: float, *, force: bool = False) -> None:
+        now = time.monotonic()
+        if now - self._last < 0.2 and not force:
+            return
+        self._last = now
+        self._drawn = True
+        self._total = total
+        if total > 0:
+            share = min(1.0, max(0.0, done / total))
+            bar = "#" * round(share * self.WIDTH)
+            line = f"[{bar:<{self.WIDTH}}] {share:6.1%} {done:7.1f}/{total:.1f} s"
+        else:
+            line = f"{done:7.1f} s"
+        self.out.write("\r" + line)
+        self.out.flush()
+
+    def finish(self) -> None:
+        if self._drawn:
+            if self._total > 0:
+                self(self._total, self._total, force=True)
+            self.out.write("\n")
+            self.out.flush()
+
+
+def run_transcode(args: argparse.Namespace) -> int:
+    """``lpms transcode``: the file through every profile, then a summary table."""
+    try:
+        profiles = _load_profiles(args.profiles)
+        show_progress = sys.stderr.isatty() if args.progress is None else args.progress
+        bar = ProgressBar(sys.stderr) if show_progress else None
+        with Transcoder(profiles, accel=args.accel) as transcoder:
+            try:
+                result = transcoder.transcode_file(args.input, args.outdir, progress=bar)
+            finally:
+                if bar is not None:
+                    bar.finish()
+    except (LPMSError, OSError) as exc:
+        print(f"lpms transcode: {exc}", file=sys.stderr)
+        return 1
+    print(
+        f"decoded {result.decoded_frames} frames, {result.duration:.2f} s of video, "
+        f"in {result.elapsed:.2f} s ({result.speed:.2f}x real time)"
+    )
+    rows = [("PROFILE", "RESOLUTION", "FRAMES", "FPS", "BITRATE", "SIZE", "SPEED", "OUTPUT")]
+    for output in result.outputs:
+        rows.append(
+            (
+                output.profile.name,
+                f"{output.width}x{output.height}",
+                str(output.frames),
+                f"{output.framerate:.2f}",
+                _kbps(output.bitrate),
+                f"{output.size / 1e6:.2f} MB",
+                f"{result.speed:.2f}x",
+                str(Path(args.outdir) / f"{output.profile.name}.ts"),
+            )
+        )
+    print_table(rows)
+    return 0
+
+
+def _kbps(bitrate: int) -> str:
+    return f"{bitrate / 1000:.0f} kb/s"
+
+
+def run_probe(args: argparse.Namespace) -> int:
+    """``lpms probe``: one line for the container, one per track."""
+    try:
+        info = probe(args.input)
+    except LPMSError as exc:
+        print(f"lpms probe: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(info.as_dict(), indent=2))
+        return 0
+    duration = f"{info.duration:.3f} s" if info.duration is not None else "unknown"
+    bitrate = _kbps(info.bitrate) if info.bitrate else "unknown"
+    print(f"{info.source}: {info.format}, duration {duration}, bitrate {bitrate}")
+    rows = [("TRACK", "TYPE", "CODEC", "PROFILE", "DETAILS", "BITRATE")]
+    for track in info.tracks:
+        if track.kind == "video":
+            rate = f" {track.framerate:g} fps" if track.framerate else ""
+            details = f"{track.width}x{track.height}{rate}"
+        elif track.kind == "audio":
+            details = f"{track.sample_rate} Hz, {track.channels} ch"
+        else:
+            details = ""
+        rows.append(
+            (
+                str(track.index),
+                track.kind,
+                track.codec,
+                track.profile or "",
+                details,
+                _kbps(track.bitrate) if track.bitrate else "",
+            )
+        )
+    print_table(rows)
     return 0
 
 
@@ -133,6 +309,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(args.log_level)
     if args.command == "profiles":
         return print_profiles()
+    if args.command == "transcode":
+        return run_transcode(args)
+    if args.command == "probe":
+        return run_probe(args)
     if args.command == "serve":
         if args.record and not args.workdir:
             build_parser().error("--record needs --workdir DIR")
