@@ -22,6 +22,7 @@ from lpms.rtmp.connection import ConnectionLimits
 from lpms.rtmp.listener import ListenerSettings, RTMPRequest
 from lpms.server import LPMS
 from lpms.transcode.accel import Accel
+from lpms.transcode.live import TranscodeSettings
 from lpms.transcode.profiles import (
     PRESETS,
     GOPFrames,
@@ -30,6 +31,7 @@ from lpms.transcode.profiles import (
     ProfileError,
     VideoCodec,
     VideoProfile,
+    output_size,
     parse_profiles,
     profile_by_name,
 )
@@ -71,10 +73,12 @@ __all__ = [
     "TrackKind",
     "TranscodeError",
     "TranscodeResult",
+    "TranscodeSettings",
     "Transcoder",
     "VideoCodec",
     "VideoProfile",
     "__version__",
+    "output_size",
     "parse_profiles",
     "profile_by_name",
 ]

@@ -18,7 +18,8 @@ from lpms.config import DEFAULT_HOST, DEFAULT_HTTP_PORT, DEFAULT_RTMP_PORT, Sett
 from lpms.errors import LPMSError
 from lpms.hls.store import HLSSettings
 from lpms.server import LPMS
-from lpms.transcode.accel import Accel
+from lpms.transcode.accel import Accel, check_accel
+from lpms.transcode.live import TranscodeSettings
 from lpms.transcode.probe import probe
 from lpms.transcode.profiles import (
     PRESETS,
@@ -88,6 +89,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="keep every stream on disk under --workdir as an HLS playlist that plays later",
     )
     serve.add_argument("--no-hls", action="store_true", help="RTMP only: no HLS output")
+    serve.add_argument(
+        "--profiles",
+        default="",
+        help="transcode every live stream into these renditions, e.g. "
+        "P360p30fps16x9,P240p30fps16x9 (names from `lpms profiles`, or a JSON/TOML file; "
+        "default: none, the source only)",
+    )
+    serve.add_argument(
+        "--accel",
+        choices=[a.value for a in Accel],
+        default=Accel.SOFTWARE.value,
+        help="transcoding hardware for --profiles: software (default) or nvidia",
+    )
     serve.add_argument("--log-level", choices=LOG_LEVELS, default="info", help="default info")
     profiles = commands.add_parser("profiles", help="list the built-in video profiles")
     profiles.set_defaults(log_level="warning")
@@ -172,6 +186,17 @@ def print_profiles() -> int:
     ]
     print_table(rows)
     return 0
+
+
+def _transcode_settings(profiles: str, accel: str) -> TranscodeSettings:
+    """Profiles for the live ladder, checked (and the accel tried) before serving."""
+    if not profiles:
+        return TranscodeSettings()
+    chosen = _load_profiles(profiles)
+    hardware = Accel.parse(accel)
+    for profile in chosen:
+        check_accel(hardware, profile.codec)
+    return TranscodeSettings(profiles=chosen, accel=hardware)
 
 
 def print_table(rows: Sequence[Sequence[str]], out: TextIO = sys.stdout) -> None:
@@ -316,6 +341,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "serve":
         if args.record and not args.workdir:
             build_parser().error("--record needs --workdir DIR")
+        try:
+            transcode = _transcode_settings(args.profiles, args.accel)
+        except LPMSError as exc:
+            build_parser().error(str(exc))
         hls = HLSSettings(
             enabled=not args.no_hls,
             segment_duration=args.segment_duration,
@@ -328,6 +357,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             http_port=args.http_port,
             workdir=args.workdir,
             hls=hls,
+            transcode=transcode,
         )
         try:
             asyncio.run(_serve(settings))

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from lpms.hls.store import HLSSettings
 from lpms.media.stream import StreamLimits
 from lpms.rtmp.listener import ListenerSettings
+from lpms.transcode.live import TranscodeSettings
 
 DEFAULT_HOST = "0.0.0.0"
 DEFAULT_RTMP_PORT = 1935
@@ -31,3 +32,4 @@ class Settings:
     rtmp: ListenerSettings = field(default_factory=ListenerSettings)
     stream: StreamLimits = field(default_factory=StreamLimits)
     hls: HLSSettings = field(default_factory=HLSSettings)
+    transcode: TranscodeSettings = field(default_factory=TranscodeSettings)

@@ -19,7 +19,7 @@ from aiohttp import web
 
 from lpms.callbacks import MaybeAwaitable, call
 from lpms.config import Settings
-from lpms.errors import HLSError, StreamError
+from lpms.errors import HLSError, LPMSError, StreamError
 from lpms.hls.live import LiveSegmenter
 from lpms.hls.segmenter import SegmenterOptions
 from lpms.hls.store import SOURCE, HLSStore, HLSStream
@@ -28,6 +28,7 @@ from lpms.http.hls import GetPlaylist, GetSegment, HLSHandlers, HLSRoutes
 from lpms.media.registry import StreamRegistry
 from lpms.media.stream import Stream
 from lpms.rtmp.listener import RTMPRefused, RTMPRequest, RTMPServerProtocol, start_rtmp_listener
+from lpms.transcode.live import LiveTranscoder
 
 log = logging.getLogger("lpms.server")
 
@@ -75,6 +76,8 @@ class LPMS:
         self.hls = HLSStore(settings.hls, settings.workdir, max_streams=settings.max_streams)
         self._hls_handlers = HLSHandlers()
         self._segmenters: dict[str, LiveSegmenter] = {}  # by stream ID
+        self.ladders: dict[str, LiveTranscoder] = {}  # live transcoders, by stream ID
+        self._ladders_finishing: set[asyncio.Task[None]] = set()
         self._closed = asyncio.Event()
         self._background: set[asyncio.Task[Any]] = set()
 
@@ -146,17 +149,52 @@ class LPMS:
                 max_segment_bytes=hls_settings.max_segment_bytes,
             )
         hls = self.hls.open(stream.id)
+        source = hls.rendition(SOURCE)  # first in the master playlist
+        ladder = self._start_ladder(hls)
         segmenter = LiveSegmenter(
-            stream, hls.rendition(SOURCE), options, on_end=self._segmenter_ended
+            stream,
+            source,
+            options,
+            on_end=self._segmenter_ended,
+            on_segment=ladder.submit if ladder is not None else None,
         )
         self._segmenters[stream.id] = segmenter
         return hls
 
+    def _start_ladder(self, hls: HLSStream) -> LiveTranscoder | None:
+        """The stream's transcoder when profiles are set (a failure to start one
+        leaves the source alone, with one log line)."""
+        settings = self.settings.transcode
+        if not settings.profiles:
+            return None
+        try:
+            ladder = LiveTranscoder(hls, settings)
+        except LPMSError as exc:
+            log.error("no transcoding for %s: %s", hls.id, exc)
+            return None
+        self.ladders[hls.id] = ladder
+        return ladder
+
     def _segmenter_ended(self, segmenter: LiveSegmenter) -> None:
-        if self._segmenters.get(segmenter.stream.id) is segmenter:
-            del self._segmenters[segmenter.stream.id]
-        hls = self.hls.get(segmenter.stream.id)
-        if hls is not None:
+        stream_id = segmenter.stream.id
+        if self._segmenters.get(stream_id) is segmenter:
+            del self._segmenters[stream_id]
+        hls = self.hls.get(stream_id)
+        ladder = self.ladders.pop(stream_id, None)
+        if ladder is None:
+            if hls is not None:
+                self.hls.close(hls)
+            return
+        # The renditions end (ENDLIST) once their last segments are transcoded.
+        task = asyncio.get_running_loop().create_task(self._finish_ladder(stream_id, ladder, hls))
+        self._ladders_finishing.add(task)
+        task.add_done_callback(self._ladders_finishing.discard)
+
+    async def _finish_ladder(
+        self, stream_id: str, ladder: LiveTranscoder, hls: HLSStream | None
+    ) -> None:
+        await ladder.finish()
+        if hls is not None and stream_id not in self._segmenters:  # not published again
             self.hls.close(hls)
 
     # -- lifecycle -----------------------------------------------------------
@@ -216,6 +254,8 @@ class LPMS:
             self.streams.remove(stream)
         for segmenter in list(self._segmenters.values()):
             segmenter.drain()  # the stream has ended: flushes the last segment
+        if self._ladders_finishing:
+            await asyncio.gather(*self._ladders_finishing, return_exceptions=True)
         self.hls.close_all()
         # Off the loop: waits for the recording writer to finish what it has queued.
         await asyncio.get_running_loop().run_in_executor(None, self.hls.flush)

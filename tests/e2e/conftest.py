@@ -41,6 +41,12 @@ def clip(tmp_path_factory: pytest.TempPathFactory) -> ClipFile:
     return clip_file(tmp_path_factory, 6.0)
 
 
+@pytest.fixture(scope="session")
+def clip12(tmp_path_factory: pytest.TempPathFactory) -> ClipFile:
+    """12 s of H.264 (keyframe every 2 s) and AAC."""
+    return clip_file(tmp_path_factory, 12.0)
+
+
 @pytest.fixture
 async def server(request: pytest.FixtureRequest) -> AsyncIterator[LPMS]:
     """The server on its defaults; ``indirect`` parametrization passes `Settings`."""

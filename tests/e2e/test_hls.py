@@ -31,12 +31,6 @@ SEGMENT_S = 2.0
 
 
 @pytest.fixture(scope="session")
-def clip12(tmp_path_factory: pytest.TempPathFactory) -> ClipFile:
-    """12 s of H.264 (keyframe every 2 s) and AAC."""
-    return clip_file(tmp_path_factory, 12.0)
-
-
-@pytest.fixture(scope="session")
 def audio_clip(tmp_path_factory: pytest.TempPathFactory) -> ClipFile:
     return clip_file(tmp_path_factory, 6.0, video=False)
 

@@ -490,3 +490,49 @@ def _read_frequency_index(bits: BitReader) -> int:
     if index >= len(_AAC_SAMPLE_RATES):
         raise BitstreamError(f"reserved AAC samplingFrequencyIndex {index}")
     return index
+
+
+_H264_SPS = 7
+_H264_PPS = 8
+_START_CODE_3 = b"\x00\x00\x01"
+
+
+def annex_b_nal_units(data: bytes) -> list[bytes]:
+    """The NAL units of an Annex B byte stream (start codes of 3 or 4 bytes removed)."""
+    units = []
+    start = data.find(_START_CODE_3)
+    while start >= 0:
+        begin = start + len(_START_CODE_3)
+        start = data.find(_START_CODE_3, begin)
+        end = len(data) if start < 0 else start
+        unit = data[begin:end].rstrip(b"\x00")  # trailing zeros belong to the next start code
+        if unit:
+            units.append(unit)
+    return units
+
+
+def avc_config_from_annex_b(access_unit: bytes) -> bytes | None:
+    """An avcC record (ISO/IEC 14496-15 5.3.3.1) built from the first SPS and PPS of an
+    Annex B keyframe, as an encoder writes them in-band; None if either is missing.
+    Lets a transcoded rendition describe itself (RFC 6381 CODECS) like the source."""
+    sps = pps = None
+    for unit in annex_b_nal_units(access_unit):
+        kind = unit[0] & 0x1F
+        if kind == _H264_SPS and sps is None and len(unit) >= 4:
+            sps = unit
+        elif kind == _H264_PPS and pps is None:
+            pps = unit
+        if sps is not None and pps is not None:
+            break
+    if sps is None or pps is None:
+        return None
+    return b"".join(
+        (
+            bytes((1, sps[1], sps[2], sps[3], 0xFF, 0xE1)),  # 4-byte lengths, one SPS
+            len(sps).to_bytes(2, "big"),
+            sps,
+            b"\x01",
+            len(pps).to_bytes(2, "big"),
+            pps,
+        )
+    )

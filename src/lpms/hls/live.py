@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable
 
 from lpms.errors import LPMSError
-from lpms.hls.segmenter import Segmenter, SegmenterOptions
+from lpms.hls.segmenter import Segment, Segmenter, SegmenterOptions
 from lpms.hls.store import Rendition
 from lpms.media.stream import Stream
 
@@ -29,11 +29,13 @@ class LiveSegmenter:
         rendition: Rendition,
         options: SegmenterOptions,
         on_end: Callable[[LiveSegmenter], None] | None = None,
+        on_segment: Callable[[Segment], None] | None = None,
     ) -> None:
         self.stream = stream
         self.rendition = rendition
         self._segmenter = Segmenter(options, first_sequence=rendition.next_sequence)
         self._on_end = on_end
+        self._on_segment = on_segment
         self._loop = asyncio.get_running_loop()
         self._scheduled = False
         self.finished = False
@@ -52,18 +54,22 @@ class LiveSegmenter:
             return
         subscription = self._subscription
         segmenter = self._segmenter
-        rendition = self.rendition
         try:
             while (packet := subscription.pop()) is not None:
                 for segment in segmenter.push(packet):
-                    rendition.add(segment)
+                    self._add(segment)
             if subscription.ended:
                 for segment in segmenter.finish():
-                    rendition.add(segment)
+                    self._add(segment)
                 self.stop()
         except LPMSError as exc:
             log.error("HLS for %s stopped: %s", self.stream.id, exc)
             self.stop()
+
+    def _add(self, segment: Segment) -> None:
+        self.rendition.add(segment)
+        if self._on_segment is not None:
+            self._on_segment(segment)
 
     def stop(self) -> None:
         """Stop segmenting (the stream ended, failed, or the server is closing)."""

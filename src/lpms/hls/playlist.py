@@ -58,7 +58,10 @@ class SegmentEntry:
     ``uri`` is relative to the playlist (e.g. ``"12.ts"``); ``duration`` in seconds is
     measured from the segment's timestamps; ``program_date_time`` is the wall-clock time
     of its first sample (tz-aware); ``discontinuity`` marks a break before it (the
-    publisher reconnected, so timestamps and codec parameters may change).
+    publisher reconnected, so timestamps and codec parameters may change). ``gap``
+    marks a segment that does not exist (RFC 8216bis 4.4.4.7 EXT-X-GAP: a rendition
+    that skipped it, so players fetch it from another rendition or skip it) while
+    keeping the numbering of every rendition in step.
     """
 
     uri: str
@@ -66,6 +69,7 @@ class SegmentEntry:
     sequence: int
     program_date_time: datetime | None = None
     discontinuity: bool = False
+    gap: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +190,8 @@ def _segment_lines(segment: SegmentEntry, target_duration: int) -> list[str]:
     if segment.program_date_time is not None:
         when = _program_date_time(segment.program_date_time, segment.uri)
         lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{when}")
+    if segment.gap:
+        lines.append("#EXT-X-GAP")
     lines.append(f"#EXTINF:{duration},")
     lines.append(_checked_uri(segment.uri))
     return lines

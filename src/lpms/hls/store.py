@@ -17,6 +17,7 @@ from any static web server. Disk writes run in a worker thread, in order.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import re
 import time
@@ -112,33 +113,50 @@ class Rendition:
 
     def add(self, segment: Segment) -> None:
         """Append a finished segment; slide the window; record it if asked to."""
+        entry = self._append_entry(segment, gap=False)
+        self._data[segment.sequence] = segment.data
+        self.last_segment = segment
+        self._bytes += len(segment.data)
+        self._seconds += segment.duration
+        self.peak_bitrate = max(self.peak_bitrate, segment.bitrate)
+        self._slide(segment.sequence)
+        if self._recorder is not None:
+            self.recorded.append(entry)
+            self._recorder.write_segment(self, segment)
+
+    def add_gap(self, segment: Segment) -> None:
+        """List ``segment``'s place (sequence, duration, time) with EXT-X-GAP: this
+        rendition has no such segment, but its numbering stays in step with the
+        others so players can switch at any segment."""
+        entry = self._append_entry(segment, gap=True)
+        self._slide(segment.sequence)
+        if self._recorder is not None:
+            self.recorded.append(entry)
+
+    def _append_entry(self, segment: Segment, gap: bool) -> SegmentEntry:
         entry = SegmentEntry(
             uri=f"{segment.sequence}.ts",
             duration=segment.duration,
             sequence=segment.sequence,
             program_date_time=segment.program_date_time,
             discontinuity=self._discontinuity_next,
+            gap=gap,
         )
         self._discontinuity_next = False
         self._rendered.clear()
         self.next_sequence = segment.sequence + 1
         self._target = target_duration_for([segment.duration], minimum=self._target)
         self.entries.append(entry)
-        self._data[segment.sequence] = segment.data
-        self.last_segment = segment
-        self._bytes += len(segment.data)
-        self._seconds += segment.duration
-        self.peak_bitrate = max(self.peak_bitrate, segment.bitrate)
+        return entry
+
+    def _slide(self, sequence: int) -> None:
         while len(self.entries) > self.settings.window:
             gone = self.entries.popleft()
             if gone.discontinuity:
                 self.discontinuity_sequence += 1
         keep = self.settings.window + self.settings.extra_segments
-        for sequence in [s for s in self._data if s <= segment.sequence - keep]:
-            del self._data[sequence]
-        if self._recorder is not None:
-            self.recorded.append(entry)
-            self._recorder.write_segment(self, segment)
+        for old in [s for s in self._data if s <= sequence - keep]:
+            del self._data[old]
 
     def resume(self) -> None:
         """A publisher returned: what follows is a discontinuity, and live again."""
@@ -391,13 +409,7 @@ def _write_file(path: Path, data: bytes) -> None:
 
 
 def _prefixed(entry: SegmentEntry, prefix: str) -> SegmentEntry:
-    return SegmentEntry(
-        uri=prefix + entry.uri,
-        duration=entry.duration,
-        sequence=entry.sequence,
-        program_date_time=entry.program_date_time,
-        discontinuity=entry.discontinuity,
-    )
+    return dataclasses.replace(entry, uri=prefix + entry.uri)
 
 
 def _whole_seconds(seconds: float) -> int:

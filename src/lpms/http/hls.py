@@ -107,7 +107,8 @@ class HLSRoutes:
         rendition = hls.renditions.get(rendition_name) if hls is not None else None
         if hls is None or rendition is None or rendition.last_segment is None:
             return None
-        return rendition.media_playlist(), not rendition.ended
+        # Served at APP/NAME/RENDITION.m3u8, its segments at APP/NAME/RENDITION/N.ts.
+        return rendition.media_playlist(f"{rendition_name}/"), not rendition.ended
 
     # -- segments ----------------------------------------------------------------
 

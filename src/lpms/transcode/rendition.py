@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import queue
 import threading
 from concurrent.futures import Future
@@ -31,6 +32,7 @@ from av.video.frame import PictureType
 from av.video.reformatter import Interpolation, VideoReformatter
 
 from lpms.errors import TranscodeError
+from lpms.hls.bitstream import avc_config_from_annex_b
 from lpms.transcode.accel import Accel, encoder_name, encoder_preset
 from lpms.transcode.profiles import H264Profile, VideoCodec, VideoProfile, output_size
 
@@ -39,6 +41,10 @@ log = logging.getLogger(__name__)
 DEFAULT_QUEUE_FRAMES = 8
 """Decoded frames waiting for one encoder: enough to ride out jitter between threads,
 few enough (1.4 MB per 720p frame) that a slow encoder blocks the decoder quickly."""
+
+MIN_STEERING_SECONDS = 0.5
+MIN_RATE_SCALE = 0.5
+MAX_RATE_SCALE = 2.0
 
 _ASSUMED_FRAMERATE = Fraction(30)  # for a GOP in seconds when the source gives no rate
 
@@ -68,6 +74,7 @@ class RenditionOutput:
     duration: float  # seconds, from the first frame's pts to the end of the last
     video_bytes: int  # encoded video alone, without audio or TS overhead
     first_keyframe: bool  # the first video packet is a keyframe
+    decoder_config: bytes | None = None  # avcC of an H.264 output, for CODECS
 
     @property
     def pixels(self) -> int:
@@ -94,11 +101,13 @@ class _Output:
     time_base: Fraction
     audio_time_base: Fraction
     framerate: Fraction | None
+    steer: bool = True
     error: BaseException | None = None
     frames: int = 0
     keyframes: int = 0
     video_bytes: int = 0
     first_keyframe: bool | None = None
+    decoder_config: bytes | None = None
     first_pts: int | None = None
     end_pts: int = 0
     size: tuple[int, int] = (0, 0)
@@ -112,6 +121,7 @@ class _Begin:
     time_base: Fraction
     framerate: Fraction | None
     audio: AudioTrack | None
+    steer: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,10 +149,12 @@ class RenditionEncoder:
         *,
         queue_frames: int = DEFAULT_QUEUE_FRAMES,
         threads: int = 0,
+        nice: int = 0,
     ) -> None:
         self.profile = profile
         self.accel = accel
         self.threads = threads
+        self.nice = nice
         self._codec = encoder_name(profile.codec, accel)
         self._queue: queue.Queue[_Message] = queue.Queue(maxsize=queue_frames)
         self._reformatter = VideoReformatter()
@@ -150,6 +162,10 @@ class RenditionEncoder:
         self._encoder_key: tuple[int, int, Fraction, Fraction | None] | None = None
         self._output: _Output | None = None
         self._begin_error: BaseException | None = None
+        # Bitrate asked of each fresh encoder, as a share of the profile's: x264's
+        # rate control starts low on every new encoder, so 2 s segments come out
+        # well under target (70-85 %); each output's result steers the next one's.
+        self._rate_scale = 1.0
         self._thread = threading.Thread(
             target=self._run, name=f"lpms-encode-{profile.name}", daemon=True
         )
@@ -163,9 +179,13 @@ class RenditionEncoder:
         time_base: Fraction,
         framerate: Fraction | None,
         audio: AudioTrack | None,
+        *,
+        steer: bool = True,
     ) -> None:
-        """Start an output: MPEG-TS into ``sink``, timestamps in ``time_base``."""
-        self._queue.put(_Begin(sink, time_base, framerate, audio))
+        """Start an output: MPEG-TS into ``sink``, timestamps in ``time_base``.
+        ``steer``: one of a run of segments, whose bitrates steer each other (a whole
+        file is encoded at the profile's bitrate as it is)."""
+        self._queue.put(_Begin(sink, time_base, framerate, audio, steer))
 
     def frame(self, frame: av.VideoFrame) -> None:
         """A decoded frame; ``pict_type`` I asks for a keyframe here (set by the session)."""
@@ -190,6 +210,7 @@ class RenditionEncoder:
     # -- the encoder's thread ----------------------------------------------------------
 
     def _run(self) -> None:
+        lower_priority(self.nice)
         while (message := self._queue.get()) is not None:
             if isinstance(message, av.VideoFrame | _Audio) and self._spoilt():
                 continue  # this output failed: skip to its end, which reports why
@@ -237,7 +258,7 @@ class RenditionEncoder:
             audio_stream = container.add_mux_stream(audio.codec_name, rate=audio.sample_rate)
             audio_stream.time_base = audio.time_base
         self._output = _Output(
-            sink, container, video, audio_stream, time_base, audio_time_base, framerate
+            sink, container, video, audio_stream, time_base, audio_time_base, framerate, begin.steer
         )
 
     def _on_frame(self, frame: av.VideoFrame) -> None:
@@ -294,12 +315,13 @@ class RenditionEncoder:
             return self._encoder
         if self._encoder is not None:
             self._drain_encoder(output)
-        self._encoder = self._open_encoder(width, height, output.time_base, rate)
+        scale = self._rate_scale if output.steer else 1.0
+        self._encoder = self._open_encoder(width, height, output.time_base, rate, scale)
         self._encoder_key = key
         return self._encoder
 
     def _open_encoder(
-        self, width: int, height: int, time_base: Fraction, rate: Fraction | None
+        self, width: int, height: int, time_base: Fraction, rate: Fraction | None, scale: float
     ) -> av.VideoCodecContext:
         profile = self.profile
         encoder = av.CodecContext.create(self._codec, "w")
@@ -308,7 +330,7 @@ class RenditionEncoder:
         encoder.time_base = time_base
         if rate is not None:
             encoder.framerate = rate
-        encoder.bit_rate = profile.bitrate
+        encoder.bit_rate = round(profile.bitrate * scale)
         if self.threads:
             encoder.thread_count = self.threads
         options = {"preset": encoder_preset(self.accel, profile.preset)}
@@ -345,6 +367,8 @@ class RenditionEncoder:
         for packet in packets:
             if output.first_keyframe is None:
                 output.first_keyframe = packet.is_keyframe
+                if packet.is_keyframe and self.profile.codec is VideoCodec.H264:
+                    output.decoder_config = avc_config_from_annex_b(bytes(packet))
             output.keyframes += packet.is_keyframe
             output.video_bytes += packet.size
             packet.stream = stream
@@ -378,7 +402,18 @@ class RenditionEncoder:
         if output.error is not None:
             result.set_exception(output.error)
             return
-        result.set_result(self._result(output))
+        made = self._result(output)
+        if output.steer:
+            self._steer_bitrate(made)
+        result.set_result(made)
+
+    def _steer_bitrate(self, made: RenditionOutput) -> None:
+        """Scale the next encoder's bitrate by how far this output missed its target
+        (bounded, and only on outputs long enough to say)."""
+        if made.duration < MIN_STEERING_SECONDS or made.bitrate <= 0:
+            return
+        scale = self._rate_scale * self.profile.bitrate / made.bitrate
+        self._rate_scale = min(MAX_RATE_SCALE, max(MIN_RATE_SCALE, scale))
 
     def _result(self, output: _Output) -> RenditionOutput:
         sink = output.sink
@@ -398,6 +433,7 @@ class RenditionEncoder:
             duration=duration,
             video_bytes=output.video_bytes,
             first_keyframe=bool(output.first_keyframe),
+            decoder_config=output.decoder_config,
         )
 
     def _require_output(self) -> _Output:
@@ -439,3 +475,15 @@ def _position(sink: BinaryIO) -> int:
         return sink.tell()
     except (OSError, ValueError):
         return 0
+
+
+def lower_priority(nice: int) -> None:
+    """Run the calling thread, and the threads it starts (x264's own, a decoder's),
+    ``nice`` steps below the rest of the process: on Linux a thread's nice value is
+    its own and is inherited. Elsewhere, or when not allowed, nothing changes."""
+    if nice <= 0 or not hasattr(os, "setpriority"):
+        return
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+    except OSError as exc:
+        log.debug("could not lower a transcoding thread's priority: %s", exc)

@@ -99,6 +99,7 @@ class Transcoder:
         accel: Accel | str = Accel.SOFTWARE,
         queue_frames: int = DEFAULT_QUEUE_FRAMES,
         threads: int = 0,
+        nice: int = 0,
     ) -> None:
         chosen = parse_profiles(profiles) if isinstance(profiles, str) else tuple(profiles)
         if not chosen:
@@ -108,7 +109,7 @@ class Transcoder:
         for profile in chosen:
             check_accel(self.accel, profile.codec)
         self._encoders = [
-            RenditionEncoder(p, self.accel, queue_frames=queue_frames, threads=threads)
+            RenditionEncoder(p, self.accel, queue_frames=queue_frames, threads=threads, nice=nice)
             for p in chosen
         ]
         self._continuity = [ContinuityCounters() for _ in chosen]
@@ -200,8 +201,11 @@ class Transcoder:
         decoder = self._decoder_for(video)
         time_base = video.time_base or Fraction(1, 90000)
         framerate = _framerate(video)
+        segments = force_keyframes == "first"
         for encoder, sink in zip(self._encoders, sinks, strict=True):
-            encoder.begin(sink, time_base, framerate, audio.track if audio else None)
+            encoder.begin(
+                sink, time_base, framerate, audio.track if audio else None, steer=segments
+            )
         counts = _Counts()
         total = float(container.duration / av.time_base) if container.duration else 0.0
         error: BaseException | None = None
