@@ -41,6 +41,32 @@ def test_window_slides_and_memory_stays_bounded() -> None:
     assert rendition.next_sequence == 20
 
 
+def test_gap_keeps_numbering_in_step_and_serves_nothing() -> None:
+    """A rendition that skipped a segment lists its place with EXT-X-GAP, so its
+    segment numbers and times stay those of the other renditions."""
+    rendition = Rendition("P360p30fps16x9", HLSSettings(window=4), first_sequence=5)
+    rendition.add(segment(5))
+    rendition.add_gap(segment(6))
+    rendition.add(segment(7))
+    text = rendition.media_playlist("P360p30fps16x9/")
+    playlist = m3u8.loads(text)
+    assert [s.uri for s in playlist.segments] == [
+        "P360p30fps16x9/5.ts",
+        "P360p30fps16x9/6.ts",
+        "P360p30fps16x9/7.ts",
+    ]
+    lines = text.splitlines()
+    gap = lines.index("#EXT-X-GAP")
+    assert lines[gap + 1].startswith("#EXTINF:2.000")
+    assert lines[gap + 2] == "P360p30fps16x9/6.ts"
+    assert text.count("#EXT-X-GAP") == 1
+    assert rendition.segment(6) is None
+    assert rendition.segment(7) is not None
+    assert rendition.last_segment is not None
+    assert rendition.last_segment.sequence == 7
+    assert rendition.next_sequence == 8
+
+
 def test_discontinuity_and_its_sequence() -> None:
     rendition = Rendition(SOURCE, HLSSettings(window=2), first_sequence=0)
     rendition.add(segment(0))
