@@ -1,0 +1,95 @@
+"""`lpms transcode` and `lpms probe` as a user runs them: a real clip in, files and a
+summary out, a clear one-line error and exit status 1 for bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lpms import output_size, profile_by_name
+from tests.media import Part, make_clip, probe
+
+PROFILES = "P240p30fps16x9,P144p30fps16x9"
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("cli") / "in.ts"
+    path.write_bytes(make_clip(Part(640, 360, 3.0), fps=30, gop_frames=60))
+    return path
+
+
+def lpms(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "lpms", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+def test_transcode_writes_one_file_per_profile_and_a_summary(clip: Path, tmp_path: Path) -> None:
+    done = lpms("transcode", str(clip), "--profiles", PROFILES, "--outdir", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert "x real time" in done.stdout
+    for name in PROFILES.split(","):
+        profile = profile_by_name(name)
+        width, height = output_size(profile, 640, 360)
+        row = next(line for line in done.stdout.splitlines() if line.startswith(name))
+        assert f"{width}x{height}" in row
+        assert " 90 " in row  # frames
+        probed = probe(str(tmp_path / f"{name}.ts"))
+        assert probed.errors == []
+        assert set(probed.video_sizes) == {(width, height)}
+        assert len(probed.video_pts) == 90
+        assert probed.audio_codec == "aac"
+
+
+def test_transcode_progress_bar_reaches_the_end(clip: Path, tmp_path: Path) -> None:
+    done = lpms(
+        "transcode", str(clip), "--profiles", "P144p30fps16x9", "--outdir", str(tmp_path),
+        "--progress",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "100.0%" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--profiles", "P361p"], "unknown profile 'P361p'"),
+        (["--profiles", "P144p30fps16x9", "--accel", "nvidia"], "nvidia"),
+    ],
+)
+def test_transcode_refuses_clearly(clip: Path, args: list[str], message: str) -> None:
+    done = lpms("transcode", str(clip), *args)
+    if "nvidia" in args and done.returncode == 0:
+        pytest.skip("this machine has an NVIDIA GPU")
+    assert done.returncode == 1
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_transcode_of_a_missing_or_bad_file(tmp_path: Path) -> None:
+    missing = lpms("transcode", str(tmp_path / "nope.ts"), "--profiles", "P144p30fps16x9")
+    assert missing.returncode == 1
+    assert "cannot read" in missing.stderr
+    junk = tmp_path / "junk.ts"
+    junk.write_bytes(b"not media at all" * 100)
+    bad = lpms("transcode", str(junk), "--profiles", "P144p30fps16x9", "--outdir", str(tmp_path))
+    assert bad.returncode == 1
+    assert "Traceback" not in bad.stderr
+
+
+def test_probe_table_and_json(clip: Path) -> None:
+    table = lpms("probe", str(clip))
+    assert table.returncode == 0, table.stderr
+    assert "mpegts" in table.stdout
+    assert "640x360 30 fps" in table.stdout
+    as_json = lpms("probe", str(clip), "--json")
+    info = json.loads(as_json.stdout)
+    video = next(t for t in info["tracks"] if t["kind"] == "video")
+    assert (video["codec"], video["width"], video["height"]) == ("h264", 640, 360)
+    assert info["duration"] == pytest.approx(3.0, abs=0.1)
+    assert lpms("probe", "/nonexistent.ts").returncode == 1
