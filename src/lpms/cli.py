@@ -199,8 +199,10 @@ def _transcode_settings(profiles: str, accel: str) -> TranscodeSettings:
     return TranscodeSettings(profiles=chosen, accel=hardware)
 
 
-def print_table(rows: Sequence[Sequence[str]], out: TextIO = sys.stdout) -> None:
-    """Rows as left-aligned columns, the first row a header."""
+def print_table(rows: Sequence[Sequence[str]], out: TextIO | None = None) -> None:
+    """Rows as left-aligned columns, the first row a header (on stdout by default,
+    looked up at call time so redirection takes effect)."""
+    out = out or sys.stdout
     widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
     for row in rows:
         cells = (cell.ljust(width) for cell, width in zip(row, widths, strict=True))

@@ -391,11 +391,9 @@ class _AudioPath:
         if self.copy_as is not None:
             self.track = AudioTrack(self.copy_as, rate, stream.time_base or Fraction(1, rate))
             return
-        decoder = av.AudioCodecContext.create(context.codec.name, "r")
-        assert isinstance(decoder, av.AudioCodecContext)
-        if context.extradata:
-            decoder.extradata = context.extradata
-        self._decoder = decoder
+        # The demuxer's own context knows the sample rate, layout and format that
+        # headerless codecs (PCM, G.711) cannot tell a fresh decoder.
+        self._decoder = context
         self._rate = rate if rate in _AAC_RATES else 48000
         self.track = AudioTrack("aac", self._rate, Fraction(1, self._rate))
 
@@ -429,9 +427,14 @@ class _AudioPath:
         self._decoder.flush_buffers()
         if self._encoder is not None:
             for packet in self._encoder.encode(None):
-                yield bytes(packet), packet.pts, packet.dts
+                yield self._adts(bytes(packet)), packet.pts, packet.dts
         self._encoder = None
         self._resampler = None
+
+    def _adts(self, raw: bytes) -> bytes:
+        """MPEG-TS carries AAC as ADTS frames (every one, the drained last ones too)."""
+        assert self._encoder is not None
+        return adts_frame(self._encoder.extradata or b"", raw)
 
     def _encode(self, frame: av.AudioFrame) -> Iterator[tuple[bytes, int | None, int | None]]:
         if self._encoder is None:
@@ -451,11 +454,7 @@ class _AudioPath:
             frame.time_base = Fraction(1, self._rate)
         for resampled in self._resampler.resample(frame):
             for packet in self._encoder.encode(resampled):
-                yield (
-                    adts_frame(self._encoder.extradata or b"", bytes(packet)),
-                    packet.pts,
-                    packet.dts,
-                )
+                yield self._adts(bytes(packet)), packet.pts, packet.dts
 
 
 _AAC_RATES = frozenset(
