@@ -4,41 +4,57 @@ The public API mirrors Livepeer's LPMS: build an `LPMS`, register callbacks with
 `LPMS.handle_rtmp_publish` and `LPMS.handle_rtmp_play`, then ``await server.serve()``.
 """
 
-from lpms.config import Settings
-from lpms.errors import (
-    HLSError,
-    LPMSError,
-    MediaError,
-    RTMPProtocolError,
-    StreamError,
-    TranscodeError,
-)
-from lpms.hls.segmenter import Segment, SegmenterOptions
-from lpms.hls.store import HLSSettings, HLSStream
-from lpms.http.hls import HLSRequest
-from lpms.media.packet import Codec, CodecConfig, MediaPacket, TrackKind
-from lpms.media.stream import Stream, StreamEnded, StreamLimits, Subscription
-from lpms.rtmp.connection import ConnectionLimits
-from lpms.rtmp.listener import ListenerSettings, RTMPRequest
-from lpms.server import LPMS
-from lpms.transcode.accel import Accel
-from lpms.transcode.live import TranscodeSettings
-from lpms.transcode.profiles import (
-    PRESETS,
-    GOPFrames,
-    GOPSeconds,
-    H264Profile,
-    ProfileError,
-    VideoCodec,
-    VideoProfile,
-    output_size,
-    parse_profiles,
-    profile_by_name,
-)
-from lpms.transcode.rendition import RenditionOutput
-from lpms.transcode.session import Transcoder, TranscodeResult
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
+
+# Each public name and the module it lives in. They are imported on first use
+# (PEP 562), so `lpms transcode` or a script that needs only the Transcoder does not
+# pay for the server's HTTP stack at start-up.
+_EXPORTS: dict[str, str] = {
+    "Settings": "lpms.config",
+    "HLSError": "lpms.errors",
+    "LPMSError": "lpms.errors",
+    "MediaError": "lpms.errors",
+    "RTMPProtocolError": "lpms.errors",
+    "StreamError": "lpms.errors",
+    "TranscodeError": "lpms.errors",
+    "Segment": "lpms.hls.segmenter",
+    "SegmenterOptions": "lpms.hls.segmenter",
+    "HLSSettings": "lpms.hls.store",
+    "HLSStream": "lpms.hls.store",
+    "HLSRequest": "lpms.http.hls",
+    "Codec": "lpms.media.packet",
+    "CodecConfig": "lpms.media.packet",
+    "MediaPacket": "lpms.media.packet",
+    "TrackKind": "lpms.media.packet",
+    "Stream": "lpms.media.stream",
+    "StreamEnded": "lpms.media.stream",
+    "StreamLimits": "lpms.media.stream",
+    "Subscription": "lpms.media.stream",
+    "ConnectionLimits": "lpms.rtmp.connection",
+    "ListenerSettings": "lpms.rtmp.listener",
+    "RTMPRequest": "lpms.rtmp.listener",
+    "LPMS": "lpms.server",
+    "Accel": "lpms.transcode.accel",
+    "TranscodeSettings": "lpms.transcode.live",
+    "GOPFrames": "lpms.transcode.profiles",
+    "GOPSeconds": "lpms.transcode.profiles",
+    "H264Profile": "lpms.transcode.profiles",
+    "PRESETS": "lpms.transcode.profiles",
+    "ProfileError": "lpms.transcode.profiles",
+    "VideoCodec": "lpms.transcode.profiles",
+    "VideoProfile": "lpms.transcode.profiles",
+    "output_size": "lpms.transcode.profiles",
+    "parse_profiles": "lpms.transcode.profiles",
+    "profile_by_name": "lpms.transcode.profiles",
+    "RenditionOutput": "lpms.transcode.rendition",
+    "TranscodeResult": "lpms.transcode.session",
+    "Transcoder": "lpms.transcode.session",
+}
 
 __all__ = [
     "LPMS",
@@ -82,3 +98,51 @@ __all__ = [
     "parse_profiles",
     "profile_by_name",
 ]
+
+if TYPE_CHECKING:
+    from lpms.config import Settings
+    from lpms.errors import (
+        HLSError,
+        LPMSError,
+        MediaError,
+        RTMPProtocolError,
+        StreamError,
+        TranscodeError,
+    )
+    from lpms.hls.segmenter import Segment, SegmenterOptions
+    from lpms.hls.store import HLSSettings, HLSStream
+    from lpms.http.hls import HLSRequest
+    from lpms.media.packet import Codec, CodecConfig, MediaPacket, TrackKind
+    from lpms.media.stream import Stream, StreamEnded, StreamLimits, Subscription
+    from lpms.rtmp.connection import ConnectionLimits
+    from lpms.rtmp.listener import ListenerSettings, RTMPRequest
+    from lpms.server import LPMS
+    from lpms.transcode.accel import Accel
+    from lpms.transcode.live import TranscodeSettings
+    from lpms.transcode.profiles import (
+        PRESETS,
+        GOPFrames,
+        GOPSeconds,
+        H264Profile,
+        ProfileError,
+        VideoCodec,
+        VideoProfile,
+        output_size,
+        parse_profiles,
+        profile_by_name,
+    )
+    from lpms.transcode.rendition import RenditionOutput
+    from lpms.transcode.session import Transcoder, TranscodeResult
+
+
+def __getattr__(name: str) -> object:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'lpms' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

@@ -17,7 +17,6 @@ from lpms import __version__
 from lpms.config import DEFAULT_HOST, DEFAULT_HTTP_PORT, DEFAULT_RTMP_PORT, Settings
 from lpms.errors import LPMSError
 from lpms.hls.store import HLSSettings
-from lpms.server import LPMS
 from lpms.transcode.accel import Accel, check_accel
 from lpms.transcode.live import TranscodeSettings
 from lpms.transcode.probe import probe
@@ -164,6 +163,8 @@ def configure_logging(level: str) -> None:
 
 
 async def _serve(settings: Settings) -> None:
+    from lpms.server import LPMS  # here: `lpms transcode` and `probe` need no HTTP stack
+
     server = LPMS(settings=settings)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
