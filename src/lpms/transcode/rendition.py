@@ -111,7 +111,10 @@ class _Output:
     first_pts: int | None = None
     end_pts: int = 0
     size: tuple[int, int] = (0, 0)
+    frame_step: Fraction | None = None  # time-base units between kept frames, if reducing
+    frame_duration: int = 0  # of an output frame, in the time base
     next_slot: Fraction | None = None
+    next_dts: int = 0  # the least DTS a video packet may have
     dropped: int = field(default=0)
 
 
@@ -260,6 +263,7 @@ class RenditionEncoder:
         self._output = _Output(
             sink, container, video, audio_stream, time_base, audio_time_base, framerate, begin.steer
         )
+        self._set_frame_timing(self._output)
 
     def _on_frame(self, frame: av.VideoFrame) -> None:
         output = self._require_output()
@@ -275,8 +279,7 @@ class RenditionEncoder:
         )
         if output.first_pts is None:
             output.first_pts = frame.pts
-        duration = self._frame_duration(output)
-        output.end_pts = max(output.end_pts, frame.pts + duration)
+        output.end_pts = max(output.end_pts, frame.pts + output.frame_duration)
         output.frames += 1
         output.size = (width, height)
         self._mux_video(output, encoder.encode(scaled))
@@ -284,10 +287,9 @@ class RenditionEncoder:
     def _keep(self, output: _Output, pts: int, forced: bool) -> bool:
         """Frame-rate reduction: keep frames one output frame apart, always a forced
         keyframe (so every profile has a keyframe where the source segment starts)."""
-        rate = self.profile.framerate
-        if rate is None or (output.framerate is not None and rate >= output.framerate):
+        step = output.frame_step
+        if step is None:
             return True
-        step = 1 / (rate * output.time_base)
         slot = output.next_slot
         if not forced and slot is not None and pts < slot:
             output.dropped += 1
@@ -298,13 +300,15 @@ class RenditionEncoder:
             output.next_slot = slot + step
         return True
 
-    def _frame_duration(self, output: _Output) -> int:
-        rate = self.profile.framerate
-        if rate is None or (output.framerate is not None and rate > output.framerate):
-            rate = output.framerate
-        if not rate:
-            return 0
-        return round(1 / (rate * output.time_base))
+    def _set_frame_timing(self, output: _Output) -> None:
+        """Once per output, not per frame: the output's frame period, and the step
+        between kept frames when the profile's rate is below the source's."""
+        rate, source = self.profile.framerate, output.framerate
+        if rate is not None and (source is None or rate < source):
+            output.frame_step = 1 / (rate * output.time_base)
+        if rate is None or (source is not None and rate > source):
+            rate = source
+        output.frame_duration = round(1 / (rate * output.time_base)) if rate else 0
 
     def _encoder_for(self, output: _Output, width: int, height: int) -> av.VideoCodecContext:
         """The open encoder for this size, time base and rate (a new size mid-stream
@@ -331,6 +335,10 @@ class RenditionEncoder:
         if rate is not None:
             encoder.framerate = rate
         encoder.bit_rate = round(profile.bitrate * scale)
+        # PyAV asks for slice threads unless told otherwise; x264's frame threads
+        # (what the ffmpeg CLI gets) cost less CPU per frame and compress better, and
+        # their added delay is drained at every output's end anyway.
+        encoder.thread_type = "AUTO"
         if self.threads:
             encoder.thread_count = self.threads
         options = {"preset": encoder_preset(self.accel, profile.preset)}
@@ -371,6 +379,7 @@ class RenditionEncoder:
                     output.decoder_config = avc_config_from_annex_b(bytes(packet))
             output.keyframes += packet.is_keyframe
             output.video_bytes += packet.size
+            _lift_negative_dts(output, packet)
             packet.stream = stream
             container.mux(packet)
 
@@ -448,6 +457,48 @@ class RenditionEncoder:
                 output.container.close()
             except Exception:  # already failing; its error was reported
                 log.debug("closing an abandoned %s output failed", self.profile.name)
+
+
+def _lift_negative_dts(output: _Output, packet: av.Packet[Any]) -> None:
+    """Keep the source's PTS when it starts near 0.
+
+    With B-frames an encoder's first DTS lie one or two frames before the first PTS,
+    so below 0 for a source that starts at 0; FFmpeg's muxer would then shift the
+    whole output forward by that delay, which differs per frame rate, and the
+    renditions would no longer line up with the source or each other. Instead the
+    first few DTS are raised to 0, 1, 2 ... ticks (still rising, still at or before
+    their PTS): the decoder just gets those frames a little early.
+    """
+    dts, pts = packet.dts, packet.pts
+    if dts is None:
+        return
+    floor = output.next_dts
+    if dts < floor <= (pts if pts is not None else dts):
+        packet.dts = dts = floor
+    output.next_dts = max(floor, dts + 1)
+
+
+_UNSPECIFIED = 2  # AVCOL_TRC_UNSPECIFIED and AVCOL_PRI_UNSPECIFIED
+_BT470BG, _SMPTE170M = 5, 6  # AVColorSpace values: the same YUV matrix
+
+
+def share_frame(frame: av.VideoFrame) -> av.VideoFrame:
+    """Ready a decoded frame to be scaled by several encoder threads at once.
+
+    PyAV's ``reformat`` (17 and later) overwrites the source frame's transfer,
+    primaries and matrix fields for the length of the scale, with the GIL released,
+    and then writes the old values back; threads sharing one frame could read each
+    other's stand-ins and leave them behind. Setting the fields once, here, to the
+    values it writes (the scale ignores transfer and primaries, and BT.470BG is the
+    SMPTE 170M matrix) makes every one of those writes store what is already there.
+    The encoders take no colour tags from frames, so the outputs are unchanged.
+    """
+    if hasattr(frame, "color_trc"):
+        frame.color_trc = _UNSPECIFIED
+        frame.color_primaries = _UNSPECIFIED
+        if frame.colorspace == _BT470BG:
+            frame.colorspace = _SMPTE170M
+    return frame
 
 
 def _codec_options(codec: str, profile: VideoProfile) -> dict[str, str]:

@@ -42,6 +42,7 @@ from lpms.transcode.rendition import (
     AudioTrack,
     RenditionEncoder,
     RenditionOutput,
+    share_frame,
 )
 
 log = logging.getLogger(__name__)
@@ -285,6 +286,7 @@ class Transcoder:
         counts.add(frame, time_base)
         keyframe = first if force_keyframes == "first" else (first or frame.key_frame)
         frame.pict_type = PictureType.I if keyframe else PictureType.NONE
+        share_frame(frame)
         for encoder in self._encoders:
             encoder.frame(frame)
 
