@@ -15,6 +15,8 @@ __version__ = "0.1.0"
 # (PEP 562), so `lpms transcode` or a script that needs only the Transcoder does not
 # pay for the server's HTTP stack at start-up.
 _EXPORTS: dict[str, str] = {
+    "AuthRequest": "lpms.auth",
+    "AuthSettings": "lpms.auth",
     "Settings": "lpms.config",
     "HLSError": "lpms.errors",
     "LPMSError": "lpms.errors",
@@ -60,6 +62,8 @@ __all__ = [
     "LPMS",
     "PRESETS",
     "Accel",
+    "AuthRequest",
+    "AuthSettings",
     "Codec",
     "CodecConfig",
     "ConnectionLimits",
@@ -100,6 +104,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from lpms.auth import AuthRequest, AuthSettings
     from lpms.config import Settings
     from lpms.errors import (
         HLSError,

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from lpms import __version__
+from lpms.auth import AuthSettings
 from lpms.config import DEFAULT_HOST, DEFAULT_HTTP_PORT, DEFAULT_RTMP_PORT, Settings
 from lpms.errors import LPMSError
 from lpms.hls.store import HLSSettings
@@ -100,6 +101,23 @@ def build_parser() -> argparse.ArgumentParser:
         choices=[a.value for a in Accel],
         default=Accel.SOFTWARE.value,
         help="transcoding hardware for --profiles: software (default) or nvidia",
+    )
+    auth = AuthSettings()
+    serve.add_argument(
+        "--auth-url",
+        help="POST JSON {action, app, name, query, client_ip, protocol} here before every "
+        "publish and play; a 2xx answer allows (default: no hook)",
+    )
+    serve.add_argument(
+        "--auth-timeout",
+        type=_number_in(float, 0.1, 60.0),
+        default=auth.timeout,
+        help=f"seconds the auth hook has to answer (default {auth.timeout:g})",
+    )
+    serve.add_argument(
+        "--publish-key",
+        help="publishers must give this key, as ?key=KEY or as a NAME_KEY suffix "
+        "(default: none needed)",
     )
     serve.add_argument("--log-level", choices=LOG_LEVELS, default="info", help="default info")
     profiles = commands.add_parser("profiles", help="list the built-in video profiles")
@@ -354,7 +372,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             window=args.hls_window,
             record=args.record,
         )
+        if args.publish_key is not None and not args.publish_key:
+            build_parser().error("--publish-key must not be empty")
+        auth = AuthSettings(
+            url=args.auth_url, timeout=args.auth_timeout, publish_key=args.publish_key
+        )
         settings = Settings(
+            auth=auth,
             host=args.host,
             rtmp_port=args.rtmp_port,
             http_port=args.http_port,

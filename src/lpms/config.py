@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from lpms.auth import AuthSettings
 from lpms.hls.store import HLSSettings
 from lpms.media.stream import StreamLimits
 from lpms.rtmp.listener import ListenerSettings
@@ -33,3 +34,4 @@ class Settings:
     stream: StreamLimits = field(default_factory=StreamLimits)
     hls: HLSSettings = field(default_factory=HLSSettings)
     transcode: TranscodeSettings = field(default_factory=TranscodeSettings)
+    auth: AuthSettings = field(default_factory=AuthSettings)

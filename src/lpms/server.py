@@ -17,6 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
+from lpms.auth import HLS, PLAY, PUBLISH, RTMP, AuthCallback, Authorizer, AuthRequest, Refused
 from lpms.callbacks import MaybeAwaitable, call
 from lpms.config import Settings
 from lpms.errors import HLSError, LPMSError, StreamError
@@ -24,10 +25,16 @@ from lpms.hls.live import LiveSegmenter
 from lpms.hls.segmenter import SegmenterOptions
 from lpms.hls.store import SOURCE, HLSStore, HLSStream
 from lpms.http.app import make_app
-from lpms.http.hls import GetPlaylist, GetSegment, HLSHandlers, HLSRoutes
+from lpms.http.hls import GetPlaylist, GetSegment, HLSHandlers, HLSRequest, HLSRoutes, stream_path
 from lpms.media.registry import StreamRegistry
 from lpms.media.stream import Stream
-from lpms.rtmp.listener import RTMPRefused, RTMPRequest, RTMPServerProtocol, start_rtmp_listener
+from lpms.metrics import Metrics
+from lpms.rtmp.listener import (
+    ConnectionTracker,
+    RTMPRefused,
+    RTMPRequest,
+    start_rtmp_listener,
+)
 from lpms.transcode.live import LiveTranscoder
 
 log = logging.getLogger("lpms.server")
@@ -41,6 +48,7 @@ PUBLISH_BAD_NAME = "NetStream.Publish.BadName"
 PUBLISH_UNAUTHORIZED = "NetStream.Publish.Unauthorized"
 PLAY_NOT_FOUND = "NetStream.Play.StreamNotFound"
 PLAY_FAILED = "NetStream.Play.Failed"
+PLAY_UNAUTHORIZED = "NetStream.Play.Failed"  # RTMP has no Play.Unauthorized status
 
 
 class LPMS:
@@ -64,13 +72,15 @@ class LPMS:
             workdir=settings.workdir if workdir is None else workdir,
         )
         self.settings = settings
+        self.metrics = Metrics()
+        self.auth = Authorizer(settings.auth)
         self.streams = StreamRegistry(max_streams=settings.max_streams, limits=settings.stream)
         self._make_stream_id: MakeStreamID = lambda request: request.path
         self._got_stream: GotStream | None = None
         self._end_stream: EndStream | None = None
         self._get_stream: GetStream = lambda request: self.streams.get(request.path)
         self._rtmp_server: asyncio.Server | None = None
-        self._rtmp_connections: set[RTMPServerProtocol] = set()
+        self._rtmp_connections = ConnectionTracker(self.metrics)
         self._http_runner: web.AppRunner | None = None
         self._http_site: web.TCPSite | None = None
         self.hls = HLSStore(settings.hls, settings.workdir, max_streams=settings.max_streams)
@@ -105,6 +115,17 @@ class LPMS:
         """Decide what an RTMP player gets: ``get_stream(request)`` returns a
         `Stream`, or ``None``/``False`` (or raises) to refuse."""
         self._get_stream = get_stream
+
+    def handle_auth(self, authorize: AuthCallback | None) -> None:
+        """Authorize every publish and play, RTMP and HLS, yourself.
+
+        ``authorize(request)`` gets an `lpms.AuthRequest` (action, app, name, query,
+        client IP, protocol) and returns true to allow; false, None, an exception or
+        no answer within ``Settings.auth.timeout`` refuses. It runs before the
+        publish and play callbacks, and besides ``--auth-url`` and the publish key
+        when those are set (each must allow). None removes it.
+        """
+        self.auth.callback = authorize
 
     def handle_hls_play(
         self,
@@ -219,10 +240,10 @@ class LPMS:
         """Open the listeners; returns once both accept connections."""
         settings = self.settings
         self._rtmp_server, self._rtmp_connections = await start_rtmp_listener(
-            self, settings.host, settings.rtmp_port, settings.rtmp
+            self, settings.host, settings.rtmp_port, settings.rtmp, self.metrics
         )
-        app = make_app(self.streams)
-        HLSRoutes(self.hls, self._hls_handlers).add_to(app)
+        app = make_app(self.streams, self.metrics)
+        HLSRoutes(self.hls, self._hls_handlers, authorize=self._authorize_hls).add_to(app)
         self._http_runner = web.AppRunner(app, access_log=None)
         await self._http_runner.setup()
         self._http_site = web.TCPSite(self._http_runner, settings.host, settings.http_port)
@@ -247,7 +268,7 @@ class LPMS:
             return
         if self._rtmp_server is not None:
             self._rtmp_server.close()
-        for connection in list(self._rtmp_connections):
+        for connection in self._rtmp_connections:
             connection.close()
         for stream in list(self.streams):
             stream.end()
@@ -270,6 +291,7 @@ class LPMS:
                 )
         if self._http_runner is not None:
             await self._http_runner.cleanup()
+        await self.auth.close()
         for task in list(self._background):
             task.cancel()
         self._closed.set()
@@ -284,30 +306,51 @@ class LPMS:
 
     # -- RTMPHandler ---------------------------------------------------------
 
-    async def start_publish(self, request: RTMPRequest) -> Stream:
-        stream_id = await self._ask(PUBLISH_UNAUTHORIZED, self._make_stream_id, request)
+    async def start_publish(self, request: RTMPRequest) -> tuple[Stream, RTMPRequest]:
+        request = await self._authorize_publish(request)
+        stream_id = await self._ask(PUBLISH, self._make_stream_id, request)
         if not stream_id or not isinstance(stream_id, str):
-            raise RTMPRefused(PUBLISH_UNAUTHORIZED, f"publishing {request.path} is not allowed")
+            self._refused(PUBLISH, "not_allowed")
+            raise RTMPRefused(
+                PUBLISH_UNAUTHORIZED, f"publishing {request.path} is not allowed", request.path
+            )
         try:
             stream = self.streams.create(stream_id)
         except StreamError as exc:
-            raise RTMPRefused(PUBLISH_BAD_NAME, str(exc)) from None
+            self._refused(PUBLISH, "bad_name")
+            raise RTMPRefused(PUBLISH_BAD_NAME, str(exc), request.path) from None
         if self._got_stream is not None:
             try:
-                accepted = await self._ask(PUBLISH_UNAUTHORIZED, self._got_stream, request, stream)
+                accepted = await self._ask(PUBLISH, self._got_stream, request, stream)
             except RTMPRefused:
                 self.streams.remove(stream)
                 raise
             if accepted is False:
                 self.streams.remove(stream)
-                raise RTMPRefused(PUBLISH_UNAUTHORIZED, f"publishing {stream_id} is not allowed")
+                self._refused(PUBLISH, "not_allowed")
+                raise RTMPRefused(
+                    PUBLISH_UNAUTHORIZED, f"publishing {stream_id} is not allowed", request.path
+                )
+        self.metrics.publishes.labels(RTMP).inc()
         log.info("publish started %s from %s", stream.id, request.client_ip)
         if self.settings.hls.enabled:
             try:
                 self.segment_rtmp_to_hls(stream)
             except HLSError as exc:  # RTMP goes on without HLS
                 log.error("no HLS for %s: %s", stream.id, exc)
-        return stream
+        return stream, request
+
+    async def _authorize_publish(self, request: RTMPRequest) -> RTMPRequest:
+        """The request as published (a key suffix taken off its name), once the
+        publish key, the auth callback and the auth hook allow it."""
+        try:
+            name = self.auth.check_publish_key(request.name, request.query)
+            request = replace(request, name=name)
+            await self.auth.check(_auth_request(PUBLISH, request))
+        except Refused as refused:
+            self._refused(PUBLISH, refused.label)
+            raise RTMPRefused(PUBLISH_UNAUTHORIZED, refused.reason, request.path) from None
+        return request
 
     def end_publish(self, request: RTMPRequest, stream: Stream, bytes_in: int) -> None:
         duration = time.monotonic() - stream.started_at
@@ -325,18 +368,42 @@ class LPMS:
             self._run_in_background(self._end_stream, request, stream)
 
     async def start_play(self, request: RTMPRequest) -> Stream:
-        stream = await self._ask(PLAY_FAILED, self._get_stream, request)
+        try:
+            await self.auth.check(_auth_request(PLAY, request))
+        except Refused as refused:
+            self._refused(PLAY, refused.label)
+            raise RTMPRefused(PLAY_UNAUTHORIZED, refused.reason) from None
+        stream = await self._ask(PLAY, self._get_stream, request)
         if not isinstance(stream, Stream) or stream.ended:
+            self._refused(PLAY, "not_found")
             raise RTMPRefused(PLAY_NOT_FOUND, f"stream {request.path} is not live")
         limit = self.settings.max_players_per_stream
         if stream.subscriber_count >= limit:
+            self._refused(PLAY, "max_players_per_stream")
             raise RTMPRefused(PLAY_FAILED, f"stream {stream.id} is at its limit of {limit} players")
+        self.metrics.plays.labels(RTMP).inc()
         return stream
+
+    async def _authorize_hls(self, request: HLSRequest) -> str | None:
+        """None when an HLS request may be served, else why not (the route answers 403)."""
+        app, name = stream_path(request.path)
+        try:
+            await self.auth.check(
+                AuthRequest(PLAY, app, name, request.query, request.client_ip, HLS)
+            )
+        except Refused as refused:
+            self._refused(PLAY, refused.label, HLS)
+            log.info("hls play refused %s/%s from %s: %s", app, name, request.client_ip, refused)
+            return refused.reason
+        return None
+
+    def _refused(self, action: str, reason: str, protocol: str = RTMP) -> None:
+        self.metrics.refusals.labels(action, protocol, reason).inc()
 
     # -- helpers ---------------------------------------------------------------
 
     async def _ask(
-        self, code: str, callback: Callable[..., Any], request: RTMPRequest, *args: Any
+        self, action: str, callback: Callable[..., Any], request: RTMPRequest, *args: Any
     ) -> Any:
         """Run an application callback; its exceptions become a refusal, logged once."""
         try:
@@ -349,7 +416,9 @@ class LPMS:
                 request.client_ip,
                 exc,
             )
-            raise RTMPRefused(code, f"refused by the application: {exc}") from None
+            self._refused(action, "callback")
+            code = PUBLISH_UNAUTHORIZED if action == PUBLISH else PLAY_FAILED
+            raise RTMPRefused(code, f"refused by the application: {exc}", request.path) from None
 
     def _run_in_background(self, callback: Callable[..., Any], *args: Any) -> None:
         async def runner() -> None:
@@ -361,3 +430,7 @@ class LPMS:
         task = asyncio.get_running_loop().create_task(runner())
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+
+def _auth_request(action: str, request: RTMPRequest) -> AuthRequest:
+    return AuthRequest(action, request.app, request.name, request.query, request.client_ip, RTMP)

@@ -12,8 +12,10 @@ from aiohttp import web
 
 from lpms.media.registry import StreamRegistry
 from lpms.media.stream import Stream
+from lpms.metrics import CONTENT_TYPE, Metrics
 
 REGISTRY_KEY = web.AppKey("registry", StreamRegistry)
+METRICS_KEY = web.AppKey("metrics", Metrics)
 
 
 def stream_summary(stream: Stream) -> dict[str, object]:
@@ -42,9 +44,16 @@ async def api_streams(request: web.Request) -> web.Response:
     return web.json_response({"streams": [stream_summary(s) for s in registry]})
 
 
-def make_app(registry: StreamRegistry) -> web.Application:
+async def metrics(request: web.Request) -> web.Response:
+    body = request.app[METRICS_KEY].render()
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
+
+
+def make_app(registry: StreamRegistry, server_metrics: Metrics) -> web.Application:
     app = web.Application()
     app[REGISTRY_KEY] = registry
+    app[METRICS_KEY] = server_metrics
     app.router.add_get("/", index)
     app.router.add_get("/api/streams", api_streams)
+    app.router.add_get("/metrics", metrics)
     return app

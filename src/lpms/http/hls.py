@@ -16,7 +16,7 @@ component and that the resolved file stays inside the recording directory.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,6 +52,19 @@ class HLSRequest:
 
 GetPlaylist = Callable[[HLSRequest], MaybeAwaitable[str | None]]
 GetSegment = Callable[[HLSRequest], MaybeAwaitable[bytes | None]]
+Authorize = Callable[[HLSRequest], Awaitable[str | None]]
+"""None allows an HLS request; a reason refuses it with 403."""
+
+
+def stream_path(path: str) -> tuple[str, str]:
+    """(APP, NAME) of the stream an HLS path belongs to: its first two components,
+    without ``.m3u8`` and the ``_hls`` alias (``stream/test/source/7.ts`` and
+    ``stream/test_hls.m3u8`` are both ``stream``, ``test``)."""
+    app, _, rest = path.partition("/")
+    name = rest.split("/", 1)[0]
+    if "/" not in rest:
+        name = name.removesuffix(".m3u8").removesuffix(ALIAS_SUFFIX)
+    return app, name
 
 
 @dataclass(slots=True)
@@ -66,9 +79,12 @@ class HLSHandlers:
 class HLSRoutes:
     """aiohttp handlers over an `HLSStore`."""
 
-    def __init__(self, store: HLSStore, handlers: HLSHandlers) -> None:
+    def __init__(
+        self, store: HLSStore, handlers: HLSHandlers, authorize: Authorize | None = None
+    ) -> None:
         self.store = store
         self.handlers = handlers
+        self.authorize = authorize
 
     def add_to(self, app: web.Application) -> None:
         app.router.add_route("OPTIONS", "/{path:.+\\.(?:m3u8|ts)}", self.preflight)
@@ -80,9 +96,17 @@ class HLSRoutes:
 
     # -- playlists ---------------------------------------------------------------
 
+    async def _check(self, hls_request: HLSRequest) -> None:
+        if self.authorize is None:
+            return
+        refused = await self.authorize(hls_request)
+        if refused is not None:
+            raise web.HTTPForbidden(text=f"{refused}\n", headers=CORS_HEADERS)
+
     async def playlist(self, request: web.Request) -> web.StreamResponse:
         path = request.match_info["path"]
         hls_request = _hls_request(request, path)
+        await self._check(hls_request)
         for callback in (self.handlers.get_master_playlist, self.handlers.get_media_playlist):
             if callback is not None:
                 text = await call(callback, hls_request)
@@ -114,8 +138,10 @@ class HLSRoutes:
 
     async def segment(self, request: web.Request) -> web.StreamResponse:
         path = request.match_info["path"]
+        hls_request = _hls_request(request, path)
+        await self._check(hls_request)
         if self.handlers.get_segment is not None:
-            data = await call(self.handlers.get_segment, _hls_request(request, path))
+            data = await call(self.handlers.get_segment, hls_request)
             if data is not None:
                 return _bytes_response(request, data, SEGMENT_TYPE, SEGMENT_CACHE)
         found = self._segment(path)

@@ -11,8 +11,9 @@ import asyncio
 import logging
 import time
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Protocol, cast
+from typing import TYPE_CHECKING, Protocol, cast
 
 from lpms.errors import LPMSError, RTMPProtocolError
 from lpms.media.packet import MediaPacket
@@ -26,6 +27,9 @@ from lpms.rtmp.events import (
     PublishEnded,
     PublishRequested,
 )
+
+if TYPE_CHECKING:
+    from lpms.metrics import Metrics
 
 log = logging.getLogger("lpms.rtmp")
 
@@ -50,6 +54,7 @@ class ListenerSettings:
     receive_timeout: float = 30.0
     write_buffer_high: int = 4 << 20
     max_connections: int = 1000
+    max_connections_per_ip: int = 100
     read_interval: float = 0.2
     read_pacing_after: float = 3.0
     connection: ConnectionLimits = field(default_factory=ConnectionLimits)
@@ -77,19 +82,22 @@ class RTMPRequest:
 
 
 class RTMPRefused(LPMSError):
-    """The application refused a publish or play; ``code`` goes to the client."""
+    """The application refused a publish or play; ``code`` goes to the client.
+    ``path``, where given, is what the log names (a publish key taken off it)."""
 
-    def __init__(self, code: str, reason: str) -> None:
+    def __init__(self, code: str, reason: str, path: str | None = None) -> None:
         super().__init__(reason)
         self.code = code
         self.reason = reason
+        self.path = path
 
 
 class RTMPHandler(Protocol):
     """What the listener needs from the server."""
 
-    async def start_publish(self, request: RTMPRequest) -> Stream:
-        """A registered live stream for this publisher, or raise `RTMPRefused`."""
+    async def start_publish(self, request: RTMPRequest) -> tuple[Stream, RTMPRequest]:
+        """A registered live stream for this publisher and the request as accepted
+        (its name without a publish key), or raise `RTMPRefused`."""
         ...
 
     def end_publish(self, request: RTMPRequest, stream: Stream, bytes_in: int) -> None: ...
@@ -129,11 +137,50 @@ class _Playing:
         return dts if dts > 0 else 0
 
 
+class ConnectionTracker:
+    """The open connections, in all and per client IP, for the connection limits."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+        self._open: set[RTMPServerProtocol] = set()
+        self._per_ip: dict[str, int] = {}
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+    def __iter__(self) -> Iterator[RTMPServerProtocol]:
+        return iter(list(self._open))
+
+    def count(self, ip: str) -> int:
+        return self._per_ip.get(ip, 0)
+
+    def add(self, connection: RTMPServerProtocol) -> None:
+        self._open.add(connection)
+        self._per_ip[connection.peer_ip] = self.count(connection.peer_ip) + 1
+        self.metrics.connections.labels("rtmp").inc()
+        self.metrics.live_connections.labels("rtmp").set(len(self._open))
+
+    def discard(self, connection: RTMPServerProtocol) -> None:
+        if connection not in self._open:
+            return
+        self._open.discard(connection)
+        left = self.count(connection.peer_ip) - 1
+        if left > 0:
+            self._per_ip[connection.peer_ip] = left
+        else:
+            self._per_ip.pop(connection.peer_ip, None)
+        self.metrics.live_connections.labels("rtmp").set(len(self._open))
+
+    def closed(self, reason: str) -> None:
+        """Count a connection lpms closed on its own (``reason``: a limit's name)."""
+        self.metrics.connections_closed.labels("rtmp", reason).inc()
+
+
 class RTMPServerProtocol(asyncio.Protocol):
     """One RTMP client connection."""
 
     def __init__(
-        self, handler: RTMPHandler, settings: ListenerSettings, tracker: set[RTMPServerProtocol]
+        self, handler: RTMPHandler, settings: ListenerSettings, tracker: ConnectionTracker
     ) -> None:
         self._handler = handler
         self._settings = settings
@@ -166,17 +213,25 @@ class RTMPServerProtocol(asyncio.Protocol):
         transport = self._transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername") or ("?", 0)
         self.peer_ip, self.peer_port = str(peer[0]), int(peer[1])
-        if len(self._tracker) >= self._settings.max_connections:
-            log.warning(
-                "refusing connection from %s: at max_connections=%d",
-                self.peer,
-                self._settings.max_connections,
-            )
+        limit = self._over_connection_limit()
+        if limit is not None:
+            name, value = limit
+            log.warning("refusing connection from %s: at %s=%d", self.peer, name, value)
+            self._tracker.closed(name)
+            self._closing = True
             transport.abort()
             return
         self._tracker.add(self)
         transport.set_write_buffer_limits(high=self._settings.write_buffer_high)
         self._timer = self._loop.call_later(1.0, self._check_timeouts)
+
+    def _over_connection_limit(self) -> tuple[str, int] | None:
+        settings, tracker = self._settings, self._tracker
+        if len(tracker) >= settings.max_connections:
+            return "max_connections", settings.max_connections
+        if tracker.count(self.peer_ip) >= settings.max_connections_per_ip:
+            return "max_connections_per_ip", settings.max_connections_per_ip
+        return None
 
     def data_received(self, data: bytes) -> None:
         if self._closing:
@@ -185,7 +240,7 @@ class RTMPServerProtocol(asyncio.Protocol):
         try:
             events = self._conn.receive_data(data)
         except RTMPProtocolError as exc:
-            self._fail(str(exc))
+            self._fail(str(exc), "protocol_error")
             return
         if self._publishing:
             for publishing in self._publishing.values():
@@ -272,7 +327,8 @@ class RTMPServerProtocol(asyncio.Protocol):
         if self._closing:
             return
         if not task.cancelled() and task.exception() is not None:
-            self._fail(f"internal error: {task.exception()!r}")
+            log.error("internal error on %s", self.peer, exc_info=task.exception())
+            self._fail(f"internal error: {task.exception()!r}", "internal_error")
             return
         self._process_events()
         self._flush()
@@ -284,9 +340,10 @@ class RTMPServerProtocol(asyncio.Protocol):
     async def _publish(self, event: PublishRequested) -> None:
         request = self._request(event.app, event.name, event.query)
         try:
-            stream = await self._handler.start_publish(request)
+            stream, request = await self._handler.start_publish(request)
         except RTMPRefused as refused:
-            log.info("publish refused %s from %s: %s", request.path, request.peer, refused.reason)
+            path = refused.path or request.path
+            log.info("publish refused %s from %s: %s", path, request.peer, refused.reason)
             self._conn.reject_publish(event.message_stream_id, refused.code, refused.reason)
             self._close_after_flush()
             return
@@ -374,9 +431,12 @@ class RTMPServerProtocol(asyncio.Protocol):
         if data and self._transport is not None and not self._transport.is_closing():
             self._transport.write(data)
 
-    def _fail(self, reason: str) -> None:
+    def _fail(self, reason: str, label: str) -> None:
+        """Close the connection, logging ``reason`` and counting ``label`` (a limit's
+        name, ``protocol_error`` or ``internal_error``)."""
         streams = ",".join(p.stream.id for p in self._publishing.values()) or "-"
         log.warning("closing connection from %s (stream %s): %s", self.peer, streams, reason)
+        self._tracker.closed(label)
         self._flush()
         self._close_after_flush()
 
@@ -395,9 +455,10 @@ class RTMPServerProtocol(asyncio.Protocol):
             return
         now = time.monotonic()
         settings = self._settings
-        reason = None
+        reason = label = None
         if not self._conn.handshake_complete and now - self._opened > settings.handshake_timeout:
             reason = f"no handshake within {settings.handshake_timeout:g}s"
+            label = "handshake_timeout"
         elif (
             not self._publishing
             and not self._playing
@@ -405,20 +466,22 @@ class RTMPServerProtocol(asyncio.Protocol):
             and now - self._idle_since > settings.idle_timeout
         ):
             reason = f"neither publishing nor playing for {settings.idle_timeout:g}s"
+            label = "idle_timeout"
         elif self._publishing and now - self._last_receive > settings.receive_timeout:
             reason = f"publisher sent nothing for {settings.receive_timeout:g}s"
-        if reason is not None:
-            self._fail(reason)
+            label = "receive_timeout"
+        if reason is not None and label is not None:
+            self._fail(reason, label)
             return
         self._timer = self._loop.call_later(1.0, self._check_timeouts)
 
 
 async def start_rtmp_listener(
-    handler: RTMPHandler, host: str, port: int, settings: ListenerSettings
-) -> tuple[asyncio.Server, set[RTMPServerProtocol]]:
+    handler: RTMPHandler, host: str, port: int, settings: ListenerSettings, metrics: Metrics
+) -> tuple[asyncio.Server, ConnectionTracker]:
     """Listen for RTMP clients; returns the server and the live connections."""
     loop = asyncio.get_running_loop()
-    connections: set[RTMPServerProtocol] = set()
+    connections = ConnectionTracker(metrics)
     server = await loop.create_server(
         lambda: RTMPServerProtocol(handler, settings, connections), host, port, reuse_address=True
     )
