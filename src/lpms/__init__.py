@@ -17,6 +17,7 @@ __version__ = "0.1.0"
 _EXPORTS: dict[str, str] = {
     "AuthRequest": "lpms.auth",
     "AuthSettings": "lpms.auth",
+    "HTTPSettings": "lpms.config",
     "Settings": "lpms.config",
     "HLSError": "lpms.errors",
     "LPMSError": "lpms.errors",
@@ -74,6 +75,7 @@ __all__ = [
     "HLSRequest",
     "HLSSettings",
     "HLSStream",
+    "HTTPSettings",
     "LPMSError",
     "ListenerSettings",
     "MediaError",
@@ -105,7 +107,7 @@ __all__ = [
 
 if TYPE_CHECKING:
     from lpms.auth import AuthRequest, AuthSettings
-    from lpms.config import Settings
+    from lpms.config import HTTPSettings, Settings
     from lpms.errors import (
         HLSError,
         LPMSError,

@@ -20,6 +20,20 @@ DEFAULT_HTTP_PORT = 8000
 
 
 @dataclass(frozen=True, slots=True)
+class HTTPSettings:
+    """Bounds on HTTP requests (bytes): a request line or header field over its limit,
+    more header fields than ``max_headers``, or a body over ``max_body_bytes`` gets
+    a 4xx and the connection is closed. ``keepalive_timeout``: seconds an idle
+    keep-alive connection stays open."""
+
+    max_request_line: int = 8190
+    max_header_bytes: int = 8190
+    max_headers: int = 64
+    max_body_bytes: int = 64 << 10
+    keepalive_timeout: float = 75.0
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """Everything `lpms.LPMS` needs to run."""
 
@@ -35,3 +49,4 @@ class Settings:
     hls: HLSSettings = field(default_factory=HLSSettings)
     transcode: TranscodeSettings = field(default_factory=TranscodeSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)
+    http: HTTPSettings = field(default_factory=HTTPSettings)

@@ -242,9 +242,17 @@ class LPMS:
         self._rtmp_server, self._rtmp_connections = await start_rtmp_listener(
             self, settings.host, settings.rtmp_port, settings.rtmp, self.metrics
         )
-        app = make_app(self.streams, self.metrics)
+        http = settings.http
+        app = make_app(self.streams, self.metrics, http.max_body_bytes)
         HLSRoutes(self.hls, self._hls_handlers, authorize=self._authorize_hls).add_to(app)
-        self._http_runner = web.AppRunner(app, access_log=None)
+        self._http_runner = web.AppRunner(
+            app,
+            access_log=None,
+            max_line_size=http.max_request_line,
+            max_field_size=http.max_header_bytes,
+            max_headers=http.max_headers,
+            keepalive_timeout=http.keepalive_timeout,
+        )
         await self._http_runner.setup()
         self._http_site = web.TCPSite(self._http_runner, settings.host, settings.http_port)
         await self._http_site.start()

@@ -49,8 +49,10 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
 
-def make_app(registry: StreamRegistry, server_metrics: Metrics) -> web.Application:
-    app = web.Application()
+def make_app(
+    registry: StreamRegistry, server_metrics: Metrics, max_body_bytes: int
+) -> web.Application:
+    app = web.Application(client_max_size=max_body_bytes)
     app[REGISTRY_KEY] = registry
     app[METRICS_KEY] = server_metrics
     app.router.add_get("/", index)
