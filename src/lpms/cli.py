@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import signal
 import sys
 import time
@@ -33,6 +34,8 @@ from lpms.transcode.profiles import (
 from lpms.transcode.session import Transcoder
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
+
+log = logging.getLogger("lpms")
 
 
 def _port(text: str) -> int:
@@ -185,8 +188,20 @@ async def _serve(settings: Settings) -> None:
 
     server = LPMS(settings=settings)
     loop = asyncio.get_running_loop()
+    closing: list[asyncio.Task[None]] = []
+
+    def stop(signum: int) -> None:
+        """The first SIGINT/SIGTERM shuts down cleanly (playlists ended, recordings
+        flushed, clients closed); a second one exits at once."""
+        name = signal.Signals(signum).name
+        if closing:
+            log.warning("%s again: exiting without finishing the shutdown", name)
+            os._exit(1)
+        log.info("%s: shutting down (send it again to exit at once)", name)
+        closing.append(loop.create_task(server.close()))
+
     for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, lambda: loop.create_task(server.close()))
+        loop.add_signal_handler(signum, stop, signum)
     await server.serve()
 
 
@@ -389,6 +404,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             asyncio.run(_serve(settings))
         except OSError as exc:
-            logging.getLogger("lpms").error("cannot start server: %s", exc)
+            log.error("cannot start server: %s", exc)
             return 1
     return 0
