@@ -245,6 +245,39 @@ def decode_hls(url: str, *, timeout: float = 10.0) -> Decoded:
     return decoded
 
 
+def churn(base_url: str, clip: Clip, cycles: int, play_after_s: float = 0.15) -> dict[str, int]:
+    """``cycles`` times: publish ``clip`` in real time to ``base_url-N`` on a thread
+    while a player plays it to the end. Counts of what went through, for the churn
+    test (which watches the server's tasks, descriptors and memory)."""
+    import threading
+
+    totals = {"cycles": 0, "published": 0, "played": 0, "publish_errors": 0, "play_errors": 0}
+    for cycle in range(cycles):
+        url = f"{base_url}-{cycle}"
+        sent: list[int] = []
+
+        def publisher(url: str = url, sent: list[int] = sent) -> None:
+            try:
+                sent.append(publish(url, clip))
+            except av.FFmpegError:
+                sent.append(-1)
+
+        thread = threading.Thread(target=publisher)
+        thread.start()
+        time.sleep(play_after_s)
+        received = read_packets(url)
+        thread.join(30)
+        totals["cycles"] += 1
+        if not sent or sent[0] < 0:
+            totals["publish_errors"] += 1
+        else:
+            totals["published"] += sent[0]
+        if received.error is not None or not received.packets:
+            totals["play_errors"] += 1
+        totals["played"] += len(received.packets)
+    return totals
+
+
 # -- running the clients in their own processes ---------------------------------
 #
 # PyAV holds the GIL while FFmpeg connects to an RTMP server, so a client in the
@@ -271,6 +304,13 @@ def _main(argv: list[str]) -> int:
         received = read_packets(url)
         with open(argv[2], "wb") as out:
             pickle.dump(received.to_plain(), out)
+        return 0
+    if command == "churn":
+        import json
+
+        with open(argv[2], "rb") as clip_file:
+            clip = Clip(clip_file.read(), [])
+        print(json.dumps(churn(url, clip, int(argv[3]))))
         return 0
     if command == "hls":
         decoded = decode_hls(url)

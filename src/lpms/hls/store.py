@@ -306,6 +306,10 @@ class HLSStore:
     def __contains__(self, stream_id: object) -> bool:
         return stream_id in self._streams
 
+    def __len__(self) -> int:
+        """Streams held: live ones and ended ones within their grace period."""
+        return len(self._streams)
+
     def get(self, stream_id: str) -> HLSStream | None:
         return self._streams.get(stream_id)
 
