@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 
 import pytest
 
@@ -186,3 +187,23 @@ def test_registry_refuses_taken_ids_and_limits_count() -> None:
     # Removing a stale stream object does not remove its successor.
     registry.remove(first)
     assert "a/1" in registry
+
+
+def test_subscribers_get_a_jumping_timeline_repaired_and_monotonic() -> None:
+    stream = Stream("stream/test")
+    live = stream.subscribe("p")
+    stream.write(video(0, config=True))
+    stream.write(audio(0, config=True))
+    publish_gop(stream, 0, frames=30)
+    publish_gop(stream, 3_600_000, frames=30)  # the encoder's clock jumps an hour
+    publish_gop(stream, 0, frames=30)  # then it restarts at 0
+    got = drain(live)
+    late = drain(stream.subscribe("late"))  # the GOP cache holds the repaired timeline
+    for packets in (got, late):
+        for kind in (TrackKind.VIDEO, TrackKind.AUDIO):
+            times = [p.dts for p in packets if p.kind is kind and not p.is_config]
+            assert times == sorted(times)
+            assert max(b - a for a, b in itertools.pairwise(times)) <= 20
+    assert late[-1] is got[-1]
+    assert stream.timestamp_repairs.jumps == 2
+    assert stream.timestamp_repairs.backward_steps == 0

@@ -18,17 +18,37 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from lpms.media.packet import MediaPacket, TrackKind
+from lpms.media.timestamps import TimestampRepair
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
 class StreamLimits:
-    """Bounds on what one stream holds in memory."""
+    """Bounds on what one stream holds in memory, and on its timestamps.
+
+    ``max_timestamp_jump`` (seconds) is the largest step, forward or back, a track's
+    timestamps may take and still be one timeline; a larger one is a discontinuity
+    (an encoder restart, a clock step) and is re-based to continue smoothly. Smaller
+    backward steps are held at the previous timestamp (see `lpms.media.timestamps`).
+    A track that pauses while another runs on is no jump. The default is FFmpeg's
+    ``dts_delta_threshold``.
+    """
 
     max_queue_packets: int = 1024
     max_gop_packets: int = 2048
     max_gop_bytes: int = 32 << 20
+    max_timestamp_jump: float = 10.0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.max_timestamp_jump < 2**31 / 1000:
+            raise ValueError(
+                f"max_timestamp_jump must be over 0 s and under 2^31 ms, "
+                f"got {self.max_timestamp_jump}"
+            )
+        for name in ("max_queue_packets", "max_gop_packets", "max_gop_bytes"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
 
 
 class StreamEnded(Exception):
@@ -170,6 +190,7 @@ class Stream:
         self.has_video = False
         self.has_audio = False
         self.ended = False
+        self.timestamp_repairs = TimestampRepair(stream_id, self.limits.max_timestamp_jump)
         self.packets_in = 0
         self.bytes_in = 0
         self._gop: list[MediaPacket] = []
@@ -198,6 +219,7 @@ class Stream:
         """Take one packet from the publisher and hand it to every subscriber."""
         if self.ended:
             return
+        packet = self.timestamp_repairs.repair(packet)
         self.packets_in += 1
         self.bytes_in += len(packet.payload)
         self._remember(packet)
