@@ -102,6 +102,7 @@ async def test_signal_during_publish_leaves_a_complete_recording(
     decoded = await decode_hls(str(playlist))
     assert decoded.error is None
     assert decoded.warnings == []
-    assert decoded.video_keyframes and decoded.video_keyframes[0]
+    assert decoded.video_keyframes
+    assert decoded.video_keyframes[0]
     # Every frame the playlist promises is there: 30 fps over its listed duration.
     assert len(decoded.video_pts) == pytest.approx(recorded_seconds * 30, abs=2)

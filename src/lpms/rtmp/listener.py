@@ -55,6 +55,9 @@ class ListenerSettings:
     write_buffer_high: int = 4 << 20
     max_connections: int = 1000
     max_connections_per_ip: int = 100
+    # Connections the kernel may hold for accept(); asyncio's default of 100 makes a
+    # burst of clients wait for SYN-ACK retransmits (seconds). nginx uses 511.
+    backlog: int = 1024
     read_interval: float = 0.2
     read_pacing_after: float = 3.0
     connection: ConnectionLimits = field(default_factory=ConnectionLimits)
@@ -483,6 +486,10 @@ async def start_rtmp_listener(
     loop = asyncio.get_running_loop()
     connections = ConnectionTracker(metrics)
     server = await loop.create_server(
-        lambda: RTMPServerProtocol(handler, settings, connections), host, port, reuse_address=True
+        lambda: RTMPServerProtocol(handler, settings, connections),
+        host,
+        port,
+        reuse_address=True,
+        backlog=settings.backlog,
     )
     return server, connections

@@ -1,0 +1,277 @@
+"""Hostile clients against a live server: hundreds of connections that send garbage,
+lie, stall or sit idle, while FFmpeg publishes and plays a real stream beside them.
+
+The hostile clients are written here, with our own handshake, chunk writer and AMF0
+encoder, because no real client misbehaves on purpose; the stream that must not
+suffer is published and played by FFmpeg. The test checks that every hostile
+connection is closed by the server within its timeouts, that the player received
+the whole stream with no packet lost, that the server's memory stayed flat, and that
+the closes were counted by reason."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import os
+import random
+import struct
+from collections.abc import Awaitable, Callable
+
+import psutil
+import pytest
+
+from lpms import LPMS, ConnectionLimits, ListenerSettings, Settings
+from lpms.rtmp import amf0
+from lpms.rtmp.chunk import ChunkWriter, RTMPMessage
+from lpms.rtmp.handshake import HANDSHAKE_SIZE, ClientHandshake
+from lpms.rtmp.messages import MessageType, set_chunk_size
+from tests.e2e.conftest import ClipFile, play, rtmp_url, start_publish, wait_for_stream
+
+pytestmark = pytest.mark.e2e
+
+COPIES = 25  # of each hostile kind
+IDLE = 300  # connections that connect and send nothing, or only the handshake
+CLOSED_WITHIN_S = 10.0  # the longest timeout below, plus slack for a busy machine
+RSS_GROWTH_LIMIT = 48 << 20
+
+SETTINGS = Settings(
+    rtmp=ListenerSettings(
+        handshake_timeout=2.0,
+        idle_timeout=2.0,
+        receive_timeout=3.0,
+        max_connections=5000,
+        max_connections_per_ip=5000,  # every client here is 127.0.0.1
+        connection=ConnectionLimits(),
+    )
+)
+
+Hostile = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+# --- what the hostile clients send ---------------------------------------------------
+
+
+async def handshake(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    client = ClientHandshake()
+    writer.write(client.initial_data())
+    reply = await reader.readexactly(1 + 2 * HANDSHAKE_SIZE)
+    writer.write(client.receive_data(reply))
+
+
+def chunks(*messages: tuple[int, RTMPMessage]) -> bytes:
+    writer = ChunkWriter()
+    return b"".join(writer.write(csid, message) for csid, message in messages)
+
+
+def command(*values: object, msid: int = 0) -> tuple[int, RTMPMessage]:
+    return 3, RTMPMessage(MessageType.COMMAND_AMF0, 0, msid, amf0.encode(*values))
+
+
+CONNECT = command("connect", 1.0, {"app": "stream", "tcUrl": "rtmp://127.0.0.1/stream"})
+
+
+def garbage(size: int) -> bytes:
+    return random.randbytes(size)
+
+
+async def garbage_first(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    writer.write(garbage(4096))
+
+
+async def wrong_version(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    writer.write(b"\x06" + garbage(HANDSHAKE_SIZE))
+
+
+async def half_handshake(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    writer.write(b"\x03" + garbage(HANDSHAKE_SIZE // 2))  # then stalls: handshake timeout
+
+
+async def garbage_after_handshake(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+) -> None:
+    await handshake(reader, writer)
+    writer.write(garbage(8192))
+
+
+async def huge_message_claim(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    await handshake(reader, writer)
+    # A type 0 header claiming a 16 MiB - 1 video message, then 100 bytes, then silence.
+    header = bytes([0x04]) + b"\x00\x00\x00" + (0xFFFFFF).to_bytes(3, "big") + b"\x09"
+    writer.write(header + struct.pack("<I", 1) + garbage(100))
+
+
+async def chunk_size_zero(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    await handshake(reader, writer)
+    writer.write(chunks((2, RTMPMessage(MessageType.SET_CHUNK_SIZE, 0, 0, b"\x00" * 4))))
+
+
+async def chunk_size_max(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    await handshake(reader, writer)
+    writer.write(
+        chunks((2, RTMPMessage(MessageType.SET_CHUNK_SIZE, 0, 0, set_chunk_size(0x7FFFFFFF))))
+    )
+    writer.write(garbage(4096))
+
+
+async def unknown_chunk_stream(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    await handshake(reader, writer)
+    writer.write(bytes([0xC0 | 42]) + garbage(128))  # type 3 on a stream never opened
+
+
+async def deep_amf(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    await handshake(reader, writer)
+    nested = b"\x03\x00\x01a" * 5000  # objects in objects, never closed
+    body = amf0.encode("connect", 1.0) + nested
+    writer.write(chunks((3, RTMPMessage(MessageType.COMMAND_AMF0, 0, 0, body))))
+
+
+async def bad_amf_type(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    await handshake(reader, writer)
+    body = amf0.encode("connect", 1.0) + b"\x0f\xff\xff\xff\xff" + garbage(64)
+    writer.write(chunks((3, RTMPMessage(MessageType.COMMAND_AMF0, 0, 0, body))))
+
+
+async def truncated_then_gone(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    await handshake(reader, writer)
+    data = chunks(CONNECT)
+    writer.write(data[: len(data) // 2])
+    await writer.drain()
+    writer.close()
+
+
+async def lying_publisher(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Publishes with an AVC sequence header that is garbage, frames whose NAL
+    lengths overrun them, and timestamps that go backwards and jump by hours."""
+    await handshake(reader, writer)
+    name = f"liar{random.randrange(1 << 30)}"
+    writer.write(
+        chunks(
+            CONNECT,
+            command("createStream", 2.0, None),
+            command("publish", 3.0, None, name, "live", msid=1),
+        )
+    )
+    await asyncio.sleep(0.2)
+    video: list[tuple[int, RTMPMessage]] = [
+        (6, RTMPMessage(MessageType.VIDEO, 0, 1, b"\x17\x00\x00\x00\x00" + garbage(40)))
+    ]
+    for index, timestamp in enumerate([0, 40, 20, 3_600_000, 10, 0xFFFFFF00, 80]):
+        keyframe = b"\x17" if index % 3 == 0 else b"\x27"
+        frame = keyframe + b"\x01\x00\x00\x00" + b"\x7f\xff\xff\xff" + garbage(50)
+        video.append((6, RTMPMessage(MessageType.VIDEO, timestamp, 1, frame)))
+    video.append((4, RTMPMessage(MessageType.AUDIO, 5, 1, b"\xaf\x00" + garbage(3))))
+    video.append((4, RTMPMessage(MessageType.AUDIO, 7, 1, b"\xaf\x01" + garbage(200))))
+    writer.write(chunks(*video))
+    await writer.drain()
+    await asyncio.sleep(0.5)
+    writer.close()
+
+
+async def handshake_then_idle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    await handshake(reader, writer)
+    writer.write(chunks(CONNECT))  # connected, then never publishes or plays
+
+
+async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    return  # connects and sends nothing
+
+
+HOSTILE: list[Hostile] = [
+    garbage_first,
+    wrong_version,
+    half_handshake,
+    garbage_after_handshake,
+    huge_message_claim,
+    chunk_size_zero,
+    chunk_size_max,
+    unknown_chunk_stream,
+    deep_amf,
+    bad_amf_type,
+    truncated_then_gone,
+    lying_publisher,
+]
+
+
+async def run_client(port: int, behave: Hostile) -> str:
+    """Connect, misbehave, then wait for the server to close; how it ended."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        try:
+            await behave(reader, writer)
+            await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            return "closed"  # the server hung up while we were still misbehaving
+        if writer.is_closing():
+            return "we closed"
+        try:
+            async with asyncio.timeout(CLOSED_WITHIN_S):
+                while await reader.read(65536):
+                    pass
+        except TimeoutError:
+            return "left open"
+        except ConnectionError:
+            pass
+        return "closed"
+    finally:
+        writer.close()
+
+
+def rss() -> int:
+    gc.collect()
+    return int(psutil.Process(os.getpid()).memory_info().rss)
+
+
+@pytest.mark.timeout(180)
+async def test_hostile_and_idle_connections_do_not_disturb_a_live_stream(
+    clip12: ClipFile,
+) -> None:
+    server = LPMS(host="127.0.0.1", rtmp_port=0, http_port=0, settings=SETTINGS)
+    await server.start()
+    try:
+        url = rtmp_url(server, "stream/victim")
+        publisher = start_publish(url, clip12)
+        await wait_for_stream(server, "stream/victim")
+        player = asyncio.create_task(play(url))
+        await asyncio.sleep(0.5)
+        rss_before = rss()
+
+        kinds = [kind for kind in HOSTILE for _ in range(COPIES)]
+        kinds += [silent] * (IDLE // 2) + [handshake_then_idle] * (IDLE // 2)
+        random.shuffle(kinds)
+        endings = await asyncio.gather(*(run_client(server.rtmp_port, k) for k in kinds))
+        rss_after = rss()
+
+        received = await asyncio.wait_for(player, 60)
+        await asyncio.wait_for(publisher, 60)
+    finally:
+        await server.close()
+
+    by_kind: dict[str, set[str]] = {}
+    for kind, ending in zip(kinds, endings, strict=True):
+        by_kind.setdefault(kind.__name__, set()).add(ending)
+    print(f"hostile: {by_kind}, RSS +{(rss_after - rss_before) >> 20} MiB")
+    assert all("left open" not in e for e in by_kind.values()), by_kind
+    assert len(server._rtmp_connections) == 0
+
+    # The player got the whole stream from the keyframe it joined at, nothing lost.
+    assert received.error is None
+    clip_video = [p.payload for p in clip12.clip.of_kind("video")]
+    video = [p.payload for p in received.of_kind("video")]
+    assert video, "the player received no video"
+    assert video == clip_video[clip_video.index(video[0]) :]
+    assert video[-1] == clip_video[-1]
+    dts = [p.dts_ms for p in received.of_kind("video")]
+    assert dts == sorted(dts)
+
+    assert rss_after - rss_before < RSS_GROWTH_LIMIT, (
+        f"RSS grew {(rss_after - rss_before) >> 20} MiB"
+    )
+    closed = {
+        reason: server.metrics.value(
+            "lpms_connections_closed_total", protocol="rtmp", reason=reason
+        )
+        for reason in ("protocol_error", "handshake_timeout", "idle_timeout")
+    }
+    assert closed["protocol_error"] >= 8 * COPIES, closed
+    assert closed["handshake_timeout"] >= COPIES + IDLE // 2, closed
+    assert closed["idle_timeout"] >= IDLE // 2, closed
