@@ -13,6 +13,7 @@ from lpms.hls.store import HLSSettings
 from lpms.media.stream import StreamLimits
 from lpms.rtmp.listener import ListenerSettings
 from lpms.transcode.live import TranscodeSettings
+from lpms.webhooks import WebhookSettings
 
 DEFAULT_HOST = "0.0.0.0"
 DEFAULT_RTMP_PORT = 1935
@@ -34,6 +35,15 @@ class HTTPSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class LogSettings:
+    """``level``: debug, info, warning or error. ``format``: ``text`` (one line per
+    event with ``key=value`` fields) or ``json`` (one object per line, for shippers)."""
+
+    level: str = "info"
+    format: str = "text"
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """Everything `lpms.LPMS` needs to run."""
 
@@ -50,3 +60,5 @@ class Settings:
     transcode: TranscodeSettings = field(default_factory=TranscodeSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)
     http: HTTPSettings = field(default_factory=HTTPSettings)
+    webhook: WebhookSettings = field(default_factory=WebhookSettings)
+    log: LogSettings = field(default_factory=LogSettings)
