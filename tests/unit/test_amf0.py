@@ -384,6 +384,23 @@ def test_limits_can_be_lowered() -> None:
     assert decode_all(encode([[1]]), max_depth=2) == [[[1.0]]]
 
 
+def test_values_in_one_body_are_bounded() -> None:
+    """8 MiB of nulls once decoded into 8 million values: seconds of CPU, 67 MiB."""
+    started = time.perf_counter()
+    with pytest.raises(RTMPProtocolError, match="more than 131072 values"):
+        decode_all(b"\x05" * (8 << 20))
+    assert time.perf_counter() - started < 0.5
+    assert len(decode_all(b"\x05" * amf0.DEFAULT_MAX_VALUES)) == amf0.DEFAULT_MAX_VALUES
+    # Containers and what they hold count alike, at any depth.
+    nested = encode([None, [None, None]], "x")
+    assert decode_all(nested, max_values=6) == [[None, [None, None]], "x"]
+    with pytest.raises(RTMPProtocolError, match="more than 5 values"):
+        decode_all(nested, max_values=5)
+    buf = Buffer(nested, RTMPProtocolError)
+    with pytest.raises(RTMPProtocolError, match="more than 4 values"):
+        amf0.decode_value(buf, max_values=4)
+
+
 def test_repeated_property_names_count_against_max_items() -> None:
     wire = b"\x03" + properties(*[("a", b"\x05")] * 3)
     assert decode_all(wire) == [{"a": None}]

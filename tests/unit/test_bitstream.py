@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 from lpms.errors import MediaError
 from lpms.hls.bitstream import (
     MAX_ADTS_PAYLOAD_SIZE,
+    MAX_NAL_UNITS_PER_ACCESS_UNIT,
     START_CODE,
     AnnexBConverter,
     BitstreamError,
@@ -349,6 +350,18 @@ def test_zero_length_nal_units_are_dropped(h264: EncodedVideo) -> None:
     padded = b"\x00\x00\x00\x00" + frame.payload + b"\x00\x00\x00\x00"
     converter = h264.converter()
     assert converter.convert(padded, False) == converter.convert(frame.payload, False)
+
+
+@pytest.mark.parametrize("nal_unit", [b"\x01\x41", b"\x00"])
+def test_frames_of_countless_tiny_nal_units_are_refused(nal_unit: bytes) -> None:
+    """A 2 MiB frame of one-byte NAL units once cost ~370 MiB and seconds to convert."""
+    converter = AnnexBConverter(Codec.H264, 1, (b"\x67\x42",))
+    most = b"\x01\x41" * MAX_NAL_UNITS_PER_ACCESS_UNIT
+    assert converter.convert(most, False).count(START_CODE) == MAX_NAL_UNITS_PER_ACCESS_UNIT + 1
+    with pytest.raises(BitstreamError, match="MAX_NAL_UNITS_PER_ACCESS_UNIT"):
+        converter.convert(most + nal_unit, False)
+    with pytest.raises(BitstreamError, match="MAX_NAL_UNITS_PER_ACCESS_UNIT"):
+        converter.convert(nal_unit * (1 << 20), True)
 
 
 def test_hevc_aud_takes_the_temporal_id_of_the_frame(hevc: EncodedVideo) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+import tracemalloc
 
 import pytest
 from hypothesis import given, settings
@@ -514,6 +515,38 @@ def test_buffer_does_not_grow_with_traffic() -> None:
                 assert message.payload == frame
     assert reader.buffered_bytes == 0
     assert len(reader._buf) < 70_000
+
+
+def test_message_fed_a_byte_at_a_time_holds_its_bytes_not_an_object_per_read() -> None:
+    """Each read's slice once stayed a bytes object: 20 bytes held per byte received."""
+    writer = ChunkWriter(4096)
+    reader = ChunkReader()
+    reader.chunk_size = 4096
+    message = RTMPMessage(VIDEO, 0, 1, pattern(1 << 18))
+    data = writer.write(6, message)
+    tracemalloc.start()
+    try:
+        for start in range(0, len(data) - 1, 2):
+            reader.feed(data[start : start + 2])
+            assert reader.next_message() is None
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert held < 2 * len(data)
+    reader.feed(data[-1:])
+    assert reader.next_message() == message
+    assert reader.buffered_bytes == 0
+
+
+def test_partial_messages_together_are_bounded() -> None:
+    reader = ChunkReader(max_partial_bytes=300)
+    reader.feed(type0(4, 0, 1000, VIDEO, 1) + bytes(128) + type0(5, 0, 1000, AUDIO, 1))
+    reader.feed(bytes(128))
+    assert reader.next_message() is None
+    assert reader.buffered_bytes == 256
+    reader.feed(type3(4) + bytes(128))
+    with pytest.raises(RTMPProtocolError, match=r"2 chunk streams hold 384 bytes.*max_partial"):
+        reader.next_message()
 
 
 # -- limits -------------------------------------------------------------------------

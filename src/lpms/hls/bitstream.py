@@ -37,6 +37,10 @@ MAX_ADTS_PAYLOAD_SIZE = MAX_ADTS_FRAME_LENGTH - ADTS_HEADER_SIZE
 # Distinct AudioSpecificConfigs whose ADTS header fields are kept: one per live AAC
 # configuration is enough, the bound only keeps a config-switching publisher in check.
 ADTS_HEADER_CACHE_SIZE = 256
+# NAL units in one access unit. H.264 A.3.1 and H.265 Table A.8 cap slices per picture
+# in the hundreds (600 at HEVC level 6.2) and SEI adds a few; without a cap a frame of
+# one-byte NAL units would cost ~200 bytes of Python objects per byte it carries.
+MAX_NAL_UNITS_PER_ACCESS_UNIT = 4096
 
 
 class BitstreamError(MediaError):
@@ -216,6 +220,7 @@ class AnnexBConverter:
         parts: list[bytes | memoryview] = []
         types: list[int] = []
         position = 0
+        count = 0  # length fields read, empty NAL units included
         while position < end:
             start = position + size
             if start > end:
@@ -229,6 +234,13 @@ class AnnexBConverter:
                 raise BitstreamError(
                     f"NAL unit of {length} bytes at offset {start} runs past the "
                     f"end of a {end}-byte frame"
+                )
+            count += 1
+            if count > MAX_NAL_UNITS_PER_ACCESS_UNIT:
+                raise BitstreamError(
+                    f"video frame holds more than {MAX_NAL_UNITS_PER_ACCESS_UNIT} NAL units "
+                    f"(MAX_NAL_UNITS_PER_ACCESS_UNIT); its {size}-byte length fields are "
+                    "probably not what its record says"
                 )
             if length == 0:
                 continue  # nothing to carry; a start code alone would be an empty NAL unit
@@ -495,6 +507,8 @@ def _read_frequency_index(bits: BitReader) -> int:
 _H264_SPS = 7
 _H264_PPS = 8
 _START_CODE_3 = b"\x00\x00\x01"
+# 14496-15 5.3.3.1: sequenceParameterSetLength and pictureParameterSetLength are 16 bits.
+_MAX_RECORD_NAL_UNIT_SIZE = 0xFFFF
 
 
 def annex_b_nal_units(data: bytes) -> list[bytes]:
@@ -514,9 +528,14 @@ def annex_b_nal_units(data: bytes) -> list[bytes]:
 def avc_config_from_annex_b(access_unit: bytes) -> bytes | None:
     """An avcC record (ISO/IEC 14496-15 5.3.3.1) built from the first SPS and PPS of an
     Annex B keyframe, as an encoder writes them in-band; None if either is missing.
-    Lets a transcoded rendition describe itself (RFC 6381 CODECS) like the source."""
+    Lets a transcoded rendition describe itself (RFC 6381 CODECS) like the source.
+
+    Only NAL units the record can carry count: a valid header and a length that fits
+    the record's 16-bit field, so the record built is one `AnnexBConverter` reads."""
     sps = pps = None
     for unit in annex_b_nal_units(access_unit):
+        if unit[0] & _FORBIDDEN_ZERO_BIT or len(unit) > _MAX_RECORD_NAL_UNIT_SIZE:
+            continue
         kind = unit[0] & 0x1F
         if kind == _H264_SPS and sps is None and len(unit) >= 4:
             sps = unit

@@ -36,6 +36,13 @@ DEFAULT_MAX_STRING_LENGTH = 1 << 20
 """Bytes in one string, long string or XML document."""
 DEFAULT_MAX_ITEMS = 65536
 """Entries in one object, ECMA array, typed object or strict array."""
+DEFAULT_MAX_VALUES = 1 << 17
+"""Values in one message body, containers and everything in them counted alike.
+
+Bytes alone do not bound the work: an 8 MiB body of one-byte nulls is 8 million
+values, seconds of CPU and tens of MiB of Python objects. ``onMetaData``, even with a
+keyframe index, holds a few thousand.
+"""
 
 _U16_MAX = 0xFFFF
 _U32_MAX = 0xFFFFFFFF
@@ -155,19 +162,18 @@ def decode_all(
     max_depth: int = DEFAULT_MAX_DEPTH,
     max_string_length: int = DEFAULT_MAX_STRING_LENGTH,
     max_items: int = DEFAULT_MAX_ITEMS,
+    max_values: int = DEFAULT_MAX_VALUES,
 ) -> list[AMF0Value]:
-    """Every value in a command or data message body, in order."""
+    """Every value in a command or data message body, in order.
+
+    ``max_values`` counts every value in the body, top-level and nested alike.
+    """
     buf = Buffer(data, RTMPProtocolError)
     values: list[AMF0Value] = []
+    decoded = 0
     while not buf.eof():
-        values.append(
-            decode_value(
-                buf,
-                max_depth=max_depth,
-                max_string_length=max_string_length,
-                max_items=max_items,
-            )
-        )
+        value, decoded = _decode(buf, max_depth, max_string_length, max_items, max_values, decoded)
+        values.append(value)
     return values
 
 
@@ -177,31 +183,51 @@ def decode_value(
     max_depth: int = DEFAULT_MAX_DEPTH,
     max_string_length: int = DEFAULT_MAX_STRING_LENGTH,
     max_items: int = DEFAULT_MAX_ITEMS,
+    max_values: int = DEFAULT_MAX_VALUES,
 ) -> AMF0Value:
     """One value at the cursor, leaving the cursor just past it.
 
     Truncation is reported with the error class ``buf`` was built with, so build it
     with `RTMPProtocolError`.
     """
+    return _decode(buf, max_depth, max_string_length, max_items, max_values, 0)[0]
+
+
+def _decode(
+    buf: Buffer,
+    max_depth: int,
+    max_string_length: int,
+    max_items: int,
+    max_values: int,
+    decoded: int,
+) -> tuple[AMF0Value, int]:
+    """One value, and ``decoded`` plus the values it held (itself included)."""
     stack: list[_KeyedContainer | _ArrayContainer] = []
     while True:
         marker = stack[-1].next_marker(buf, max_string_length) if stack else buf.pull_uint8()
         value: AMF0Value
         if marker is None:
             value = stack.pop().result()
-        elif (read_scalar := _SCALAR_READERS.get(marker)) is not None:
-            value = read_scalar(buf, max_string_length)
         else:
-            start = buf.position - 1
-            container = _open_container(marker, buf, max_string_length, max_items)
-            if len(stack) >= max_depth:
+            decoded += 1
+            if decoded > max_values:
                 raise RTMPProtocolError(
-                    f"AMF0 values nested deeper than {max_depth} at offset {start}"
+                    f"AMF0 body with more than {max_values} values at offset "
+                    f"{buf.position - 1} (max_values)"
                 )
-            stack.append(container)
-            continue
+            if (read_scalar := _SCALAR_READERS.get(marker)) is not None:
+                value = read_scalar(buf, max_string_length)
+            else:
+                start = buf.position - 1
+                container = _open_container(marker, buf, max_string_length, max_items)
+                if len(stack) >= max_depth:
+                    raise RTMPProtocolError(
+                        f"AMF0 values nested deeper than {max_depth} at offset {start}"
+                    )
+                stack.append(container)
+                continue
         if not stack:
-            return value
+            return value, decoded
         stack[-1].add(value)
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from typing import NoReturn
 
 from lpms.errors import RTMPProtocolError
 
@@ -32,6 +33,10 @@ DEFAULT_CHUNK_SIZE = 128  # spec 5.4.1: until a Set Chunk Size says otherwise
 DEFAULT_MAX_CHUNK_SIZE = 1 << 24
 DEFAULT_MAX_MESSAGE_SIZE = 8 << 20
 DEFAULT_MAX_CHUNK_STREAMS = 64
+# Bytes of unfinished messages held across all chunk streams together: room for two
+# of the largest messages in flight at once (a video keyframe interleaved with audio
+# needs far less), so a peer cannot make each chunk stream hold max_message_size.
+DEFAULT_MAX_PARTIAL_BYTES = 2 * DEFAULT_MAX_MESSAGE_SIZE
 
 MIN_CHUNK_STREAM_ID = 2  # 0 and 1 mark the longer basic headers (spec 5.3.1.1)
 MAX_CHUNK_STREAM_ID = 65599
@@ -69,13 +74,13 @@ class _InStream:
     __slots__ = (
         "delta",
         "extended",
+        "held",
         "length",
         "message_stream_id",
         "pieces",
         "received",
         "timestamp",
         "type_id",
-        "view_start",
     )
 
     def __init__(self) -> None:
@@ -85,11 +90,12 @@ class _InStream:
         self.length = 0
         self.type_id = 0
         self.message_stream_id = 0
-        # The message being received: memoryview slices of the receive buffer during
-        # one next_message call, bytes once that call returns.
-        self.pieces: list[bytes | memoryview] = []
+        # The message being received: what earlier next_message calls got of it, copied
+        # into one bytearray (a message fed a byte at a time costs its bytes, not an
+        # object per read), then this call's memoryview slices of the receive buffer.
+        self.held = bytearray()
+        self.pieces: list[memoryview] = []
         self.received = 0
-        self.view_start = -1  # index of the first slice still pointing into the buffer
 
 
 class ChunkReader:
@@ -97,7 +103,9 @@ class ChunkReader:
 
     Bytes go into one ``bytearray`` with a read offset; payload pieces are slices of
     it, joined once per message. The buffer only ever holds a header's worth of
-    unparsed bytes once the messages in it are taken, so it stays small.
+    unparsed bytes once the messages in it are taken, so it stays small; unfinished
+    messages together hold at most ``max_partial_bytes``, whatever lengths their
+    headers claim (nothing is allocated for a claim, only for bytes received).
     """
 
     __slots__ = (
@@ -109,6 +117,7 @@ class ChunkReader:
         "_max_chunk_size",
         "_max_chunk_streams",
         "_max_message_size",
+        "_max_partial_bytes",
         "_partial_bytes",
         "_pos",
         "_skip",
@@ -122,10 +131,12 @@ class ChunkReader:
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
         max_chunk_size: int = DEFAULT_MAX_CHUNK_SIZE,
         max_chunk_streams: int = DEFAULT_MAX_CHUNK_STREAMS,
+        max_partial_bytes: int = DEFAULT_MAX_PARTIAL_BYTES,
     ) -> None:
         self._max_message_size = max_message_size
         self._max_chunk_size = max_chunk_size
         self._max_chunk_streams = max_chunk_streams
+        self._max_partial_bytes = max_partial_bytes
         self._chunk_size = DEFAULT_CHUNK_SIZE
         self._buf = bytearray()
         self._pos = 0
@@ -158,7 +169,7 @@ class ChunkReader:
 
     @property
     def buffered_bytes(self) -> int:
-        """Bytes held: unparsed input plus partial messages, for the caller to bound."""
+        """Bytes held: unparsed input plus partial messages (at most max_partial_bytes)."""
         return len(self._buf) - self._pos + self._partial_bytes
 
     def feed(self, data: bytes | memoryview) -> None:
@@ -184,7 +195,7 @@ class ChunkReader:
         self._partial_bytes -= stream.received
         stream.received = 0
         stream.pieces = []
-        stream.view_start = -1
+        stream.held = bytearray()
 
     def next_message(self) -> RTMPMessage | None:
         """The next complete message, or None until more bytes are fed."""
@@ -227,13 +238,15 @@ class ChunkReader:
                 if take > left:
                     take = left
                 pieces = stream.pieces
-                if stream.view_start < 0:
-                    stream.view_start = len(pieces)
+                if not pieces:
                     self._viewing.append(stream)
                 pieces.append(view[pos : pos + take])
                 pos += take
                 stream.received += take
                 self._partial_bytes += take
+                if self._partial_bytes > self._max_partial_bytes:
+                    self._pos = pos
+                    self._refuse_partial_bytes()
                 left -= take
                 self._chunk_left = left
                 if left:
@@ -350,10 +363,23 @@ class ChunkReader:
                 f"{self._max_message_size}-byte limit (max_message_size)"
             )
 
+    def _refuse_partial_bytes(self) -> NoReturn:
+        in_progress = sum(1 for stream in self._streams.values() if stream.received)
+        raise RTMPProtocolError(
+            f"unfinished messages on {in_progress} chunk streams hold {self._partial_bytes} "
+            f"bytes, over the {self._max_partial_bytes}-byte limit (max_partial_bytes)"
+        )
+
     def _take_message(self, stream: _InStream) -> RTMPMessage:
-        payload = b"".join(stream.pieces)
+        held = stream.held
+        if held:
+            for piece in stream.pieces:
+                held += piece
+            payload = bytes(held)
+            stream.held = bytearray()
+        else:
+            payload = b"".join(stream.pieces)
         stream.pieces = []
-        stream.view_start = -1
         self._partial_bytes -= stream.received
         stream.received = 0
         return RTMPMessage(stream.type_id, stream.timestamp, stream.message_stream_id, payload)
@@ -361,11 +387,10 @@ class ChunkReader:
     def _materialize_views(self) -> None:
         """Copy this call's slices of partial messages out of the receive buffer."""
         for stream in self._viewing:
-            start = stream.view_start
-            if start >= 0:
-                pieces = stream.pieces
-                pieces[start:] = [b"".join(pieces[start:])]
-                stream.view_start = -1
+            held = stream.held
+            for piece in stream.pieces:
+                held += piece
+            stream.pieces = []
         self._viewing.clear()
 
 

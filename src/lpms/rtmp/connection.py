@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import ClassVar
 from urllib.parse import parse_qsl
 
+from lpms.buffer import Buffer
 from lpms.errors import MediaError, RTMPProtocolError
 from lpms.media import flv
 from lpms.media.packet import Codec, MediaPacket, TrackKind
@@ -45,9 +46,15 @@ class ConnectionLimits:
     max_message_size: int = 8 << 20
     max_chunk_size: int = 1 << 24
     max_chunk_streams: int = 64
+    # Unfinished messages on all chunk streams together (chunk.DEFAULT_MAX_PARTIAL_BYTES).
+    max_partial_bytes: int = 16 << 20
     max_message_streams: int = 8
     max_amf_depth: int = 32
     max_amf_string_length: int = 1 << 16
+    # Values in one command or data body (amf0.DEFAULT_MAX_VALUES): bounds decode work.
+    max_amf_values: int = 1 << 17
+    # Sub-messages in one aggregate message; each becomes a packet, all in one call.
+    max_aggregate_sub_messages: int = 4096
     out_chunk_size: int = 4096
     window_ack_size: int = 2_500_000
 
@@ -86,6 +93,7 @@ class RTMPConnection:
             max_message_size=self.limits.max_message_size,
             max_chunk_size=self.limits.max_chunk_size,
             max_chunk_streams=self.limits.max_chunk_streams,
+            max_partial_bytes=self.limits.max_partial_bytes,
         )
         self._writer = ChunkWriter()
         self._out: list[bytes] = []
@@ -267,6 +275,7 @@ class RTMPConnection:
             payload,
             max_depth=self.limits.max_amf_depth,
             max_string_length=self.limits.max_amf_string_length,
+            max_values=self.limits.max_amf_values,
         )
 
     def _handle_command(self, message: RTMPMessage, payload: bytes | memoryview) -> None:
@@ -422,25 +431,26 @@ class RTMPConnection:
         "FCPublish": _on_ignored_with_result,
     }
 
-    def _handle_data(self, message: RTMPMessage, payload: bytes | memoryview) -> None:
+    def _handle_data(self, message: RTMPMessage, payload: bytes) -> None:
         msid = message.message_stream_id
         if not self._is_publishing(msid):
             return
         values = self._decode_amf(payload)
         if values and values[0] == "@setDataFrame":
-            # Players want the data frame itself (``onMetaData`` + properties),
-            # as an FLV file would hold it.
+            # Players want the data frame itself (``onMetaData`` + properties), as an
+            # FLV file holds it. It is cut from the bytes as sent, not re-encoded, so
+            # it relays exactly and whatever the decoder took (max_amf_depth) goes out.
             values = values[1:]
+            payload = payload[_first_value_size(payload) :]
         if not values or not isinstance(values[0], str):
             return
-        body = amf0.encode(*values)
         packet = MediaPacket(
             kind=TrackKind.DATA,
             codec=Codec.AMF0,
             dts=message.timestamp,
             pts=message.timestamp,
             keyframe=False,
-            payload=body,
+            payload=payload,
             is_config=values[0] == "onMetaData",
         )
         self._events.append(MediaReceived(msid, packet))
@@ -463,29 +473,18 @@ class RTMPConnection:
     def _handle_aggregate(self, message: RTMPMessage) -> None:
         """Aggregate messages (type 22) hold FLV tags back to back (spec 7.1.6)."""
         payload = message.payload
-        offset = 0
         first_timestamp: int | None = None
-        while offset + 11 <= len(payload):
-            tag_type = payload[offset]
-            size = int.from_bytes(payload[offset + 1 : offset + 4], "big")
-            timestamp = int.from_bytes(payload[offset + 4 : offset + 7], "big") | (
-                payload[offset + 7] << 24
-            )
-            body_start = offset + 11
-            body_end = body_start + size
-            if body_end + 4 > len(payload):
-                raise RTMPProtocolError("aggregate message with a sub-message past its end")
+        for tag_type, timestamp, body in _aggregate_sub_messages(
+            payload, self.limits.max_aggregate_sub_messages
+        ):
             if first_timestamp is None:
                 first_timestamp = timestamp
             # Sub-message times are relative to the first one, which the aggregate's
             # own timestamp replaces.
             sub_timestamp = (message.timestamp + timestamp - first_timestamp) & 0xFFFFFFFF
             self._handle_message(
-                RTMPMessage(
-                    tag_type, sub_timestamp, message.message_stream_id, payload[body_start:body_end]
-                )
+                RTMPMessage(tag_type, sub_timestamp, message.message_stream_id, body)
             )
-            offset = body_end + 4  # skip PreviousTagSize
 
     # -- helpers -------------------------------------------------------------
 
@@ -520,6 +519,55 @@ class RTMPConnection:
     def _send_data(self, msid: int, payload: bytes) -> None:
         message = RTMPMessage(int(MessageType.DATA_AMF0), 0, msid, payload)
         self._out.append(self._writer.write(ChunkStreamID.DATA, message))
+
+
+_AGGREGATE_SUB_MESSAGE_TYPES = frozenset(
+    {MessageType.AUDIO, MessageType.VIDEO, MessageType.DATA_AMF0}
+)
+
+
+def _aggregate_sub_messages(
+    payload: bytes, max_sub_messages: int
+) -> Iterator[tuple[int, int, bytes]]:
+    """(type, timestamp, body) of each FLV tag in an aggregate message's body.
+
+    FLV tags are audio, video or script data, so that is all a sub-message may be: an
+    aggregate inside an aggregate would nest as deep as the bytes allow, and a command
+    or control message has no business hiding in one.
+    """
+    offset = 0
+    count = 0
+    while offset + 11 <= len(payload):
+        count += 1
+        if count > max_sub_messages:
+            raise RTMPProtocolError(
+                f"aggregate message with more than {max_sub_messages} sub-messages "
+                "(max_aggregate_sub_messages)"
+            )
+        tag_type = payload[offset]
+        if tag_type not in _AGGREGATE_SUB_MESSAGE_TYPES:
+            raise RTMPProtocolError(
+                f"aggregate message holds a sub-message of type {tag_type} at offset "
+                f"{offset}; only audio (8), video (9) and data (18) may be aggregated "
+                "(spec 7.1.6)"
+            )
+        size = int.from_bytes(payload[offset + 1 : offset + 4], "big")
+        timestamp = int.from_bytes(payload[offset + 4 : offset + 7], "big") | (
+            payload[offset + 7] << 24
+        )
+        body_start = offset + 11
+        body_end = body_start + size
+        if body_end + 4 > len(payload):
+            raise RTMPProtocolError("aggregate message with a sub-message past its end")
+        yield tag_type, timestamp, payload[body_start:body_end]
+        offset = body_end + 4  # skip PreviousTagSize
+
+
+def _first_value_size(payload: bytes) -> int:
+    """Bytes taken by the first AMF0 value of a body already known to decode."""
+    buf = Buffer(payload, RTMPProtocolError)
+    amf0.decode_value(buf)
+    return buf.position
 
 
 def _uint32(payload: bytes, what: str) -> int:
