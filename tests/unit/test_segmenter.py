@@ -210,3 +210,25 @@ def test_continuity_repair_matches_packet_by_packet_renumbering(audio: bool, vid
         # carrying on from the previous segment, must give the same bytes.
         fresh = renumbered(segment.data, {})
         assert renumbered(fresh, reference) == segment.data
+
+
+def test_a_frame_that_lies_about_its_nal_lengths_is_left_out_not_the_stream() -> None:
+    """A publisher's damaged frame (NAL length far past its end) costs that frame,
+    counted and logged; segmenting goes on and every segment still plays."""
+    packets = list(clip_packets(6.0))
+    video = [i for i, p in enumerate(packets) if p.kind is TrackKind.VIDEO and not p.is_config]
+    liar = video[10]  # a non-keyframe in the first GOP
+    assert not packets[liar].keyframe
+    packets[liar] = dataclasses.replace(packets[liar], payload=b"\x7f\xff\xff\xff" + bytes(20))
+    segmenter = Segmenter(SegmenterOptions(segment_duration=2.0))
+    segments: list[Segment] = []
+    for packet in packets:
+        segments += segmenter.push(packet)
+    segments += segmenter.finish()
+    assert segmenter.unreadable_packets == 1
+    assert len(segments) == 3
+    assert sum(s.frames for s in segments) == len(video) - 1
+    for segment in segments:
+        frames, audio, _warnings = decode(segment.data)
+        assert frames[0].key_frame
+        assert audio

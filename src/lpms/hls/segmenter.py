@@ -27,11 +27,13 @@ from fractions import Fraction
 
 import av
 
-from lpms.errors import HLSError
+from lpms.errors import HLSError, MediaError
 from lpms.hls.bitstream import AnnexBConverter, adts_frame
 from lpms.media.packet import Codec, CodecConfig, MediaPacket, TrackKind
 
 log = logging.getLogger(__name__)
+
+UNREADABLE_LOG_EVERY = 1000
 
 MS = Fraction(1, 1000)
 TS_PACKET_SIZE = 188
@@ -130,6 +132,7 @@ class Segmenter:
         self._last_audio_interval = 0
         self._refused_codecs: set[Codec] = set()
         self.dropped_segments = 0
+        self.unreadable_packets = 0  # frames whose payload could not be converted
 
     # -- input -----------------------------------------------------------------
 
@@ -278,6 +281,19 @@ class Segmenter:
     def _rebase(self, dts: int) -> int:
         return dts - self._base_ms
 
+    def _drop_unreadable(self, packet: MediaPacket, error: MediaError) -> None:
+        """A frame that lies about its contents is left out, not the stream's HLS:
+        logged on the first and then every 1000th, with the count."""
+        self.unreadable_packets += 1
+        if self.unreadable_packets % UNREADABLE_LOG_EVERY == 1:
+            log.warning(
+                "HLS: left out an unreadable %s frame at %d ms (%d so far): %s",
+                packet.kind.name.lower(),
+                packet.dts,
+                self.unreadable_packets,
+                error,
+            )
+
     def _mux(self, packet: MediaPacket) -> None:
         segment = self._open
         assert segment is not None
@@ -311,12 +327,11 @@ class Segmenter:
         composition_offset = packet.pts - packet.dts
         pts = dts + composition_offset if composition_offset > 0 else dts
         track.last_dts = dts
-        if track.converter is not None:
-            data = track.converter.convert(packet.payload, packet.keyframe)
-        elif track.codec_config.codec is Codec.AAC:
-            data = adts_frame(track.codec_config.extradata, packet.payload)
-        else:
-            data = packet.payload
+        try:
+            data = _elementary_stream_data(track, packet)
+        except MediaError as exc:
+            self._drop_unreadable(packet, exc)
+            return
         segment.pending.append((track.stream, data, dts, pts, packet.keyframe))
         segment.size += len(data)
         if video or not self._has_video:
@@ -324,6 +339,15 @@ class Segmenter:
             segment.frames += 1
             interval = self._last_video_interval if video else self._last_audio_interval
             segment.last_end_ms = max(segment.last_end_ms, dts + interval)
+
+
+def _elementary_stream_data(track: _Track, packet: MediaPacket) -> bytes:
+    """The packet's payload as MPEG-TS carries it (Annex B video, ADTS audio)."""
+    if track.converter is not None:
+        return track.converter.convert(packet.payload, packet.keyframe)
+    if track.codec_config.codec is Codec.AAC:
+        return adts_frame(track.codec_config.extradata, packet.payload)
+    return packet.payload
 
 
 def _mux_all(segment: _OpenSegment) -> None:
