@@ -45,6 +45,20 @@ class Metrics:
         self.live_connections = Gauge(
             "lpms_live_connections", "Open connections", ["protocol"], registry=registry
         )
+        self.webhook_events = Counter(
+            "lpms_webhook_events",
+            "Webhook events by result: delivered (a 2xx), failed (every try failed), "
+            "dropped (never sent: the queue was full, lpms was shutting down, or the "
+            "event's fields were not JSON)",
+            ["result"],
+            registry=registry,
+        )
+        self.webhook_retries = Counter(
+            "lpms_webhook_retries", "Webhook POSTs tried again after a failure", registry=registry
+        )
+        self.webhook_queue = Gauge(
+            "lpms_webhook_queue", "Webhook events waiting to be sent", registry=registry
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
