@@ -9,7 +9,12 @@ the number of series.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from collections.abc import Callable, Iterable, Iterator
+from typing import ClassVar
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -60,6 +65,45 @@ class Metrics:
             "lpms_webhook_queue", "Webhook events waiting to be sent", registry=registry
         )
 
+        self.bytes_received = Counter(
+            "lpms_received_bytes", "Bytes received from clients", ["protocol"], registry=registry
+        )
+        self.bytes_sent = Counter(
+            "lpms_sent_bytes", "Media bytes sent to players", ["protocol"], registry=registry
+        )
+        # Renditions are "source" and the configured profiles' names: a fixed set.
+        self.segments = Counter(
+            "lpms_segments", "HLS segments produced", ["rendition"], registry=registry
+        )
+        self.segment_delay = Histogram(
+            "lpms_segment_ready_delay_seconds",
+            "From the end of a segment's media (by the stream's clock) to its listing "
+            "in the playlist: near 0 for the source, the transcoding time for renditions",
+            ["rendition"],
+            buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0),
+            registry=registry,
+        )
+        self.gap_segments = Counter(
+            "lpms_transcode_gap_segments",
+            "Source segments left out of the renditions because transcoding was behind",
+            registry=registry,
+        )
+        self.transcode_realtime = Gauge(
+            "lpms_transcode_realtime_factor",
+            "Seconds of media encoded per second of encoding, per profile, over the "
+            "last segment (below 1 cannot keep up)",
+            ["profile"],
+            registry=registry,
+        )
+        self.loop_lag = Gauge(
+            "lpms_event_loop_lag_seconds",
+            "How late the event loop ran a timer, at the last check",
+            registry=registry,
+        )
+
+    def add_collector(self, collector: Collector) -> None:
+        self.registry.register(collector)
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
@@ -67,3 +111,54 @@ class Metrics:
         """One sample's value (0 when it has not been counted yet), for tests and logs."""
         sample = self.registry.get_sample_value(name, labels)
         return sample if sample is not None else 0.0
+
+
+class StreamTotals(Collector):
+    """Counters kept on each stream (packets dropped for slow players, timestamp
+    repairs) and gauges of what is live, summed when Prometheus asks.
+
+    A stream's counts move into ``ended`` when it ends (`retire`), in the same loop
+    turn as it leaves the registry, so each total only ever rises.
+    """
+
+    COUNTERS: ClassVar[dict[str, str]] = {
+        "lpms_player_dropped_packets": "Packets dropped for players that fell behind",
+        "lpms_timestamp_jumps": "Timestamp jumps re-based on live streams",
+        "lpms_timestamp_backward_steps": "Timestamps held because they went backwards",
+        "lpms_timestamp_wraps": "32-bit RTMP timestamp wraps unwrapped",
+    }
+
+    def __init__(
+        self,
+        streams: Callable[[], Iterable[object]],
+        counts: Callable[[object], dict[str, int]],
+        players: Callable[[], dict[str, int]],
+    ) -> None:
+        self._streams = streams
+        self._counts = counts
+        self._players = players
+        self.ended = dict.fromkeys(self.COUNTERS, 0)
+
+    def retire(self, stream: object) -> None:
+        for name, value in self._counts(stream).items():
+            self.ended[name] += value
+
+    def describe(self) -> Iterable[Metric]:
+        return []  # collected fresh each time; nothing to check at registration
+
+    def collect(self) -> Iterator[Metric]:
+        totals = dict(self.ended)
+        live = 0
+        for stream in self._streams():
+            live += 1
+            for name, value in self._counts(stream).items():
+                totals[name] += value
+        for name, help_text in self.COUNTERS.items():
+            yield CounterMetricFamily(name, help_text, value=totals[name])
+        yield GaugeMetricFamily("lpms_live_streams", "Streams being published", value=live)
+        players = GaugeMetricFamily(
+            "lpms_players", "Players connected, by protocol", labels=["protocol"]
+        )
+        for protocol, count in self._players().items():
+            players.add_metric([protocol], count)
+        yield players

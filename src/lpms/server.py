@@ -22,13 +22,14 @@ from lpms.callbacks import MaybeAwaitable, call
 from lpms.config import Settings
 from lpms.errors import HLSError, LPMSError, StreamError
 from lpms.hls.live import LiveSegmenter
-from lpms.hls.segmenter import SegmenterOptions
-from lpms.hls.store import SOURCE, HLSStore, HLSStream
+from lpms.hls.segmenter import Segment, SegmenterOptions
+from lpms.hls.store import SOURCE, HLSStore, HLSStream, Rendition
+from lpms.hls.viewers import HLSViewers
 from lpms.http.app import make_app
 from lpms.http.hls import GetPlaylist, GetSegment, HLSHandlers, HLSRequest, HLSRoutes, stream_path
 from lpms.media.registry import StreamRegistry
-from lpms.media.stream import Stream
-from lpms.metrics import Metrics
+from lpms.media.stream import Stream, Subscription
+from lpms.metrics import Metrics, StreamTotals
 from lpms.rtmp.listener import (
     ConnectionTracker,
     RTMPRefused,
@@ -36,8 +37,20 @@ from lpms.rtmp.listener import (
     start_rtmp_listener,
 )
 from lpms.transcode.live import LiveTranscoder
+from lpms.transcode.session import TranscodeResult
+from lpms.webhooks import (
+    PLAY_END,
+    PLAY_START,
+    PUBLISH_END,
+    PUBLISH_START,
+    SEGMENT_READY,
+    TRANSCODE_BEHIND,
+    Webhooks,
+)
 
 log = logging.getLogger("lpms.server")
+
+HOUSEKEEPING_INTERVAL = 1.0  # seconds: event-loop lag, HLS viewers leaving
 
 MakeStreamID = Callable[[RTMPRequest], MaybeAwaitable[str | bool | None]]
 GotStream = Callable[[RTMPRequest, Stream], MaybeAwaitable[Any]]
@@ -72,9 +85,18 @@ class LPMS:
             workdir=settings.workdir if workdir is None else workdir,
         )
         self.settings = settings
+        self.started_at = time.monotonic()
         self.metrics = Metrics()
         self.auth = Authorizer(settings.auth)
+        self.webhooks = Webhooks(settings.webhook, self.metrics)
         self.streams = StreamRegistry(max_streams=settings.max_streams, limits=settings.stream)
+        self.hls_viewers = HLSViewers()
+        self.hls_bytes_out: dict[str, int] = {}  # by stream ID, while it is live
+        self._stream_totals = StreamTotals(
+            lambda: self.streams, _stream_counts, self._player_counts
+        )
+        self.metrics.add_collector(self._stream_totals)
+        self.streams.on_remove = self._stream_removed
         self._make_stream_id: MakeStreamID = lambda request: request.path
         self._got_stream: GotStream | None = None
         self._end_stream: EndStream | None = None
@@ -84,12 +106,14 @@ class LPMS:
         self._http_runner: web.AppRunner | None = None
         self._http_site: web.TCPSite | None = None
         self.hls = HLSStore(settings.hls, settings.workdir, max_streams=settings.max_streams)
+        self.hls.on_segment = self._segment_ready
         self._hls_handlers = HLSHandlers()
         self._segmenters: dict[str, LiveSegmenter] = {}  # by stream ID
         self.ladders: dict[str, LiveTranscoder] = {}  # live transcoders, by stream ID
         self._ladders_finishing: set[asyncio.Task[None]] = set()
         self._closed = asyncio.Event()
         self._background: set[asyncio.Task[Any]] = set()
+        self._housekeeping: asyncio.Task[None] | None = None
 
     # -- integration API (LPMS's HandleRTMPPublish / HandleRTMPPlay) -----------
 
@@ -189,7 +213,12 @@ class LPMS:
         if not settings.profiles:
             return None
         try:
-            ladder = LiveTranscoder(hls, settings)
+            ladder = LiveTranscoder(
+                hls,
+                settings,
+                on_behind=lambda segment, waiting: self._transcode_behind(hls.id, segment, waiting),
+                on_transcoded=self._transcoded,
+            )
         except LPMSError as exc:
             log.error("no transcoding for %s: %s", hls.id, exc)
             return None
@@ -243,8 +272,10 @@ class LPMS:
             self, settings.host, settings.rtmp_port, settings.rtmp, self.metrics
         )
         http = settings.http
-        app = make_app(self.streams, self.metrics, http.max_body_bytes)
-        HLSRoutes(self.hls, self._hls_handlers, authorize=self._authorize_hls).add_to(app)
+        app = make_app(self, http.max_body_bytes)
+        HLSRoutes(
+            self.hls, self._hls_handlers, authorize=self._authorize_hls, on_served=self._hls_served
+        ).add_to(app)
         self._http_runner = web.AppRunner(
             app,
             access_log=None,
@@ -256,6 +287,8 @@ class LPMS:
         await self._http_runner.setup()
         self._http_site = web.TCPSite(self._http_runner, settings.host, settings.http_port)
         await self._http_site.start()
+        self.webhooks.start()
+        self._housekeeping = asyncio.get_running_loop().create_task(self._keep_house())
         log.info(
             "listening: rtmp://%s:%d  http://%s:%d",
             settings.host,
@@ -300,6 +333,12 @@ class LPMS:
         if self._http_runner is not None:
             await self._http_runner.cleanup()
         await self.auth.close()
+        if self._housekeeping is not None:
+            self._housekeeping.cancel()
+        for viewer in self.hls_viewers.expire(float("inf")):
+            self._hls_play_ended(viewer.stream_id, viewer.client_ip, viewer.since)
+        await asyncio.sleep(0)  # publishers' and players' ends, from closed connections
+        await self.webhooks.close(self.settings.shutdown_timeout)
         for task in list(self._background):
             task.cancel()
         self._closed.set()
@@ -341,6 +380,14 @@ class LPMS:
                 )
         self.metrics.publishes.labels(RTMP).inc()
         log.info("publish started %s from %s", stream.id, request.client_ip)
+        self.webhooks.emit(
+            PUBLISH_START,
+            stream=stream.id,
+            app=request.app,
+            name=request.name,
+            client_ip=request.client_ip,
+            protocol=RTMP,
+        )
         if self.settings.hls.enabled:
             try:
                 self.segment_rtmp_to_hls(stream)
@@ -372,6 +419,15 @@ class LPMS:
             bytes_in,
             stream.packets_in,
         )
+        self.webhooks.emit(
+            PUBLISH_END,
+            stream=stream.id,
+            client_ip=request.client_ip,
+            protocol=RTMP,
+            duration_s=round(duration, 3),
+            bytes_in=bytes_in,
+            packets=stream.packets_in,
+        )
         if self._end_stream is not None:
             self._run_in_background(self._end_stream, request, stream)
 
@@ -390,7 +446,18 @@ class LPMS:
             self._refused(PLAY, "max_players_per_stream")
             raise RTMPRefused(PLAY_FAILED, f"stream {stream.id} is at its limit of {limit} players")
         self.metrics.plays.labels(RTMP).inc()
+        self.webhooks.emit(PLAY_START, stream=stream.id, client_ip=request.client_ip, protocol=RTMP)
         return stream
+
+    def end_play(self, request: RTMPRequest, subscription: Subscription) -> None:
+        self.webhooks.emit(
+            PLAY_END,
+            stream=subscription.stream.id,
+            client_ip=request.client_ip,
+            protocol=RTMP,
+            duration_s=round(time.monotonic() - subscription.created_at, 3),
+            dropped_packets=subscription.dropped,
+        )
 
     async def _authorize_hls(self, request: HLSRequest) -> str | None:
         """None when an HLS request may be served, else why not (the route answers 403)."""
@@ -404,6 +471,78 @@ class LPMS:
             log.info("hls play refused %s/%s from %s: %s", app, name, request.client_ip, refused)
             return refused.reason
         return None
+
+    def _hls_served(self, request: HLSRequest, size: int) -> None:
+        """An HLS response went out: count its bytes and, for a live stream, its viewer."""
+        self.metrics.bytes_sent.labels(HLS).inc(size)
+        app, name = stream_path(request.path)
+        stream_id = f"{app}/{name}"
+        if stream_id not in self.streams:
+            return  # a recording, or an ended stream in its grace period
+        self.hls_bytes_out[stream_id] = self.hls_bytes_out.get(stream_id, 0) + size
+        viewer = self.hls_viewers.seen(stream_id, request.client_ip, time.monotonic())
+        if viewer is not None:
+            self.metrics.plays.labels(HLS).inc()
+            self.webhooks.emit(
+                PLAY_START, stream=stream_id, client_ip=request.client_ip, protocol=HLS
+            )
+
+    def _hls_play_ended(self, stream_id: str, client_ip: str, since: float) -> None:
+        self.webhooks.emit(
+            PLAY_END,
+            stream=stream_id,
+            client_ip=client_ip,
+            protocol=HLS,
+            duration_s=round(time.monotonic() - since, 3),
+            dropped_packets=0,
+        )
+
+    # -- what the server tells metrics and webhooks -------------------------------
+
+    def _segment_ready(self, hls: HLSStream, rendition: Rendition, segment: Segment) -> None:
+        name = rendition.name
+        self.metrics.segments.labels(name).inc()
+        ended_at = segment.program_date_time.timestamp() + segment.duration
+        self.metrics.segment_delay.labels(name).observe(max(0.0, time.time() - ended_at))
+        self.webhooks.emit(
+            SEGMENT_READY,
+            stream=hls.id,
+            rendition=name,
+            sequence=segment.sequence,
+            duration_s=round(segment.duration, 3),
+            uri=f"/{hls.id}/{name}/{segment.sequence}.ts",
+        )
+
+    def _transcode_behind(self, stream_id: str, segment: Segment, waiting: int) -> None:
+        self.metrics.gap_segments.inc()
+        self.webhooks.emit(
+            TRANSCODE_BEHIND, stream=stream_id, segment=segment.sequence, waiting=waiting
+        )
+
+    def _transcoded(self, result: TranscodeResult) -> None:
+        for output in result.outputs:
+            self.metrics.transcode_realtime.labels(output.profile.name).set(
+                round(output.realtime_factor, 3)
+            )
+
+    def _stream_removed(self, stream: Stream) -> None:
+        self._stream_totals.retire(stream)
+        self.hls_bytes_out.pop(stream.id, None)
+
+    def _player_counts(self) -> dict[str, int]:
+        rtmp = sum(1 for s in self.streams for sub in s.subscribers if sub.kickable)
+        return {RTMP: rtmp, HLS: len(self.hls_viewers)}
+
+    async def _keep_house(self) -> None:
+        """Once a second: how late the loop runs timers (its lag), and HLS viewers
+        that stopped fetching (their play ends)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            expected = loop.time() + HOUSEKEEPING_INTERVAL
+            await asyncio.sleep(HOUSEKEEPING_INTERVAL)
+            self.metrics.loop_lag.set(max(0.0, loop.time() - expected))
+            for viewer in self.hls_viewers.expire(time.monotonic()):
+                self._hls_play_ended(viewer.stream_id, viewer.client_ip, viewer.since)
 
     def _refused(self, action: str, reason: str, protocol: str = RTMP) -> None:
         self.metrics.refusals.labels(action, protocol, reason).inc()
@@ -442,3 +581,14 @@ class LPMS:
 
 def _auth_request(action: str, request: RTMPRequest) -> AuthRequest:
     return AuthRequest(action, request.app, request.name, request.query, request.client_ip, RTMP)
+
+
+def _stream_counts(stream: object) -> dict[str, int]:
+    assert isinstance(stream, Stream)
+    repairs = stream.timestamp_repairs
+    return {
+        "lpms_player_dropped_packets": stream.dropped_packets,
+        "lpms_timestamp_jumps": repairs.jumps,
+        "lpms_timestamp_backward_steps": repairs.backward_steps,
+        "lpms_timestamp_wraps": repairs.wraps,
+    }

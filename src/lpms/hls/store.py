@@ -83,8 +83,10 @@ class Rendition:
         settings: HLSSettings,
         first_sequence: int,
         recorder: Recorder | None = None,
+        on_segment: Callable[[Rendition, Segment], None] | None = None,
     ) -> None:
         self.name = name
+        self._on_segment = on_segment
         self.settings = settings
         self.next_sequence = first_sequence
         self.entries: deque[SegmentEntry] = deque()
@@ -123,6 +125,8 @@ class Rendition:
         if self._recorder is not None:
             self.recorded.append(entry)
             self._recorder.write_segment(self, segment)
+        if self._on_segment is not None:
+            self._on_segment(self, segment)
 
     def add_gap(self, segment: Segment) -> None:
         """List ``segment``'s place (sequence, duration, time) with EXT-X-GAP: this
@@ -231,11 +235,22 @@ class Rendition:
         )
 
 
+SegmentListener = Callable[["HLSStream", Rendition, Segment], None]
+"""Told of every segment a rendition lists (for metrics and webhooks)."""
+
+
 class HLSStream:
     """A stream's renditions, by name; the source comes first."""
 
-    def __init__(self, stream_id: str, settings: HLSSettings, recorder: Recorder | None) -> None:
+    def __init__(
+        self,
+        stream_id: str,
+        settings: HLSSettings,
+        recorder: Recorder | None,
+        on_segment: SegmentListener | None = None,
+    ) -> None:
         self.id = stream_id
+        self._on_segment = on_segment
         self.settings = settings
         self.recorder = recorder
         self.renditions: dict[str, Rendition] = {}
@@ -255,7 +270,14 @@ class HLSStream:
         """The rendition called ``name``, made on first use."""
         rendition = self.renditions.get(name)
         if rendition is None:
-            rendition = Rendition(name, self.settings, self._first_sequence, self.recorder)
+            listener = self._on_segment
+            rendition = Rendition(
+                name,
+                self.settings,
+                self._first_sequence,
+                self.recorder,
+                None if listener is None else lambda r, s: listener(self, r, s),
+            )
             self.renditions[name] = rendition
         return rendition
 
@@ -301,6 +323,7 @@ class HLSStore:
         self.max_streams = max_streams
         self._streams: dict[str, HLSStream] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
+        self.on_segment: SegmentListener | None = None
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lpms-record")
 
     def __contains__(self, stream_id: object) -> bool:
@@ -324,7 +347,7 @@ class HLSStore:
             hls.resume()
             return hls
         self._evict_for_room()
-        hls = HLSStream(stream_id, self.settings, self._recorder_for(stream_id))
+        hls = HLSStream(stream_id, self.settings, self._recorder_for(stream_id), self.on_segment)
         self._streams[stream_id] = hls
         return hls
 

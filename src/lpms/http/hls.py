@@ -54,6 +54,8 @@ GetPlaylist = Callable[[HLSRequest], MaybeAwaitable[str | None]]
 GetSegment = Callable[[HLSRequest], MaybeAwaitable[bytes | None]]
 Authorize = Callable[[HLSRequest], Awaitable[str | None]]
 """None allows an HLS request; a reason refuses it with 403."""
+Served = Callable[[HLSRequest, int], None]
+"""Told of each playlist or segment served, with its size in bytes."""
 
 
 def stream_path(path: str) -> tuple[str, str]:
@@ -80,11 +82,16 @@ class HLSRoutes:
     """aiohttp handlers over an `HLSStore`."""
 
     def __init__(
-        self, store: HLSStore, handlers: HLSHandlers, authorize: Authorize | None = None
+        self,
+        store: HLSStore,
+        handlers: HLSHandlers,
+        authorize: Authorize | None = None,
+        on_served: Served | None = None,
     ) -> None:
         self.store = store
         self.handlers = handlers
         self.authorize = authorize
+        self.on_served = on_served
 
     def add_to(self, app: web.Application) -> None:
         app.router.add_route("OPTIONS", "/{path:.+\\.(?:m3u8|ts)}", self.preflight)
@@ -107,6 +114,22 @@ class HLSRoutes:
         path = request.match_info["path"]
         hls_request = _hls_request(request, path)
         await self._check(hls_request)
+        return self._served(hls_request, await self._playlist(request, path, hls_request))
+
+    async def segment(self, request: web.Request) -> web.StreamResponse:
+        path = request.match_info["path"]
+        hls_request = _hls_request(request, path)
+        await self._check(hls_request)
+        return self._served(hls_request, await self._segment_response(request, path, hls_request))
+
+    def _served(self, hls_request: HLSRequest, response: web.StreamResponse) -> web.StreamResponse:
+        if self.on_served is not None and response.status in (200, 206):
+            self.on_served(hls_request, _body_size(response))
+        return response
+
+    async def _playlist(
+        self, request: web.Request, path: str, hls_request: HLSRequest
+    ) -> web.StreamResponse:
         for callback in (self.handlers.get_master_playlist, self.handlers.get_media_playlist):
             if callback is not None:
                 text = await call(callback, hls_request)
@@ -136,10 +159,9 @@ class HLSRoutes:
 
     # -- segments ----------------------------------------------------------------
 
-    async def segment(self, request: web.Request) -> web.StreamResponse:
-        path = request.match_info["path"]
-        hls_request = _hls_request(request, path)
-        await self._check(hls_request)
+    async def _segment_response(
+        self, request: web.Request, path: str, hls_request: HLSRequest
+    ) -> web.StreamResponse:
         if self.handlers.get_segment is not None:
             data = await call(self.handlers.get_segment, hls_request)
             if data is not None:
@@ -193,6 +215,24 @@ class HLSRoutes:
         return file
 
 
+class _RecordingResponse(web.FileResponse):
+    """A file from the recordings, with its size known for the byte counters."""
+
+    def __init__(self, file: Path, headers: dict[str, str]) -> None:
+        super().__init__(file, headers=headers)
+        try:
+            self.file_size = file.stat().st_size
+        except OSError:
+            self.file_size = 0
+
+
+def _body_size(response: web.StreamResponse) -> int:
+    if isinstance(response, _RecordingResponse):
+        return response.file_size  # served whole or, for a range, in part: an estimate
+    body = response.body if isinstance(response, web.Response) else None
+    return len(body) if isinstance(body, bytes | bytearray) else 0
+
+
 def _hls_request(request: web.Request, path: str) -> HLSRequest:
     return HLSRequest(path, dict(request.query), request.remote or "")
 
@@ -205,7 +245,7 @@ def _playlist_response(request: web.Request, text: str, *, live: bool) -> web.St
 def _file_response(file: Path, content_type: str, cache: str) -> web.FileResponse:
     # aiohttp's FileResponse answers HEAD and byte ranges itself.
     headers = {"Content-Type": content_type, "Cache-Control": cache, **CORS_HEADERS}
-    return web.FileResponse(file, headers=headers)
+    return _RecordingResponse(file, headers)
 
 
 def _bytes_response(

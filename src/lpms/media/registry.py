@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from lpms.errors import StreamError
 from lpms.media.stream import Stream, StreamLimits
@@ -19,6 +19,7 @@ class StreamRegistry:
         self.max_streams = max_streams
         self.limits = limits or StreamLimits()
         self._streams: dict[str, Stream] = {}
+        self.on_remove: Callable[[Stream], None] | None = None  # e.g. to keep totals
 
     def __len__(self) -> int:
         return len(self._streams)
@@ -52,3 +53,5 @@ class StreamRegistry:
         """Forget ``stream`` if it is still the one registered under its ID."""
         if self._streams.get(stream.id) is stream:
             del self._streams[stream.id]
+            if self.on_remove is not None:
+                self.on_remove(stream)

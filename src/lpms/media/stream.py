@@ -11,16 +11,21 @@ a frame that decodes.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from lpms.media.meter import TrackMeter
 from lpms.media.packet import MediaPacket, TrackKind
 from lpms.media.timestamps import TimestampRepair
 
 log = logging.getLogger(__name__)
+
+_VIDEO, _AUDIO = TrackKind.VIDEO, TrackKind.AUDIO  # module constants: enum lookups cost
+_subscription_ids = itertools.count(1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,11 +70,14 @@ class Subscription:
 
     __slots__ = (
         "_awaiting_keyframe",
+        "_on_kick",
         "_on_ready",
         "_queue",
         "_waiter",
+        "created_at",
         "dropped",
         "ended",
+        "id",
         "max_packets",
         "name",
         "stream",
@@ -81,9 +89,13 @@ class Subscription:
         name: str,
         max_packets: int,
         on_ready: Callable[[], None] | None,
+        on_kick: Callable[[], None] | None = None,
     ) -> None:
         self.stream = stream
         self.name = name
+        self.id = next(_subscription_ids)
+        self.created_at = time.monotonic()
+        self._on_kick = on_kick
         self.max_packets = max_packets
         self._queue: deque[MediaPacket] = deque()
         self._on_ready = on_ready
@@ -101,11 +113,13 @@ class Subscription:
                 self._awaiting_keyframe = False
             elif not packet.is_config:
                 self.dropped += 1
+                self.stream.dropped_packets += 1
                 return
         if len(self._queue) >= self.max_packets:
             self._drop_backlog()
             if self._awaiting_keyframe and not packet.is_config:
                 self.dropped += 1
+                self.stream.dropped_packets += 1
                 return
         self._queue.append(packet)
         self._wake()
@@ -128,6 +142,7 @@ class Subscription:
         dropped = len(queue) - len(kept)
         self._queue = deque(kept)
         self.dropped += dropped
+        self.stream.dropped_packets += dropped
         log.warning(
             "subscriber %s of %s fell behind: dropped %d packets, resuming at a keyframe",
             self.name,
@@ -171,6 +186,17 @@ class Subscription:
         except StreamEnded:
             raise StopAsyncIteration from None
 
+    @property
+    def kickable(self) -> bool:
+        return self._on_kick is not None
+
+    def kick(self) -> bool:
+        """Disconnect this subscriber (the API's kick); False if it cannot be."""
+        if self._on_kick is None:
+            return False
+        self._on_kick()
+        return True
+
     def close(self) -> None:
         """Stop receiving; safe to call more than once."""
         self.stream.unsubscribe(self)
@@ -193,6 +219,13 @@ class Stream:
         self.timestamp_repairs = TimestampRepair(stream_id, self.limits.max_timestamp_jump)
         self.packets_in = 0
         self.bytes_in = 0
+        self.bytes_out = 0  # sent to players, counted by their protocol's layer
+        self.dropped_packets = 0  # lost by subscribers that fell behind
+        self.video_meter = TrackMeter()
+        self.audio_meter = TrackMeter()
+        self.publisher_protocol = ""
+        self.publisher_address = ""
+        self._disconnect_publisher: Callable[[], None] | None = None
         self._gop: list[MediaPacket] = []
         self._gop_bytes = 0
         self._gop_overflowed = False
@@ -205,6 +238,25 @@ class Stream:
     @property
     def subscriber_count(self) -> int:
         return len(self._subscribers)
+
+    def attach_publisher(
+        self, protocol: str, address: str, disconnect: Callable[[], None] | None = None
+    ) -> None:
+        """Who feeds the stream, and how to cut them off (the API's kick)."""
+        self.publisher_protocol = protocol
+        self.publisher_address = address
+        self._disconnect_publisher = disconnect
+
+    def kick(self) -> bool:
+        """Disconnect the publisher; False if nothing can (a stream fed in Python)."""
+        if self._disconnect_publisher is None:
+            return False
+        self._disconnect_publisher()
+        return True
+
+    @property
+    def subscribers(self) -> list[Subscription]:
+        return list(self._subscribers)
 
     def on_end(self, callback: Callable[[Stream], None]) -> None:
         """Run ``callback`` once when the publisher leaves (or at once if it has)."""
@@ -221,7 +273,14 @@ class Stream:
             return
         packet = self.timestamp_repairs.repair(packet)
         self.packets_in += 1
-        self.bytes_in += len(packet.payload)
+        size = len(packet.payload)
+        self.bytes_in += size
+        if not packet.is_config:
+            kind = packet.kind
+            if kind is _VIDEO:
+                self.video_meter.add(packet.dts, size)
+            elif kind is _AUDIO:
+                self.audio_meter.add(packet.dts, size)
         self._remember(packet)
         for subscriber in self._subscribers:
             subscriber._offer(packet)
@@ -294,10 +353,12 @@ class Stream:
         *,
         on_ready: Callable[[], None] | None = None,
         max_packets: int | None = None,
+        on_kick: Callable[[], None] | None = None,
     ) -> Subscription:
-        """Join the stream: the queue starts with metadata, configs and the GOP cache."""
+        """Join the stream: the queue starts with metadata, configs and the GOP cache.
+        ``on_kick`` disconnects the subscriber when the API asks to."""
         subscription = Subscription(
-            self, name, max_packets or self.limits.max_queue_packets, on_ready
+            self, name, max_packets or self.limits.max_queue_packets, on_ready, on_kick
         )
         for packet in self.start_packets():
             subscription._queue.append(packet)

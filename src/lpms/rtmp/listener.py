@@ -58,6 +58,9 @@ class ListenerSettings:
     # Connections the kernel may hold for accept(); asyncio's default of 100 makes a
     # burst of clients wait for SYN-ACK retransmits (seconds). nginx uses 511.
     backlog: int = 1024
+    # After lpms ends a connection (stream over, refusal, error) it reads and drops
+    # what the peer still sends for up to this long, so the last bytes arrive.
+    linger_timeout: float = 2.0
     read_interval: float = 0.2
     read_pacing_after: float = 3.0
     connection: ConnectionLimits = field(default_factory=ConnectionLimits)
@@ -109,6 +112,8 @@ class RTMPHandler(Protocol):
         """The stream this player gets, or raise `RTMPRefused`."""
         ...
 
+    def end_play(self, request: RTMPRequest, subscription: Subscription) -> None: ...
+
 
 class _Publishing:
     __slots__ = ("bytes_in", "request", "stream")
@@ -145,6 +150,8 @@ class ConnectionTracker:
 
     def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
+        self.bytes_received = metrics.bytes_received.labels("rtmp")
+        self.bytes_sent = metrics.bytes_sent.labels("rtmp")
         self._open: set[RTMPServerProtocol] = set()
         self._per_ip: dict[str, int] = {}
 
@@ -203,6 +210,7 @@ class RTMPServerProtocol(asyncio.Protocol):
         self._playing: dict[int, _Playing] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._timer: asyncio.TimerHandle | None = None
+        self._linger: asyncio.TimerHandle | None = None
         self._opened = time.monotonic()
         self._last_receive = self._opened
         self._idle_since = self._opened  # since when it neither publishes nor plays
@@ -240,6 +248,7 @@ class RTMPServerProtocol(asyncio.Protocol):
         if self._closing:
             return
         self._last_receive = time.monotonic()
+        self._tracker.bytes_received.inc(len(data))
         try:
             events = self._conn.receive_data(data)
         except RTMPProtocolError as exc:
@@ -283,6 +292,8 @@ class RTMPServerProtocol(asyncio.Protocol):
         self._tracker.discard(self)
         if self._timer is not None:
             self._timer.cancel()
+        if self._linger is not None:
+            self._linger.cancel()
         for task in self._tasks:
             task.cancel()
         for msid in list(self._publishing):
@@ -354,6 +365,7 @@ class RTMPServerProtocol(asyncio.Protocol):
             self._handler.end_publish(request, stream, 0)
             return
         self._publishing[event.message_stream_id] = _Publishing(request, stream)
+        stream.attach_publisher("rtmp", request.peer, self._kicked)
         self._pace_from = time.monotonic() + self._settings.read_pacing_after
         self._conn.accept_publish(event.message_stream_id)
 
@@ -370,7 +382,9 @@ class RTMPServerProtocol(asyncio.Protocol):
             return
         msid = event.message_stream_id
         self._conn.accept_play(msid)
-        subscription = stream.subscribe(f"rtmp:{request.peer}", on_ready=self._schedule_drain)
+        subscription = stream.subscribe(
+            f"rtmp:{request.peer}", on_ready=self._schedule_drain, on_kick=self._kicked
+        )
         self._playing[msid] = _Playing(request, subscription)
         log.info("play started %s by %s", stream.id, request.peer)
         self._schedule_drain()
@@ -386,6 +400,7 @@ class RTMPServerProtocol(asyncio.Protocol):
         playing = self._playing.pop(msid, None)
         if playing is not None:
             playing.subscription.close()
+            self._handler.end_play(playing.request, playing.subscription)
             log.info(
                 "play ended %s by %s (dropped %d packets)",
                 playing.subscription.stream.id,
@@ -433,6 +448,16 @@ class RTMPServerProtocol(asyncio.Protocol):
         data = self._conn.data_to_send()
         if data and self._transport is not None and not self._transport.is_closing():
             self._transport.write(data)
+            if self._playing:
+                size = len(data)
+                self._tracker.bytes_sent.inc(size)
+                for playing in self._playing.values():
+                    playing.subscription.stream.bytes_out += size
+                    break  # a connection plays one stream (two are rare): count it once
+
+    def _kicked(self) -> None:
+        """The operator cut this connection off (the API's kick)."""
+        self._fail("disconnected by the operator", "kicked")
 
     def _fail(self, reason: str, label: str) -> None:
         """Close the connection, logging ``reason`` and counting ``label`` (a limit's
@@ -444,10 +469,30 @@ class RTMPServerProtocol(asyncio.Protocol):
         self._close_after_flush()
 
     def _close_after_flush(self) -> None:
+        """Send what is queued, then end the connection without losing it.
+
+        Closing a socket while the peer still sends (RTMP acknowledgements, pings)
+        makes the kernel answer with a reset, and a reset makes the peer's kernel
+        discard what it received but had not read yet: a player would lose the end
+        of the stream, a refused client its error status. So lpms sends FIN after
+        the queued bytes, reads and drops whatever the peer still sends until it
+        closes its side, and closes for good after ``linger_timeout`` at most.
+        """
+        if self._closing and self._linger is not None:
+            return
         self._closing = True
-        if self._transport is not None:
-            self._flush()
-            self._transport.close()
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        self._flush()
+        if not transport.can_write_eof():
+            transport.close()
+            return
+        if self._reading_paused:
+            self._reading_paused = False
+            transport.resume_reading()  # unread bytes at close would mean a reset
+        transport.write_eof()
+        self._linger = self._loop.call_later(self._settings.linger_timeout, transport.close)
 
     def close(self) -> None:
         """Close now (server shutdown)."""

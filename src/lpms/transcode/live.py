@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -84,10 +85,21 @@ class LadderStats:
 class LiveTranscoder:
     """Transcodes one live stream's source segments into its HLS renditions."""
 
-    def __init__(self, hls: HLSStream, settings: TranscodeSettings) -> None:
+    def __init__(
+        self,
+        hls: HLSStream,
+        settings: TranscodeSettings,
+        *,
+        on_behind: Callable[[Segment, int], None] | None = None,
+        on_transcoded: Callable[[TranscodeResult], None] | None = None,
+    ) -> None:
+        """``on_behind(segment, waiting)`` is told of each segment left out;
+        ``on_transcoded(result)`` of each one done (both on the loop)."""
         if not settings.profiles:
             raise ValueError("a live transcoder needs profiles")
         self.hls = hls
+        self._on_behind = on_behind
+        self._on_transcoded = on_transcoded
         self.settings = settings
         self.stats = LadderStats()
         self._loop = asyncio.get_running_loop()
@@ -124,6 +136,8 @@ class LiveTranscoder:
                 segment.sequence,
                 len(self.settings.profiles),
             )
+            if self._on_behind is not None:
+                self._on_behind(segment, self._in_flight)
             self._land()
             return
         self._in_flight += 1
@@ -152,6 +166,8 @@ class LiveTranscoder:
         else:
             slot.result = future.result()
             self._count(slot.result)
+            if self._on_transcoded is not None:
+                self._on_transcoded(slot.result)
         self._land()
         if self._in_flight == 0:
             self._idle.set()

@@ -22,6 +22,7 @@ import logging
 import os
 import queue
 import threading
+import time
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -75,6 +76,12 @@ class RenditionOutput:
     video_bytes: int  # encoded video alone, without audio or TS overhead
     first_keyframe: bool  # the first video packet is a keyframe
     decoder_config: bytes | None = None  # avcC of an H.264 output, for CODECS
+    busy_seconds: float = 0.0  # its encoder thread's time on it: scaling, encoding, muxing
+
+    @property
+    def realtime_factor(self) -> float:
+        """Seconds of media per second of this profile's work (above 1 keeps up)."""
+        return self.duration / self.busy_seconds if self.busy_seconds > 0 else 0.0
 
     @property
     def pixels(self) -> int:
@@ -115,6 +122,7 @@ class _Output:
     frame_duration: int = 0  # of an output frame, in the time base
     next_slot: Fraction | None = None
     next_dts: int = 0  # the least DTS a video packet may have
+    busy_seconds: float = 0.0  # this thread's time on the output (scale, encode, mux)
     dropped: int = field(default=0)
 
 
@@ -217,11 +225,14 @@ class RenditionEncoder:
         while (message := self._queue.get()) is not None:
             if isinstance(message, av.VideoFrame | _Audio) and self._spoilt():
                 continue  # this output failed: skip to its end, which reports why
+            started = time.perf_counter()
             try:
                 if isinstance(message, av.VideoFrame):
                     self._on_frame(message)
+                    self._count_busy(started)
                 elif isinstance(message, _Audio):
                     self._on_audio(message)
+                    self._count_busy(started)
                 elif isinstance(message, _Begin):
                     self._on_begin(message)
                 else:
@@ -230,6 +241,10 @@ class RenditionEncoder:
                 self._fail(exc)
         self._drop_output()
         self._encoder = None
+
+    def _count_busy(self, started: float) -> None:
+        if self._output is not None:
+            self._output.busy_seconds += time.perf_counter() - started
 
     def _spoilt(self) -> bool:
         output = self._output
@@ -394,6 +409,7 @@ class RenditionEncoder:
         output.container.mux(packet)
 
     def _on_end(self, result: Future[RenditionOutput]) -> None:
+        started = time.perf_counter()
         output = self._output
         if output is None:
             error, self._begin_error = self._begin_error, None
@@ -411,6 +427,7 @@ class RenditionEncoder:
         if output.error is not None:
             result.set_exception(output.error)
             return
+        output.busy_seconds += time.perf_counter() - started  # the drain
         made = self._result(output)
         if output.steer:
             self._steer_bitrate(made)
@@ -443,6 +460,7 @@ class RenditionEncoder:
             video_bytes=output.video_bytes,
             first_keyframe=bool(output.first_keyframe),
             decoder_config=output.decoder_config,
+            busy_seconds=output.busy_seconds,
         )
 
     def _require_output(self) -> _Output:
