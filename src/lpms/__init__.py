@@ -19,6 +19,8 @@ _EXPORTS: dict[str, str] = {
     "AuthSettings": "lpms.auth",
     "HTTPSettings": "lpms.config",
     "Settings": "lpms.config",
+    "load_settings": "lpms.config",
+    "ConfigError": "lpms.errors",
     "HLSError": "lpms.errors",
     "LPMSError": "lpms.errors",
     "MediaError": "lpms.errors",
@@ -67,6 +69,7 @@ __all__ = [
     "AuthSettings",
     "Codec",
     "CodecConfig",
+    "ConfigError",
     "ConnectionLimits",
     "GOPFrames",
     "GOPSeconds",
@@ -100,6 +103,7 @@ __all__ = [
     "VideoCodec",
     "VideoProfile",
     "__version__",
+    "load_settings",
     "output_size",
     "parse_profiles",
     "profile_by_name",
@@ -107,8 +111,9 @@ __all__ = [
 
 if TYPE_CHECKING:
     from lpms.auth import AuthRequest, AuthSettings
-    from lpms.config import HTTPSettings, Settings
+    from lpms.config import HTTPSettings, Settings, load_settings
     from lpms.errors import (
+        ConfigError,
         HLSError,
         LPMSError,
         MediaError,

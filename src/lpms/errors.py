@@ -27,3 +27,8 @@ class HLSError(LPMSError):
 
 class TranscodeError(LPMSError):
     """A segment or file cannot be transcoded (unreadable input, no encoder, no GPU)."""
+
+
+class ConfigError(LPMSError):
+    """A setting is unknown or its value invalid; the message names the setting and
+    where the value came from (a file, an ``LPMS_*`` variable, a flag)."""
