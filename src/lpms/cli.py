@@ -25,6 +25,7 @@ from lpms.config import (
     to_toml,
 )
 from lpms.errors import ConfigError, LPMSError
+from lpms.logs import configure_logging
 from lpms.transcode.accel import Accel, check_accel
 from lpms.transcode.probe import probe
 from lpms.transcode.profiles import PRESETS, format_bitrate, format_framerate
@@ -242,17 +243,6 @@ def _add_transcode_parser(commands: Any) -> None:
         help="progress bar on stderr (default: when stderr is a terminal)",
     )
     transcode.set_defaults(log_level="warning")
-
-
-def configure_logging(level: str, log_format: str = "text") -> None:
-    """Log records at `level` and above to stderr, as `log_format` (`LOG_FORMATS`)."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
-    logging.basicConfig(level=getattr(logging, level.upper()), handlers=[handler])
-    if log_format != "text":
-        # The json formatter is being written (issue "Operating lpms", logging); it
-        # plugs in above. Until then, say so rather than pretend.
-        log.warning("log format %s is not available yet; logging as text", log_format)
 
 
 def run_serve(args: argparse.Namespace) -> int:

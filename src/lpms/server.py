@@ -27,6 +27,7 @@ from lpms.hls.store import SOURCE, HLSStore, HLSStream, Rendition
 from lpms.hls.viewers import HLSViewers
 from lpms.http.app import make_app
 from lpms.http.hls import GetPlaylist, GetSegment, HLSHandlers, HLSRequest, HLSRoutes, stream_path
+from lpms.logs import log_event
 from lpms.media.registry import StreamRegistry
 from lpms.media.stream import Stream, Subscription
 from lpms.metrics import Metrics, StreamTotals
@@ -379,7 +380,7 @@ class LPMS:
                     PUBLISH_UNAUTHORIZED, f"publishing {stream_id} is not allowed", request.path
                 )
         self.metrics.publishes.labels(RTMP).inc()
-        log.info("publish started %s from %s", stream.id, request.client_ip)
+        log_event(log, logging.INFO, "publish started", stream=stream.id, peer=request.peer)
         self.webhooks.emit(
             PUBLISH_START,
             stream=stream.id,
@@ -411,13 +412,15 @@ class LPMS:
         duration = time.monotonic() - stream.started_at
         stream.end()
         self.streams.remove(stream)
-        log.info(
-            "publish ended %s from %s after %.1fs, %d bytes, %d packets",
-            stream.id,
-            request.client_ip,
-            duration,
-            bytes_in,
-            stream.packets_in,
+        log_event(
+            log,
+            logging.INFO,
+            "publish ended",
+            stream=stream.id,
+            peer=request.peer,
+            duration_s=round(duration, 1),
+            bytes=bytes_in,
+            packets=stream.packets_in,
         )
         self.webhooks.emit(
             PUBLISH_END,
@@ -468,7 +471,15 @@ class LPMS:
             )
         except Refused as refused:
             self._refused(PLAY, refused.label, HLS)
-            log.info("hls play refused %s/%s from %s: %s", app, name, request.client_ip, refused)
+            log_event(
+                log,
+                logging.INFO,
+                "play refused",
+                stream=f"{app}/{name}",
+                peer=request.client_ip,
+                protocol=HLS,
+                reason=refused.reason,
+            )
             return refused.reason
         return None
 
@@ -499,18 +510,18 @@ class LPMS:
 
     # -- what the server tells metrics and webhooks -------------------------------
 
-    def _segment_ready(self, hls: HLSStream, rendition: Rendition, segment: Segment) -> None:
+    def _segment_ready(self, stream_id: str, rendition: Rendition, segment: Segment) -> None:
         name = rendition.name
         self.metrics.segments.labels(name).inc()
         ended_at = segment.program_date_time.timestamp() + segment.duration
         self.metrics.segment_delay.labels(name).observe(max(0.0, time.time() - ended_at))
         self.webhooks.emit(
             SEGMENT_READY,
-            stream=hls.id,
+            stream=stream_id,
             rendition=name,
             sequence=segment.sequence,
             duration_s=round(segment.duration, 3),
-            uri=f"/{hls.id}/{name}/{segment.sequence}.ts",
+            uri=f"/{stream_id}/{name}/{segment.sequence}.ts",
         )
 
     def _transcode_behind(self, stream_id: str, segment: Segment, waiting: int) -> None:
@@ -556,12 +567,14 @@ class LPMS:
         try:
             return await call(callback, request, *args)
         except Exception as exc:
-            log.warning(
-                "callback %s failed for %s from %s: %r",
-                getattr(callback, "__name__", callback),
-                request.path,
-                request.client_ip,
-                exc,
+            log_event(
+                log,
+                logging.WARNING,
+                "callback failed",
+                callback=getattr(callback, "__name__", callback),
+                stream=request.path,
+                peer=request.peer,
+                error=repr(exc),
             )
             self._refused(action, "callback")
             code = PUBLISH_UNAUTHORIZED if action == PUBLISH else PLAY_FAILED

@@ -37,6 +37,7 @@ from lpms.hls.playlist import (
     target_duration_for,
 )
 from lpms.hls.segmenter import Segment
+from lpms.memory import MemoryReleaser
 
 log = logging.getLogger(__name__)
 
@@ -235,7 +236,7 @@ class Rendition:
         )
 
 
-SegmentListener = Callable[["HLSStream", Rendition, Segment], None]
+SegmentListener = Callable[[str, Rendition, Segment], None]
 """Told of every segment a rendition lists (for metrics and webhooks)."""
 
 
@@ -270,13 +271,14 @@ class HLSStream:
         """The rendition called ``name``, made on first use."""
         rendition = self.renditions.get(name)
         if rendition is None:
-            listener = self._on_segment
+            listener, stream_id = self._on_segment, self.id
             rendition = Rendition(
                 name,
                 self.settings,
                 self._first_sequence,
                 self.recorder,
-                None if listener is None else lambda r, s: listener(self, r, s),
+                # The ID, not self: a cycle would hold the segments past the grace period.
+                None if listener is None else lambda r, s: listener(stream_id, r, s),
             )
             self.renditions[name] = rendition
         return rendition
@@ -324,6 +326,8 @@ class HLSStore:
         self._streams: dict[str, HLSStream] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self.on_segment: SegmentListener | None = None
+        self._memory = MemoryReleaser()
+        self._release_timer: asyncio.TimerHandle | None = None
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lpms-record")
 
     def __contains__(self, stream_id: object) -> bool:
@@ -363,6 +367,18 @@ class HLSStore:
         self._timers.pop(hls.id, None)
         if self._streams.get(hls.id) is hls and not hls.live:
             del self._streams[hls.id]
+            self._release_memory_soon()  # its segments: megabytes the allocator would keep
+
+    def _release_memory_soon(self) -> None:
+        if self._release_timer is not None or not self._memory.available:
+            return
+        self._release_timer = asyncio.get_running_loop().call_later(
+            self._memory.due_in(), self._release_memory
+        )
+
+    def _release_memory(self) -> None:
+        self._release_timer = None
+        self._memory.release()
 
     def _evict_for_room(self) -> None:
         while len(self._streams) >= self.max_streams:
@@ -392,6 +408,9 @@ class HLSStore:
         for timer in self._timers.values():
             timer.cancel()
         self._timers.clear()
+        if self._release_timer is not None:
+            self._release_timer.cancel()
+            self._release_timer = None
 
     def flush(self) -> None:
         """Block until every queued recording write is on disk (run it off the loop)."""

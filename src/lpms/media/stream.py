@@ -198,9 +198,13 @@ class Subscription:
         return True
 
     def close(self) -> None:
-        """Stop receiving; safe to call more than once."""
+        """Stop receiving; safe to call more than once. The callbacks are let go:
+        they are the subscriber's bound methods, and a cycle through them would keep
+        a connection or a segmenter (and its buffers) alive until a full GC pass."""
         self.stream.unsubscribe(self)
         self._queue.clear()
+        self._on_ready = self._on_kick = None
+        self._waiter = None
 
 
 class Stream:
@@ -338,6 +342,7 @@ class Stream:
         if self.ended:
             return
         self.ended = True
+        self._disconnect_publisher = None  # the connection's method: no cycle to it
         for subscriber in list(self._subscribers):
             subscriber._end()
         self._gop.clear()

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol, cast
 
 from lpms.errors import LPMSError, RTMPProtocolError
+from lpms.logs import log_event
 from lpms.media.packet import MediaPacket
 from lpms.media.stream import Stream, Subscription
 from lpms.rtmp.connection import ConnectionLimits, RTMPConnection
@@ -227,7 +228,9 @@ class RTMPServerProtocol(asyncio.Protocol):
         limit = self._over_connection_limit()
         if limit is not None:
             name, value = limit
-            log.warning("refusing connection from %s: at %s=%d", self.peer, name, value)
+            log_event(
+                log, logging.WARNING, "connection refused", peer=self.peer, limit=name, value=value
+            )
             self._tracker.closed(name)
             self._closing = True
             transport.abort()
@@ -357,7 +360,15 @@ class RTMPServerProtocol(asyncio.Protocol):
             stream, request = await self._handler.start_publish(request)
         except RTMPRefused as refused:
             path = refused.path or request.path
-            log.info("publish refused %s from %s: %s", path, request.peer, refused.reason)
+            log_event(
+                log,
+                logging.INFO,
+                "publish refused",
+                stream=path,
+                peer=request.peer,
+                code=refused.code,
+                reason=refused.reason,
+            )
             self._conn.reject_publish(event.message_stream_id, refused.code, refused.reason)
             self._close_after_flush()
             return
@@ -374,7 +385,15 @@ class RTMPServerProtocol(asyncio.Protocol):
         try:
             stream = await self._handler.start_play(request)
         except RTMPRefused as refused:
-            log.info("play refused %s from %s: %s", request.path, request.peer, refused.reason)
+            log_event(
+                log,
+                logging.INFO,
+                "play refused",
+                stream=request.path,
+                peer=request.peer,
+                code=refused.code,
+                reason=refused.reason,
+            )
             self._conn.reject_play(event.message_stream_id, refused.code, refused.reason)
             self._close_after_flush()
             return
@@ -386,7 +405,7 @@ class RTMPServerProtocol(asyncio.Protocol):
             f"rtmp:{request.peer}", on_ready=self._schedule_drain, on_kick=self._kicked
         )
         self._playing[msid] = _Playing(request, subscription)
-        log.info("play started %s by %s", stream.id, request.peer)
+        log_event(log, logging.INFO, "play started", stream=stream.id, peer=request.peer)
         self._schedule_drain()
 
     def _end_publish(self, msid: int) -> None:
@@ -401,11 +420,15 @@ class RTMPServerProtocol(asyncio.Protocol):
         if playing is not None:
             playing.subscription.close()
             self._handler.end_play(playing.request, playing.subscription)
-            log.info(
-                "play ended %s by %s (dropped %d packets)",
-                playing.subscription.stream.id,
-                playing.request.peer,
-                playing.subscription.dropped,
+            subscription = playing.subscription
+            log_event(
+                log,
+                logging.INFO,
+                "play ended",
+                stream=subscription.stream.id,
+                peer=playing.request.peer,
+                duration_s=round(time.monotonic() - subscription.created_at, 1),
+                dropped_packets=subscription.dropped,
             )
 
     # -- players -------------------------------------------------------------
@@ -463,7 +486,15 @@ class RTMPServerProtocol(asyncio.Protocol):
         """Close the connection, logging ``reason`` and counting ``label`` (a limit's
         name, ``protocol_error`` or ``internal_error``)."""
         streams = ",".join(p.stream.id for p in self._publishing.values()) or "-"
-        log.warning("closing connection from %s (stream %s): %s", self.peer, streams, reason)
+        log_event(
+            log,
+            logging.WARNING,
+            "connection closed",
+            peer=self.peer,
+            stream=streams,
+            reason=label,
+            detail=reason,
+        )
         self._tracker.closed(label)
         self._flush()
         self._close_after_flush()
@@ -491,7 +522,11 @@ class RTMPServerProtocol(asyncio.Protocol):
         if self._reading_paused:
             self._reading_paused = False
             transport.resume_reading()  # unread bytes at close would mean a reset
-        transport.write_eof()
+        try:
+            transport.write_eof()
+        except OSError:  # the peer is gone already: nothing more can reach it
+            transport.abort()
+            return
         self._linger = self._loop.call_later(self._settings.linger_timeout, transport.close)
 
     def close(self) -> None:
