@@ -15,7 +15,9 @@ import gc
 import os
 import random
 import struct
+import sys
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 
 import psutil
 import pytest
@@ -275,3 +277,68 @@ async def test_hostile_and_idle_connections_do_not_disturb_a_live_stream(
     assert closed["protocol_error"] >= 8 * COPIES, closed
     assert closed["handshake_timeout"] >= COPIES + IDLE // 2, closed
     assert closed["idle_timeout"] >= IDLE // 2, closed
+
+
+FLOODER = r"""
+import os, socket, sys, time
+sock = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+sock.sendall(b"\x03" + os.urandom(1536))
+reply = b""
+while len(reply) < 3073:
+    reply += sock.recv(65536)
+sock.sendall(reply[1:1537])  # C2: S1 echoed
+# A zero-length message on chunk stream 5, then one-byte type 3 chunks, each a new
+# zero-length message: microseconds of parsing per byte sent.
+sock.sendall(bytes([0x05]) + bytes(6) + b"\x09" + bytes(4))
+flood = bytes([0xC5]) * 65536
+deadline = time.monotonic() + float(sys.argv[2])
+try:
+    while time.monotonic() < deadline:
+        sock.sendall(flood)
+except OSError:
+    print(f"closed after {time.monotonic() - deadline + float(sys.argv[2]):.1f}")
+    sys.exit(0)
+print("never closed")
+"""
+
+
+@pytest.mark.timeout(120)
+async def test_a_flood_of_tiny_chunks_is_cut_off_and_the_live_stream_goes_on(
+    clip12: ClipFile,
+) -> None:
+    # The idle timeout would cut a flooder that never publishes; this one must be
+    # caught by what it costs, as one that publishes first would be.
+    settings = replace(SETTINGS, rtmp=replace(SETTINGS.rtmp, idle_timeout=60.0))
+    server = LPMS(host="127.0.0.1", rtmp_port=0, http_port=0, settings=settings)
+    await server.start()
+    try:
+        url = rtmp_url(server, "stream/flooded")
+        publisher = start_publish(url, clip12)
+        await wait_for_stream(server, "stream/flooded")
+        player = asyncio.create_task(play(url))
+        flooder = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            FLOODER,
+            str(server.rtmp_port),
+            "20",
+            stdout=asyncio.subprocess.PIPE,
+        )
+        out, _ = await asyncio.wait_for(flooder.communicate(), 40)
+        received = await asyncio.wait_for(player, 60)
+        await asyncio.wait_for(publisher, 60)
+    finally:
+        await server.close()
+    verdict = out.decode().strip()
+    print("flood:", verdict)
+    assert verdict.startswith("closed after"), verdict
+    budget = SETTINGS.rtmp.max_parse_cpu_seconds
+    assert float(verdict.split()[-1]) < budget + 5
+    closed = server.metrics.value(
+        "lpms_connections_closed_total", protocol="rtmp", reason="max_parse_cpu"
+    )
+    assert closed == 1
+    assert received.error is None
+    clip_video = [p.payload for p in clip12.clip.of_kind("video")]
+    video = [p.payload for p in received.of_kind("video")]
+    assert video == clip_video[clip_video.index(video[0]) :]

@@ -62,6 +62,10 @@ class ListenerSettings:
     # After lpms ends a connection (stream over, refusal, error) it reads and drops
     # what the peer still sends for up to this long, so the last bytes arrive.
     linger_timeout: float = 2.0
+    # A connection whose bytes take more than this share of a core to parse, for
+    # this many seconds running, is closed: no client of ours needs 1 % of it.
+    max_parse_cpu: float = 0.25
+    max_parse_cpu_seconds: int = 3
     read_interval: float = 0.2
     read_pacing_after: float = 3.0
     connection: ConnectionLimits = field(default_factory=ConnectionLimits)
@@ -212,6 +216,9 @@ class RTMPServerProtocol(asyncio.Protocol):
         self._tasks: set[asyncio.Task[None]] = set()
         self._timer: asyncio.TimerHandle | None = None
         self._linger: asyncio.TimerHandle | None = None
+        self._cpu_window_start = time.monotonic()
+        self._cpu_window_spent = 0.0
+        self._cpu_seconds_over = 0
         self._opened = time.monotonic()
         self._last_receive = self._opened
         self._idle_since = self._opened  # since when it neither publishes nor plays
@@ -250,12 +257,15 @@ class RTMPServerProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._closing:
             return
-        self._last_receive = time.monotonic()
+        now = self._last_receive = time.monotonic()
         self._tracker.bytes_received.inc(len(data))
+        started = time.perf_counter()
         try:
             events = self._conn.receive_data(data)
         except RTMPProtocolError as exc:
             self._fail(str(exc), "protocol_error")
+            return
+        if self._over_cpu_budget(now, time.perf_counter() - started):
             return
         if self._publishing:
             for publishing in self._publishing.values():
@@ -272,6 +282,25 @@ class RTMPServerProtocol(asyncio.Protocol):
         self._process_events()
         self._flush()
         self._update_reading()
+
+    def _over_cpu_budget(self, now: float, spent: float) -> bool:
+        """Close a peer whose bytes cost more parsing than ``max_parse_cpu`` of a
+        second, second after second (floods of tiny chunks cost microseconds per
+        byte; a real publisher's stream costs well under 1 %)."""
+        settings = self._settings
+        if now - self._cpu_window_start >= 1.0:
+            over = self._cpu_window_spent > settings.max_parse_cpu
+            self._cpu_seconds_over = self._cpu_seconds_over + 1 if over else 0
+            self._cpu_window_start, self._cpu_window_spent = now, 0.0
+        self._cpu_window_spent += spent
+        if self._cpu_seconds_over < settings.max_parse_cpu_seconds:
+            return False
+        self._fail(
+            f"parsing its bytes took over {settings.max_parse_cpu:.0%} of a core for "
+            f"{settings.max_parse_cpu_seconds} seconds",
+            "max_parse_cpu",
+        )
+        return True
 
     def _end_pacing(self) -> None:
         self._pacing = False
