@@ -12,7 +12,7 @@ BROWSER_STAMP := $(BROWSER_DIR)/node_modules/.package-lock.json
 NPM := $(shell command -v npm 2>/dev/null)
 BROWSER_DEPS := $(if $(NPM),browser-deps)
 
-.PHONY: serve test install dev lint typecheck unit e2e bench bench-transcode clean browser-deps
+.PHONY: serve test install dev lint typecheck unit e2e bench bench-transcode bench-soak clean browser-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -56,6 +56,9 @@ bench: dev
 
 bench-transcode: dev
 	$(BIN)/python bench/transcode.py $(BENCH_ARGS)
+
+bench-soak: dev
+	$(BIN)/python bench/soak.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
