@@ -521,8 +521,8 @@ def _unusual_settings() -> Settings:
         rtmp_port=0,
         workdir='/srv/"lpms"\\rec\nörds',
         shutdown_timeout=0.1,
-        rtmp=ListenerSettings(read_interval=0.0, connection=ConnectionLimits(max_amf_depth=3)),
-        hls=HLSSettings(enabled=False, segment_duration=1e-3, record=True),
+        rtmp=ListenerSettings(read_interval=1e-3, connection=ConnectionLimits(max_amf_depth=3)),
+        hls=HLSSettings(enabled=False, segment_duration=0.75, record=True),
         transcode=TranscodeSettings(
             profiles=(PRESETS["P360p30fps16x9"], custom, high, intra), accel=Accel.NVIDIA
         ),
@@ -590,3 +590,23 @@ def test_the_example_explains_settings_from_the_dataclasses() -> None:
     assert "# Connections the kernel may hold for accept()" in text  # a field's comment
     assert "# Seconds an idle keep-alive connection stays open.\nkeepalive_timeout = 75.0" in text
     assert "# One of: software, nvidia.\naccel = " in text
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"LPMS_HLS_WINDOW": "0"}, "window must be at least 1"),
+        ({"LPMS_HLS_SEGMENT_DURATION": "0.1"}, "segment_duration must be 0.5 to 60"),
+        ({"LPMS_HLS_GRACE_PERIOD": "-1"}, "grace_period must be at least 0"),
+        ({"LPMS_RTMP_IDLE_TIMEOUT": "0"}, "idle_timeout must be greater than 0"),
+        ({"LPMS_RTMP_MAX_CONNECTIONS_PER_IP": "0"}, "max_connections_per_ip must be at least 1"),
+        ({"LPMS_RTMP_CONNECTION_MAX_PARTIAL_BYTES": "1000"}, "max_partial_bytes (1000)"),
+        ({"LPMS_TRANSCODE_FINISH_TIMEOUT": "0"}, "finish_timeout must be greater than 0"),
+    ],
+)
+def test_values_out_of_range_are_refused_wherever_they_come_from(
+    env: dict[str, str], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)) as caught:
+        load_settings(env=env)
+    assert next(iter(env)) in str(caught.value)  # names where the value came from

@@ -580,6 +580,9 @@ def limits(draw: st.DrawFn) -> ConnectionLimits:
         "max_amf_values": draw(small_or_default(2, 8)),
         "max_aggregate_sub_messages": draw(small_or_default(1)),
     }
+    partial = chosen["max_partial_bytes"]
+    if partial is not None and (chosen["max_message_size"] or 8 << 20) > partial:
+        chosen["max_message_size"] = partial  # a smaller cap on partials is refused
     return ConnectionLimits(**{name: value for name, value in chosen.items() if value is not None})
 
 

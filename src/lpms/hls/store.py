@@ -38,6 +38,7 @@ from lpms.hls.playlist import (
 )
 from lpms.hls.segmenter import Segment
 from lpms.memory import MemoryReleaser
+from lpms.validate import at_least
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,14 @@ class HLSSettings:
     grace_period: float = 60.0
     record: bool = False
     max_segment_bytes: int = 64 << 20
+
+    def __post_init__(self) -> None:
+        if not 0.5 <= self.segment_duration <= 60:
+            raise ValueError(
+                f"segment_duration must be 0.5 to 60 seconds, got {self.segment_duration}"
+            )
+        at_least(1, window=self.window, max_segment_bytes=self.max_segment_bytes)
+        at_least(0, extra_segments=self.extra_segments, grace_period=self.grace_period)
 
 
 def safe_relative_path(stream_id: str) -> Path | None:

@@ -35,6 +35,7 @@ from lpms.rtmp.events import (
 )
 from lpms.rtmp.handshake import ServerHandshake
 from lpms.rtmp.messages import ChunkStreamID, MessageType, UserControlEvent
+from lpms.validate import at_least
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,27 @@ class ConnectionLimits:
     max_aggregate_sub_messages: int = 4096
     out_chunk_size: int = 4096
     window_ack_size: int = 2_500_000
+
+    def __post_init__(self) -> None:
+        at_least(
+            1,
+            max_message_size=self.max_message_size,
+            max_chunk_size=self.max_chunk_size,
+            max_chunk_streams=self.max_chunk_streams,
+            max_message_streams=self.max_message_streams,
+            max_amf_depth=self.max_amf_depth,
+            max_amf_string_length=self.max_amf_string_length,
+            max_amf_values=self.max_amf_values,
+            max_aggregate_sub_messages=self.max_aggregate_sub_messages,
+            window_ack_size=self.window_ack_size,
+        )
+        at_least(128, out_chunk_size=self.out_chunk_size)  # RTMP's own default size
+        if self.max_partial_bytes < self.max_message_size:
+            raise ValueError(
+                f"max_partial_bytes ({self.max_partial_bytes}) must be at least "
+                f"max_message_size ({self.max_message_size}), or the largest messages "
+                "could never arrive"
+            )
 
 
 class _Role(enum.Enum):

@@ -28,6 +28,7 @@ from lpms.rtmp.events import (
     PublishEnded,
     PublishRequested,
 )
+from lpms.validate import at_least, positive
 
 if TYPE_CHECKING:
     from lpms.metrics import Metrics
@@ -69,6 +70,28 @@ class ListenerSettings:
     read_interval: float = 0.2
     read_pacing_after: float = 3.0
     connection: ConnectionLimits = field(default_factory=ConnectionLimits)
+
+    def __post_init__(self) -> None:
+        positive(
+            handshake_timeout=self.handshake_timeout,
+            idle_timeout=self.idle_timeout,
+            receive_timeout=self.receive_timeout,
+            max_parse_cpu=self.max_parse_cpu,
+        )
+        at_least(
+            1,
+            write_buffer_high=self.write_buffer_high,
+            max_connections=self.max_connections,
+            max_connections_per_ip=self.max_connections_per_ip,
+            backlog=self.backlog,
+            max_parse_cpu_seconds=self.max_parse_cpu_seconds,
+        )
+        at_least(
+            0,
+            linger_timeout=self.linger_timeout,
+            read_interval=self.read_interval,
+            read_pacing_after=self.read_pacing_after,
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,6 +29,7 @@ from lpms.transcode.accel import Accel
 from lpms.transcode.profiles import VideoCodec, VideoProfile
 from lpms.transcode.rendition import RenditionOutput, lower_priority
 from lpms.transcode.session import Transcoder, TranscodeResult
+from lpms.validate import at_least, positive
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +52,8 @@ class TranscodeSettings:
     finish_timeout: float = 30.0
 
     def __post_init__(self) -> None:
-        if self.max_backlog < 0:
-            raise ValueError(f"max_backlog must be >= 0, got {self.max_backlog}")
+        at_least(0, max_backlog=self.max_backlog, nice=self.nice)
+        positive(finish_timeout=self.finish_timeout)
 
 
 @dataclass(slots=True)
