@@ -16,7 +16,10 @@ naming its temporary profile. Every wait is bounded; everything listens on
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import itertools
+import json
 import os
 import shutil
 import signal
@@ -27,6 +30,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+import aiohttp
 from aiohttp import web
 
 BROWSER_DIR = Path(__file__).parent / "browser"
@@ -418,3 +422,295 @@ def _processes_naming(marker: str) -> list[int]:
         if needle in command_line:
             pids.append(int(entry.name))
     return pids
+
+
+# -- any page, driven through the Chrome DevTools Protocol -------------------------------
+#
+# `open_page` starts Chromium with ``--remote-debugging-port=0`` on about:blank, reads
+# the port Chromium chose from ``DevToolsActivePort`` in its profile, connects to the
+# page's DevTools WebSocket (aiohttp's client), sets the viewport, starts collecting
+# console messages and exceptions, and only then navigates, so that nothing the page
+# logs is missed. Chromium is started and stopped as for `play_hls`.
+
+DEVTOOLS_PORT_FILE = "DevToolsActivePort"
+DEVTOOLS_POLL_S = 0.05
+DEVTOOLS_COMMAND_TIMEOUT_S = 15.0
+DEVTOOLS_MAX_MESSAGE = 64 * 1024 * 1024  # full-page screenshots arrive as base64
+CONSOLE_LIMIT = 1000  # messages kept per page
+LOAD_TIMEOUT_S = 15.0
+
+
+@dataclass(frozen=True, slots=True)
+class ConsoleMessage:
+    """One console message, exception or browser log entry of a page."""
+
+    level: str  # "error", "warning", "info", ... ("error" for exceptions)
+    source: str  # "console", "exception", or the Log domain's source ("network", ...)
+    text: str
+
+    def __str__(self) -> str:
+        return f"[{self.level} {self.source}] {self.text}"
+
+
+@dataclass(frozen=True, slots=True)
+class Viewport:
+    width: int = 1280
+    height: int = 800
+    scale: float = 1.0  # device pixels per CSS pixel
+    mobile: bool = False
+
+
+DESKTOP = Viewport()
+PHONE = Viewport(390, 844, 2.0, mobile=True)
+
+
+class DevToolsPage:
+    """One page target of a running Chromium, over its DevTools WebSocket."""
+
+    def __init__(self, websocket: Any, chromium: PlaybackReport) -> None:
+        self._websocket = websocket
+        self._ids = itertools.count(1)
+        self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self.console: list[ConsoleMessage] = []
+        self.chromium = chromium  # its command line, exit status and output
+        self._reader = asyncio.create_task(self._read())
+
+    @property
+    def errors(self) -> list[ConsoleMessage]:
+        return [message for message in self.console if message.level == "error"]
+
+    async def send(
+        self,
+        method: str,
+        params: dict[str, Any] | None = None,
+        *,
+        within: float = DEVTOOLS_COMMAND_TIMEOUT_S,
+    ) -> dict[str, Any]:
+        """A DevTools command's result; `BrowserError` for its error or no answer."""
+        if self._reader.done():
+            raise BrowserError(f"DevTools connection closed before {method}")
+        command_id = next(self._ids)
+        answer: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._pending[command_id] = answer
+        try:
+            await self._websocket.send_json(
+                {"id": command_id, "method": method, "params": params or {}}
+            )
+            message = await asyncio.wait_for(answer, within)
+        except TimeoutError:
+            raise BrowserError(f"no answer to {method} within {within}s") from None
+        finally:
+            self._pending.pop(command_id, None)
+        if "error" in message:
+            raise BrowserError(f"{method}: {message['error']}")
+        result: dict[str, Any] = message.get("result", {})
+        return result
+
+    async def evaluate(self, expression: str) -> Any:
+        """The value of a JavaScript expression in the page (promises awaited)."""
+        result = await self.send(
+            "Runtime.evaluate",
+            {"expression": expression, "returnByValue": True, "awaitPromise": True},
+        )
+        if "exceptionDetails" in result:
+            details = result["exceptionDetails"]
+            text = details.get("exception", {}).get("description") or details.get("text")
+            raise BrowserError(f"evaluating {expression!r}: {text}")
+        return result["result"].get("value")
+
+    async def wait_for(self, expression: str, within: float, poll: float = 0.1) -> Any:
+        """Poll ``expression`` until it is truthy (its value) or `within` runs out."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        while True:
+            value = await self.evaluate(expression)
+            if value:
+                return value
+            if loop.time() >= deadline:
+                raise AssertionError(f"{expression!r} still {value!r} after {within}s")
+            await asyncio.sleep(poll)
+
+    async def click(self, element: str) -> None:
+        """A real mouse click (a user gesture, as clipboard access needs) at the
+        middle of the element that the expression ``element`` finds, scrolled into
+        view first."""
+        box = await self.evaluate(
+            f"""(() => {{
+                const element = {element};
+                element.scrollIntoView({{block: "center"}});
+                const rect = element.getBoundingClientRect();
+                return {{x: rect.x + rect.width / 2, y: rect.y + rect.height / 2}};
+            }})()"""
+        )
+        for kind in ("mousePressed", "mouseReleased"):
+            await self.send(
+                "Input.dispatchMouseEvent",
+                {"type": kind, "x": box["x"], "y": box["y"], "button": "left", "clickCount": 1},
+            )
+
+    async def set_viewport(self, viewport: Viewport) -> None:
+        await self.send(
+            "Emulation.setDeviceMetricsOverride",
+            {
+                "width": viewport.width,
+                "height": viewport.height,
+                "deviceScaleFactor": viewport.scale,
+                "mobile": viewport.mobile,
+            },
+        )
+
+    async def screenshot(self, *, full_page: bool = False) -> bytes:
+        """A PNG of the viewport (or of the whole page)."""
+        params: dict[str, Any] = {"format": "png"}
+        if full_page:
+            metrics = await self.send("Page.getLayoutMetrics")
+            size = metrics["cssContentSize"]
+            params["captureBeyondViewport"] = True
+            params["clip"] = {
+                "x": 0,
+                "y": 0,
+                "width": size["width"],
+                "height": size["height"],
+                "scale": 1,
+            }
+        result = await self.send("Page.captureScreenshot", params)
+        return base64.b64decode(result["data"])
+
+    def describe(self) -> str:
+        """The page's console and Chromium's output, for a failing assertion."""
+        lines = ["console:", *(f"  {message}" for message in self.console)]
+        lines.append(f"chromium exit: {self.chromium.chromium_exit}")
+        lines.append(f"chromium command: {self.chromium.chromium_command}")
+        lines.append(f"chromium output (tail):\n{self.chromium.chromium_stderr}")
+        return "\n".join(lines)
+
+    async def close(self) -> None:
+        self._reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._reader
+        await self._websocket.close()
+
+    async def _read(self) -> None:
+        async for frame in self._websocket:
+            if frame.type != aiohttp.WSMsgType.TEXT:
+                break
+            message = json.loads(frame.data)
+            if "id" in message:
+                answer = self._pending.get(message["id"])
+                if answer is not None and not answer.done():
+                    answer.set_result(message)
+            else:
+                self._on_event(message.get("method", ""), message.get("params", {}))
+        for answer in self._pending.values():
+            if not answer.done():
+                answer.set_exception(BrowserError("DevTools connection closed"))
+
+    def _on_event(self, method: str, params: dict[str, Any]) -> None:
+        message: ConsoleMessage | None = None
+        if method == "Runtime.consoleAPICalled":
+            text = " ".join(_remote_object_text(arg) for arg in params.get("args", []))
+            level = {"warning": "warning", "error": "error", "assert": "error"}.get(
+                params.get("type", ""), "info"
+            )
+            message = ConsoleMessage(level, "console", text)
+        elif method == "Runtime.exceptionThrown":
+            details = params.get("exceptionDetails", {})
+            text = details.get("exception", {}).get("description") or details.get("text", "")
+            message = ConsoleMessage("error", "exception", str(text))
+        elif method == "Log.entryAdded":
+            entry = params.get("entry", {})
+            text = f"{entry.get('text', '')} {entry.get('url', '')}".rstrip()
+            message = ConsoleMessage(
+                str(entry.get("level", "")), str(entry.get("source", "")), text
+            )
+        if message is not None and len(self.console) < CONSOLE_LIMIT:
+            self.console.append(message)
+
+
+def _remote_object_text(value: dict[str, Any]) -> str:
+    if "value" in value:
+        return str(value["value"])
+    return str(value.get("description", value.get("type", "")))
+
+
+@contextlib.asynccontextmanager
+async def open_page(
+    url: str, *, viewport: Viewport = DESKTOP, color_scheme: str | None = None
+) -> AsyncIterator[DevToolsPage]:
+    """``url`` in headless Chromium, loaded, as a `DevToolsPage`; Chromium is stopped
+    on the way out. ``color_scheme`` ("light" or "dark") overrides the system's.
+    Raises `BrowserUnavailable` if there is no Chromium."""
+    chromium = find_chromium()
+    record = PlaybackReport(url)
+    with tempfile.TemporaryDirectory(
+        prefix="lpms-chromium-", ignore_cleanup_errors=True
+    ) as profile:
+        record.chromium_command = [
+            chromium,
+            *CHROMIUM_FLAGS,
+            f"--window-size={viewport.width},{viewport.height}",
+            "--remote-debugging-port=0",
+            "--remote-debugging-address=127.0.0.1",
+            f"--user-data-dir={profile}",
+            "about:blank",
+        ]
+        async with (
+            _chromium(record, profile) as process,
+            aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=None, connect=START_TIMEOUT_S)
+            ) as session,
+        ):
+            port = await _devtools_port(Path(profile), process)
+            websocket_url = await _page_websocket_url(session, port, process)
+            websocket = await session.ws_connect(
+                websocket_url, max_msg_size=DEVTOOLS_MAX_MESSAGE, autoping=True
+            )
+            page = DevToolsPage(websocket, record)
+            try:
+                for domain in ("Runtime.enable", "Log.enable", "Page.enable"):
+                    await page.send(domain)
+                await page.set_viewport(viewport)
+                if color_scheme is not None:
+                    await page.send(
+                        "Emulation.setEmulatedMedia",
+                        {"features": [{"name": "prefers-color-scheme", "value": color_scheme}]},
+                    )
+                await page.send("Page.navigate", {"url": url})
+                await page.wait_for("document.readyState === 'complete'", LOAD_TIMEOUT_S)
+                yield page
+            finally:
+                await page.close()
+
+
+async def _devtools_port(profile: Path, process: asyncio.subprocess.Process) -> int:
+    """The port Chromium's DevTools listens on, from the file it writes once it does."""
+    port_file = profile / DEVTOOLS_PORT_FILE
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + START_TIMEOUT_S
+    while loop.time() < deadline and process.returncode is None:
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            return int(port_file.read_text().splitlines()[0])
+        await asyncio.sleep(DEVTOOLS_POLL_S)
+    raise BrowserError(
+        f"Chromium wrote no {DEVTOOLS_PORT_FILE} within {START_TIMEOUT_S}s"
+        f" (exit status {process.returncode})"
+    )
+
+
+async def _page_websocket_url(
+    session: aiohttp.ClientSession, port: int, process: asyncio.subprocess.Process
+) -> str:
+    """The DevTools WebSocket URL of Chromium's first page (about:blank)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + START_TIMEOUT_S
+    while loop.time() < deadline and process.returncode is None:
+        with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+            async with session.get(
+                f"http://127.0.0.1:{port}/json/list", timeout=aiohttp.ClientTimeout(total=2)
+            ) as response:
+                targets = await response.json(content_type=None)
+            for target in targets:
+                if target.get("type") == "page" and "webSocketDebuggerUrl" in target:
+                    return str(target["webSocketDebuggerUrl"])
+        await asyncio.sleep(DEVTOOLS_POLL_S)
+    raise BrowserError(f"Chromium showed no page to DevTools within {START_TIMEOUT_S}s")

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from lpms.http.api import add_api_routes
+from lpms.http.status import add_status_routes
 from lpms.metrics import CONTENT_TYPE, Metrics
 
 if TYPE_CHECKING:
@@ -26,9 +27,5 @@ def make_app(server: LPMS, max_body_bytes: int) -> web.Application:
     app[METRICS_KEY] = server.metrics
     app.router.add_get("/metrics", metrics)
     add_api_routes(app, server)
-    app.router.add_get("/", _index)
+    add_status_routes(app)
     return app
-
-
-async def _index(request: web.Request) -> web.Response:
-    return web.Response(text="lpms: see /api/streams\n")
