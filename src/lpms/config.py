@@ -54,11 +54,9 @@ from lpms.transcode.profiles import (
     GOPSeconds,
     ProfileError,
     VideoProfile,
-    parse_profiles,
+    load_profiles,
     profile_by_name,
     profile_from_mapping,
-    profiles_from_json,
-    profiles_from_toml,
 )
 from lpms.webhooks import WebhookSettings
 
@@ -381,24 +379,6 @@ def _parse_accel(raw: object, origin: Origin) -> Accel:
         return Accel.parse(raw)
     except LPMSError as exc:
         raise _Invalid(str(exc)) from None
-
-
-def load_profiles(text: str, base_dir: Path | None = None) -> tuple[VideoProfile, ...]:
-    """Preset names, comma-separated (``"P360p30fps16x9,P240p30fps16x9"``), or the name
-    of a JSON or TOML file of profiles (see `profiles_from_json`), relative to
-    `base_dir` if given. Empty text: no profiles."""
-    path = Path(text.strip())
-    suffix = path.suffix.lower()
-    if suffix not in (".json", ".toml"):
-        return parse_profiles(text)
-    if base_dir is not None:
-        path = base_dir / path
-    try:
-        content = path.read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-        raise ProfileError(f"cannot read profiles file {path}: {reason}") from None
-    return profiles_from_json(content) if suffix == ".json" else profiles_from_toml(content)
 
 
 def _parse_profiles(raw: object, origin: Origin) -> tuple[VideoProfile, ...]:

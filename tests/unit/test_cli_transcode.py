@@ -97,11 +97,12 @@ def test_probe_table_and_json(clip: Path) -> None:
 
 def test_transcoding_does_not_load_the_server() -> None:
     """`lpms transcode` and `import lpms` for the Transcoder start without the HTTP
-    stack (a fifth of a second of start-up on a 2-core machine)."""
+    stack or the settings tree (together a fifth of a second of start-up on a 2-core
+    machine, a tenth of bench/transcode.py's whole run)."""
     code = (
         "import sys, lpms, lpms.cli; lpms.Transcoder; lpms.parse_profiles; "
         "print(sorted(m for m in sys.modules if m.split('.')[0] == 'aiohttp' "
-        "or m in ('lpms.server', 'lpms.http.hls')))"
+        "or m in ('lpms.server', 'lpms.http.hls', 'lpms.config')))"
     )
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stderr

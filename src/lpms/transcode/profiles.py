@@ -19,6 +19,7 @@ import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
+from pathlib import Path
 from types import MappingProxyType
 from typing import TypeAlias, TypeVar
 
@@ -590,3 +591,21 @@ def _even_side(pinned: int, numerator: int, denominator: int) -> int:
     zero, at least 2: what FFmpeg's scale filter does for ``-2`` (av_rescale)."""
     halves = (pinned * numerator + denominator) // (2 * denominator)
     return max(2, 2 * halves)
+
+
+def load_profiles(text: str, base_dir: Path | None = None) -> tuple[VideoProfile, ...]:
+    """Preset names, comma-separated (``"P360p30fps16x9,P240p30fps16x9"``), or the name
+    of a JSON or TOML file of profiles (see `profiles_from_json`), relative to
+    `base_dir` if given. Empty text: no profiles."""
+    path = Path(text.strip())
+    suffix = path.suffix.lower()
+    if suffix not in (".json", ".toml"):
+        return parse_profiles(text)
+    if base_dir is not None:
+        path = base_dir / path
+    try:
+        content = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise ProfileError(f"cannot read profiles file {path}: {reason}") from None
+    return profiles_from_json(content) if suffix == ".json" else profiles_from_toml(content)
