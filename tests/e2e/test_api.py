@@ -27,6 +27,7 @@ from tests.e2e.conftest import (
     start_publish,
     wait_for_stream,
 )
+from tests.local_http import http_endpoint
 
 pytestmark = pytest.mark.e2e
 
@@ -218,17 +219,9 @@ class Receiver:
 @pytest.fixture
 async def receiver() -> AsyncIterator[Receiver]:
     endpoint = Receiver()
-    app = web.Application()
-    app.router.add_post("/hook", endpoint.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    endpoint.url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/hook"  # type: ignore[union-attr]
-    try:
+    async with http_endpoint("/hook", endpoint.handle) as url:
+        endpoint.url = url
         yield endpoint
-    finally:
-        await runner.cleanup()
 
 
 async def test_webhook_events_arrive_in_order(receiver: Receiver, clip: ClipFile) -> None:

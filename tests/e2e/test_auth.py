@@ -24,6 +24,7 @@ from tests.e2e.conftest import (
     start_publish,
     wait_for_stream,
 )
+from tests.local_http import http_endpoint
 
 pytestmark = pytest.mark.e2e
 
@@ -54,18 +55,9 @@ class Hook:
 @pytest.fixture
 async def hook() -> AsyncIterator[Hook]:
     endpoint = Hook()
-    app = web.Application()
-    app.router.add_post("/auth", endpoint.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    endpoint.url = f"http://127.0.0.1:{port}/auth"
-    try:
+    async with http_endpoint("/auth", endpoint.handle) as url:
+        endpoint.url = url
         yield endpoint
-    finally:
-        await runner.cleanup()
 
 
 async def start_server(auth: AuthSettings) -> LPMS:

@@ -34,6 +34,7 @@ from lpms.webhooks import (
     retry_delay,
     rfc3339_now,
 )
+from tests.local_http import http_endpoint
 
 TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 WAIT_S = 5.0  # generous bound on anything expected to happen "soon"
@@ -69,19 +70,12 @@ class Receiver:
 @pytest.fixture
 async def receiver() -> AsyncIterator[Receiver]:
     endpoint = Receiver()
-    app = web.Application()
-    app.router.add_post("/hook", endpoint.handle)
-    runner = web.AppRunner(app, shutdown_timeout=0.1)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    endpoint.url = f"http://127.0.0.1:{port}/hook"
-    try:
-        yield endpoint
-    finally:
-        endpoint.released.set()
-        await runner.cleanup()
+    async with http_endpoint("/hook", endpoint.handle) as url:
+        endpoint.url = url
+        try:
+            yield endpoint
+        finally:
+            endpoint.released.set()
 
 
 @pytest.fixture
