@@ -541,7 +541,7 @@ class LPMS:
         self.hls_bytes_out.pop(stream.id, None)
 
     def _player_counts(self) -> dict[str, int]:
-        rtmp = sum(1 for s in self.streams for sub in s.subscribers if sub.kickable)
+        rtmp = sum(len(stream.players) for stream in self.streams)
         return {RTMP: rtmp, HLS: len(self.hls_viewers)}
 
     async def _keep_house(self) -> None:

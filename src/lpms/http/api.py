@@ -95,7 +95,7 @@ async def get_stream(request: web.Request) -> web.Response:
     if stream is None:
         return error(404, f"no live stream {request.match_info['stream_id']}")
     summary = stream_summary(server, stream, request.host)
-    summary["player_list"] = [_player(s) for s in stream.subscribers if s.kickable]
+    summary["player_list"] = [_player(s) for s in stream.players]
     return web.json_response(summary)
 
 
@@ -123,7 +123,7 @@ def stream_summary(server: LPMS, stream: Stream, host: str) -> dict[str, Any]:
         "tracks": _tracks(stream),
         "renditions": _renditions(server, stream.id),
         "players": {
-            "rtmp": sum(1 for s in stream.subscribers if s.kickable),
+            "rtmp": len(stream.players),
             "hls": server.hls_viewers.count(stream.id),
         },
         "bytes_in": stream.bytes_in,
@@ -244,7 +244,7 @@ async def kick_player(request: web.Request) -> web.Response:
         return error(400, f"a player ID is a number, not {text!r}")
     player_id = int(text)
     for stream in _server(request).streams:
-        for subscription in stream.subscribers:
+        for subscription in stream.players:
             if subscription.id == player_id and subscription.kick():
                 return web.json_response({"kicked": {"stream": stream.id, **_player(subscription)}})
     return error(

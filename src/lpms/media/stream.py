@@ -262,6 +262,12 @@ class Stream:
     def subscribers(self) -> list[Subscription]:
         return list(self._subscribers)
 
+    @property
+    def players(self) -> list[Subscription]:
+        """Subscribers that are players on a connection lpms can cut (RTMP players),
+        not its own consumers (HLS segmenters) or an application's."""
+        return [s for s in self._subscribers if s.kickable]
+
     def on_end(self, callback: Callable[[Stream], None]) -> None:
         """Run ``callback`` once when the publisher leaves (or at once if it has)."""
         if self.ended:
