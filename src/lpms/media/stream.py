@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from lpms.media.meter import TrackMeter
 from lpms.media.packet import MediaPacket, TrackKind
 from lpms.media.timestamps import TimestampRepair
+from lpms.validate import at_least
 
 log = logging.getLogger(__name__)
 
@@ -51,9 +52,12 @@ class StreamLimits:
                 f"max_timestamp_jump must be over 0 s and under 2^31 ms, "
                 f"got {self.max_timestamp_jump}"
             )
-        for name in ("max_queue_packets", "max_gop_packets", "max_gop_bytes"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        at_least(
+            1,
+            max_queue_packets=self.max_queue_packets,
+            max_gop_packets=self.max_gop_packets,
+            max_gop_bytes=self.max_gop_bytes,
+        )
 
 
 class StreamEnded(Exception):
@@ -112,17 +116,20 @@ class Subscription:
             if packet.kind is TrackKind.VIDEO and packet.keyframe and not packet.is_config:
                 self._awaiting_keyframe = False
             elif not packet.is_config:
-                self.dropped += 1
-                self.stream.dropped_packets += 1
+                self._count_dropped(1)
                 return
         if len(self._queue) >= self.max_packets:
             self._drop_backlog()
             if self._awaiting_keyframe and not packet.is_config:
-                self.dropped += 1
-                self.stream.dropped_packets += 1
+                self._count_dropped(1)
                 return
         self._queue.append(packet)
         self._wake()
+
+    def _count_dropped(self, packets: int) -> None:
+        """This subscriber's losses, and its stream's (for the dropped-packets metric)."""
+        self.dropped += packets
+        self.stream.dropped_packets += packets
 
     def _drop_backlog(self) -> None:
         """Drop whole GOPs of queued media, keeping configs.
@@ -141,8 +148,7 @@ class Subscription:
             self._awaiting_keyframe = self.stream.has_video
         dropped = len(queue) - len(kept)
         self._queue = deque(kept)
-        self.dropped += dropped
-        self.stream.dropped_packets += dropped
+        self._count_dropped(dropped)
         log.warning(
             "subscriber %s of %s fell behind: dropped %d packets, resuming at a keyframe",
             self.name,
