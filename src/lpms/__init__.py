@@ -40,8 +40,8 @@ _EXPORTS: dict[str, str] = {
     "StreamEnded": "lpms.media.stream",
     "StreamLimits": "lpms.media.stream",
     "Subscription": "lpms.media.stream",
-    "ConnectionLimits": "lpms.rtmp.connection",
-    "ListenerSettings": "lpms.rtmp.listener",
+    "ConnectionLimits": "lpms.rtmp.settings",
+    "ListenerSettings": "lpms.rtmp.settings",
     "RTMPRequest": "lpms.rtmp.listener",
     "LPMS": "lpms.server",
     "Accel": "lpms.transcode.accel",
@@ -126,8 +126,8 @@ if TYPE_CHECKING:
     from lpms.http.hls import HLSRequest
     from lpms.media.packet import Codec, CodecConfig, MediaPacket, TrackKind
     from lpms.media.stream import Stream, StreamEnded, StreamLimits, Subscription
-    from lpms.rtmp.connection import ConnectionLimits
-    from lpms.rtmp.listener import ListenerSettings, RTMPRequest
+    from lpms.rtmp.listener import RTMPRequest
+    from lpms.rtmp.settings import ConnectionLimits, ListenerSettings
     from lpms.server import LPMS
     from lpms.transcode.accel import Accel
     from lpms.transcode.live import TranscodeSettings

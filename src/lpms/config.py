@@ -45,7 +45,7 @@ from lpms.auth import AuthSettings
 from lpms.errors import ConfigError, LPMSError
 from lpms.hls.store import HLSSettings
 from lpms.media.stream import StreamLimits
-from lpms.rtmp.listener import ListenerSettings
+from lpms.rtmp.settings import ListenerSettings
 from lpms.transcode.accel import Accel
 from lpms.transcode.live import TranscodeSettings
 from lpms.transcode.profiles import (

@@ -10,7 +10,13 @@ class LPMSError(Exception):
 
 
 class RTMPProtocolError(LPMSError):
-    """A peer broke the RTMP protocol (handshake, chunking, AMF0, commands)."""
+    """A peer broke the RTMP protocol (handshake, chunking, AMF0, commands) or one of
+    the connection's limits; ``label`` is how the close is counted in metrics:
+    ``protocol_error``, or the name of the setting it passed (``handshake_timeout``)."""
+
+    def __init__(self, message: str, label: str = "protocol_error") -> None:
+        super().__init__(message)
+        self.label = label
 
 
 class MediaError(LPMSError):

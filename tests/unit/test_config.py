@@ -42,7 +42,7 @@ from lpms.config import (
     toml_value,
 )
 from lpms.rtmp.connection import ConnectionLimits
-from lpms.rtmp.listener import ListenerSettings
+from lpms.rtmp.settings import ListenerSettings
 from lpms.webhooks import WebhookSettings
 
 EXAMPLE = Path(__file__).parents[2] / "lpms.example.toml"

@@ -7,8 +7,8 @@ import pytest
 from lpms.errors import RTMPProtocolError
 from lpms.media.packet import Codec, TrackKind
 from lpms.rtmp import amf0
-from lpms.rtmp.chunk import ChunkReader, ChunkWriter, RTMPMessage
-from lpms.rtmp.connection import ConnectionLimits, RTMPConnection, split_query
+from lpms.rtmp.chunk import RTMPMessage
+from lpms.rtmp.connection import ConnectionLimits, split_query
 from lpms.rtmp.events import (
     Connected,
     MediaReceived,
@@ -17,74 +17,8 @@ from lpms.rtmp.events import (
     PublishEnded,
     PublishRequested,
 )
-from lpms.rtmp.handshake import ClientHandshake
 from lpms.rtmp.messages import MessageType
-
-# An AVC sequence header (320x240 High profile SPS/PPS) and a keyframe NALU.
-AVC_CONFIG = bytes.fromhex(
-    "17000000000164000dffe100196764000dacd941419f9e10000003001000000303c0f142996001000668ebe3cb22c0"
-)
-AVC_KEYFRAME = bytes.fromhex("1701000000") + b"\x00\x00\x00\x05\x65\x88\x84\x00\x10"
-AAC_CONFIG = bytes.fromhex("af001210")
-AAC_FRAME = bytes.fromhex("af01") + b"\x21\x10\x04"
-
-
-class Client:
-    """A scripted RTMP client: our chunk writer and AMF0 encoder, a real server object."""
-
-    def __init__(self, limits: ConnectionLimits | None = None) -> None:
-        self.conn = RTMPConnection(limits)
-        self.writer = ChunkWriter()
-        self.reader = ChunkReader()
-        self.events: list[object] = []
-        handshake = ClientHandshake()
-        reply = self.conn.receive_data(handshake.initial_data())
-        assert reply == []
-        c2 = handshake.receive_data(self.conn.data_to_send())
-        assert handshake.complete
-        self.conn.receive_data(c2)
-        assert self.conn.handshake_complete
-
-    def send(self, csid: int, message: RTMPMessage) -> list[object]:
-        events = list(self.conn.receive_data(self.writer.write(csid, message)))
-        self.events += events
-        return events
-
-    def command(self, msid: int, *values: object) -> list[object]:
-        return self.send(3, RTMPMessage(MessageType.COMMAND_AMF0, 0, msid, amf0.encode(*values)))
-
-    def replies(self) -> list[RTMPMessage]:
-        self.reader.feed(self.conn.data_to_send())
-        out = []
-        while (message := self.reader.next_message()) is not None:
-            if message.type_id == MessageType.SET_CHUNK_SIZE:
-                self.reader.chunk_size = int.from_bytes(message.payload, "big")
-            out.append(message)
-        return out
-
-    def commands(self) -> list[list[object]]:
-        return [
-            amf0.decode_all(m.payload)
-            for m in self.replies()
-            if m.type_id in (MessageType.COMMAND_AMF0, MessageType.DATA_AMF0)
-        ]
-
-    def connect(self, app: str = "stream") -> None:
-        self.command(
-            0,
-            "connect",
-            1.0,
-            {
-                "app": app,
-                "tcUrl": f"rtmp://localhost/{app}",
-                "flashVer": "FMLE/3.0 (compatible; FMSc/1.0)",
-            },
-        )
-
-    def create_stream(self) -> int:
-        self.command(0, "createStream", 42.0, None)
-        results = [c for c in self.commands() if c[0] == "_result" and c[1] == 42.0]
-        return int(results[0][3])  # type: ignore[arg-type]
+from tests.unit.rtmp_client import AAC_CONFIG, AAC_FRAME, AVC_CONFIG, AVC_KEYFRAME, Client
 
 
 def codes(commands: list[list[object]]) -> list[str]:
@@ -116,7 +50,7 @@ def test_publish_flow_yields_packets_and_end() -> None:
     msid = client.create_stream()
     (request,) = client.command(msid, "publish", 0.0, None, "test?key=k", "live")
     assert request == PublishRequested(msid, "stream", "test", {"token": "abc", "key": "k"}, "live")
-    client.conn.accept_publish(msid)
+    client.conn.accept_publish(msid, 0.0)
     assert "NetStream.Publish.Start" in codes(client.commands())
 
     data = amf0.encode("@setDataFrame", "onMetaData", amf0.ECMAArray({"width": 320.0}))
@@ -155,7 +89,7 @@ def test_reject_publish_sends_error_status() -> None:
     client.connect()
     msid = client.create_stream()
     client.command(msid, "publish", 0.0, None, "test", "live")
-    client.conn.reject_publish(msid, "NetStream.Publish.BadName", "taken")
+    client.conn.reject_publish(msid, "NetStream.Publish.BadName", "taken", 0.0)
     (status,) = [c for c in client.commands() if c[0] == "onStatus"]
     assert status[3] == {
         "level": "error",
@@ -171,14 +105,14 @@ def test_play_flow_and_media_out() -> None:
     msid = client.create_stream()
     (request,) = client.command(msid, "play", 0.0, None, "test", -2000.0)
     assert request == PlayRequested(msid, "stream", "test", {})
-    client.conn.accept_play(msid)
+    client.conn.accept_play(msid, 0.0)
     assert codes(client.commands())[:2] == ["NetStream.Play.Reset", "NetStream.Play.Start"]
 
     publisher = Client()
     publisher.connect()
     pmsid = publisher.create_stream()
     publisher.command(pmsid, "publish", 0.0, None, "test", "live")
-    publisher.conn.accept_publish(pmsid)
+    publisher.conn.accept_publish(pmsid, 0.0)
     (config,) = publisher.send(6, RTMPMessage(MessageType.VIDEO, 0, pmsid, AVC_CONFIG))
     (frame,) = publisher.send(6, RTMPMessage(MessageType.VIDEO, 40, pmsid, AVC_KEYFRAME))
     assert isinstance(config, MediaReceived)
@@ -189,10 +123,10 @@ def test_play_flow_and_media_out() -> None:
     assert [m.payload for m in media] == [AVC_CONFIG, AVC_KEYFRAME]
     assert [m.message_stream_id for m in media] == [msid, msid]
 
-    client.conn.end_play(msid, "done")
+    client.conn.end_play(msid, "done", 0.0)
     assert "NetStream.Play.UnpublishNotify" in codes(client.commands())
     assert client.command(msid, "closeStream", 0.0, None) == []  # already ended on our side
-    assert client.conn.receive_data(b"") == []
+    assert client.conn.receive_data(b"", 0.0) == []
 
 
 def test_close_stream_ends_play() -> None:
@@ -200,7 +134,7 @@ def test_close_stream_ends_play() -> None:
     client.connect()
     msid = client.create_stream()
     client.command(msid, "play", 0.0, None, "test")
-    client.conn.accept_play(msid)
+    client.conn.accept_play(msid, 0.0)
     assert client.command(msid, "closeStream", 0.0, None) == [PlayEnded(msid)]
 
 

@@ -40,7 +40,7 @@ from lpms.media.packet import Codec, MediaPacket
 from lpms.rtmp import amf0
 from lpms.rtmp.amf0 import ECMAArray, TypedObject
 from lpms.rtmp.chunk import ChunkReader, ChunkWriter, RTMPMessage
-from lpms.rtmp.connection import ConnectionLimits, RTMPConnection
+from lpms.rtmp.connection import ConnectionLimits
 from lpms.rtmp.events import (
     Connected,
     MediaReceived,
@@ -51,6 +51,7 @@ from lpms.rtmp.events import (
 )
 from lpms.rtmp.handshake import HANDSHAKE_SIZE, ClientHandshake, ServerHandshake
 from lpms.rtmp.messages import MessageType
+from tests.unit.rtmp_client import server_connection
 
 EVENT_TYPES = (Connected, MediaReceived, PlayEnded, PlayRequested, PublishEnded, PublishRequested)
 # The most unparsed input a ChunkReader keeps once every whole message is taken: one
@@ -169,19 +170,19 @@ def test_every_wrong_version_byte_is_refused_at_once(version: int) -> None:
     with pytest.raises(RTMPProtocolError, match=f"version {version} "):
         ServerHandshake().receive_data(bytes((version,)))
     with pytest.raises(RTMPProtocolError, match=f"version {version} "):
-        RTMPConnection().receive_data(bytes((version,)) + bytes(HANDSHAKE_SIZE))
+        server_connection().receive_data(bytes((version,)) + bytes(HANDSHAKE_SIZE), 0.0)
 
 
 @light
 @given(garbage=st.binary(min_size=1, max_size=3000), sizes=feed_sizes)
 def test_garbage_before_or_instead_of_a_handshake(garbage: bytes, sizes: list[int]) -> None:
     """A connection fed garbage from its first byte refuses it or parses it as RTMP."""
-    conn = RTMPConnection(ConnectionLimits(max_message_size=4096))
+    conn = server_connection(ConnectionLimits(max_message_size=4096))
     client = ClientHandshake()
     data = garbage + client.initial_data()
     with contextlib.suppress(RTMPProtocolError):
         for piece in split_points(data, sizes):
-            events = conn.receive_data(piece)
+            events = conn.receive_data(piece, 0.0)
             assert all(isinstance(event, EVENT_TYPES) for event in events)
             assert conn.buffered_bytes <= conn.limits.max_partial_bytes + MAX_CHUNK_HEADER
             assert isinstance(conn.data_to_send(), bytes)
@@ -198,7 +199,7 @@ class Peer:
     """
 
     def __init__(self, limits: ConnectionLimits) -> None:
-        self.conn = RTMPConnection(limits)
+        self.conn = server_connection(limits)
         self.writer = ChunkWriter()
         # The server's replies must always parse: its own output is never garbage.
         self.replies = ChunkReader(max_message_size=1 << 24, max_chunk_streams=16)
@@ -206,13 +207,13 @@ class Peer:
         self.playing: list[int] = []
         self.events: list[object] = []
         handshake = ClientHandshake()
-        assert self.conn.receive_data(handshake.initial_data()) == []
+        assert self.conn.receive_data(handshake.initial_data(), 0.0) == []
         c2 = handshake.receive_data(self.conn.data_to_send())
-        assert self.conn.receive_data(c2) == []
+        assert self.conn.receive_data(c2, 0.0) == []
 
     def feed(self, data: bytes, sizes: list[int]) -> None:
         for piece in split_points(data, sizes):
-            events = self.conn.receive_data(piece)
+            events = self.conn.receive_data(piece, 0.0)
             self._act_on(events)
             limits = self.conn.limits
             assert self.conn.buffered_bytes <= limits.max_partial_bytes + MAX_CHUNK_HEADER
@@ -226,9 +227,9 @@ class Peer:
             assert isinstance(event, EVENT_TYPES)
             self.events.append(event)
             if isinstance(event, PublishRequested):
-                self.conn.accept_publish(event.message_stream_id)
+                self.conn.accept_publish(event.message_stream_id, 0.0)
             elif isinstance(event, PlayRequested):
-                self.conn.accept_play(event.message_stream_id)
+                self.conn.accept_play(event.message_stream_id, 0.0)
                 self.playing.append(event.message_stream_id)
             elif isinstance(event, MediaReceived):
                 for msid in self.playing:
@@ -712,7 +713,7 @@ def test_huge_claimed_message_allocates_nothing_up_front() -> None:
     claim = bytes(3) + (8 << 20).to_bytes(3, "big") + b"\x09" + bytes(4)
     tracemalloc.start()
     try:
-        peer.conn.receive_data(basic_header(0, 10) + claim + bytes(10))
+        peer.conn.receive_data(basic_header(0, 10) + claim + bytes(10), 0.0)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -727,7 +728,7 @@ def test_huge_claims_on_many_chunk_streams_hold_only_what_arrived() -> None:
     tracemalloc.start()
     try:
         for csid in range(10, 60):
-            peer.conn.receive_data(basic_header(0, csid) + claim + bytes(128))
+            peer.conn.receive_data(basic_header(0, csid) + claim + bytes(128), 0.0)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -789,7 +790,7 @@ def test_window_ack_size_one_acknowledges_once_per_read() -> None:
     data = peer.write(4, RTMPMessage(MessageType.USER_CONTROL, 0, 0, bytes(600)))
     out = []
     for piece in split_points(data, [100]):
-        peer.conn.receive_data(piece)
+        peer.conn.receive_data(piece, 0.0)
         out.append(peer.conn.data_to_send())
     assert all(0 < len(reply) < 64 for reply in out)  # one Acknowledgement each, no more
 
@@ -836,7 +837,7 @@ def test_aggregate_sub_messages_are_bounded() -> None:
     flood = tag * ((8 << 20) // len(tag) - 1)
     data = peer.write(6, RTMPMessage(MessageType.AGGREGATE, 0, 1, flood))
     with pytest.raises(RTMPProtocolError, match="max_aggregate_sub_messages"):
-        peer.conn.receive_data(data)
+        peer.conn.receive_data(data, 0.0)
 
 
 def test_command_of_a_million_values_is_refused_quickly() -> None:

@@ -172,6 +172,11 @@ class ChunkReader:
         """Bytes held: unparsed input plus partial messages (at most max_partial_bytes)."""
         return len(self._buf) - self._pos + self._partial_bytes
 
+    @property
+    def unparsed_bytes(self) -> int:
+        """Bytes fed but not parsed yet: more messages may be waiting in them."""
+        return len(self._buf) - self._pos
+
     def feed(self, data: bytes | memoryview) -> None:
         """Queue received bytes; `next_message` parses them when asked."""
         self._bytes_received += len(data)

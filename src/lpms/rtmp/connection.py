@@ -1,9 +1,13 @@
-"""The server side of one RTMP connection, sans-IO.
+"""The server side of one RTMP connection, sans-IO, and in charge of its own time.
 
-Feed it bytes with `receive_data`, act on the events it returns, and send what
-`data_to_send` returns. It runs the handshake, chunking and the command exchange
-real clients (FFmpeg, OBS, GStreamer/librtmp) wait for, and turns audio/video/data
-messages into `MediaPacket`s. Decisions that belong to the application (may this
+Feed it bytes with `receive_data(data, now)`, act on the events it returns, and send
+what `data_to_send` returns. It decides every timeout and budget itself (aioquic's
+model): the owner asks `get_timer()` when to wake it, calls `handle_timer(now)` then,
+and reads from the peer only while `read_allowed` says so.
+
+It runs the handshake, chunking and the command exchange real clients (FFmpeg, OBS,
+GStreamer/librtmp) wait for, and turns audio/video/data messages into
+`MediaPacket`s. Decisions that belong to the application (may this
 client publish or play this name?) come out as events and go back in as
 ``accept_*``/``reject_*`` calls.
 """
@@ -12,6 +16,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import ClassVar
@@ -35,50 +40,11 @@ from lpms.rtmp.events import (
 )
 from lpms.rtmp.handshake import ServerHandshake
 from lpms.rtmp.messages import ChunkStreamID, MessageType, UserControlEvent
-from lpms.validate import at_least
+from lpms.rtmp.settings import ConnectionLimits, ListenerSettings
+
+__all__ = ["ConnectionLimits", "RTMPConnection", "split_query"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class ConnectionLimits:
-    """Per-connection limits on what a peer may make us hold."""
-
-    max_message_size: int = 8 << 20
-    max_chunk_size: int = 1 << 24
-    max_chunk_streams: int = 64
-    # Unfinished messages on all chunk streams together (chunk.DEFAULT_MAX_PARTIAL_BYTES).
-    max_partial_bytes: int = 16 << 20
-    max_message_streams: int = 8
-    max_amf_depth: int = 32
-    max_amf_string_length: int = 1 << 16
-    # Values in one command or data body (amf0.DEFAULT_MAX_VALUES): bounds decode work.
-    max_amf_values: int = 1 << 17
-    # Sub-messages in one aggregate message; each becomes a packet, all in one call.
-    max_aggregate_sub_messages: int = 4096
-    out_chunk_size: int = 4096
-    window_ack_size: int = 2_500_000
-
-    def __post_init__(self) -> None:
-        at_least(
-            1,
-            max_message_size=self.max_message_size,
-            max_chunk_size=self.max_chunk_size,
-            max_chunk_streams=self.max_chunk_streams,
-            max_message_streams=self.max_message_streams,
-            max_amf_depth=self.max_amf_depth,
-            max_amf_string_length=self.max_amf_string_length,
-            max_amf_values=self.max_amf_values,
-            max_aggregate_sub_messages=self.max_aggregate_sub_messages,
-            window_ack_size=self.window_ack_size,
-        )
-        at_least(128, out_chunk_size=self.out_chunk_size)  # RTMP's own default size
-        if self.max_partial_bytes < self.max_message_size:
-            raise ValueError(
-                f"max_partial_bytes ({self.max_partial_bytes}) must be at least "
-                f"max_message_size ({self.max_message_size}), or the largest messages "
-                "could never arrive"
-            )
 
 
 class _Role(enum.Enum):
@@ -105,11 +71,27 @@ def split_query(text: str) -> tuple[str, dict[str, str]]:
 _CommandHandler = Callable[["RTMPConnection", int, float, list[AMF0Value]], None]
 
 
-class RTMPConnection:
-    """One server-side RTMP connection: bytes in, events and bytes out."""
+# How often, in messages, the parse loop reads the CPU clock: cheap enough for a flood
+# of empty messages, fine enough to stop within a few microseconds of the slice.
+_CLOCK_EVERY = 16
 
-    def __init__(self, limits: ConnectionLimits | None = None) -> None:
-        self.limits = limits or ConnectionLimits()
+
+class RTMPConnection:
+    """One server-side RTMP connection: bytes and time in, events and bytes out.
+
+    ``cpu_clock`` measures what parsing costs (this thread's CPU time, so a busy
+    machine does not make a client look expensive); tests pass a fake one.
+    """
+
+    def __init__(
+        self,
+        settings: ListenerSettings | None = None,
+        *,
+        now: float,
+        cpu_clock: Callable[[], float] = time.thread_time,
+    ) -> None:
+        self.settings = settings = settings or ListenerSettings()
+        self.limits = settings.connection
         self._handshake: ServerHandshake | None = ServerHandshake()
         self._reader = ChunkReader(
             max_message_size=self.limits.max_message_size,
@@ -130,15 +112,37 @@ class RTMPConnection:
         self.tc_url = ""
         self.connected = False
         self.closed_reason: str | None = None
+        # Time, as the owner tells it.
+        self._now = now
+        self._opened = now
+        self._last_receive = now
+        self._idle_since: float | None = now  # None while a stream is in use or asked for
+        self._publishing = 0  # message streams publishing now
+        self._pace_from = 0.0  # a publisher's reads are paced from then on
+        self._paced_until: float | None = None
+        # The parse budget: CPU spent in the current one-second window, and how many
+        # windows running have used it all.
+        self._cpu_clock = cpu_clock
+        self._window_start = now
+        self._window_spent = 0.0
+        self._windows_over = 0
+        self._throttled_until: float | None = None
+        self._input_pending = False
 
     # -- input ---------------------------------------------------------------
 
-    def receive_data(self, data: bytes) -> list[Event]:
-        """Take bytes from the peer; return what the application must act on.
+    def receive_data(self, data: bytes, now: float) -> list[Event]:
+        """Take bytes from the peer at time ``now``; return what the application must
+        act on. ``b""`` goes on parsing what an earlier call left (`input_pending`).
 
-        Raises `RTMPProtocolError` when the peer breaks the protocol; the caller then
-        closes the connection (after sending `data_to_send`, which may hold a reason).
+        Raises `RTMPProtocolError` when the peer breaks the protocol or passes a
+        limit; the caller then closes the connection (after sending `data_to_send`,
+        which may hold a reason).
         """
+        self._now = now
+        if data:
+            self._last_receive = now
+        self._roll_window(now)
         if self._handshake is not None:
             self._out.append(self._handshake.receive_data(data))
             if not self._handshake.complete:
@@ -152,11 +156,120 @@ class RTMPConnection:
             self._writer.chunk_size = self.limits.out_chunk_size
         if data:
             self._reader.feed(data)
-        while (message := self._reader.next_message()) is not None:
-            self._handle_message(message)
+            if self._publishing and self.settings.read_interval > 0 and now >= self._pace_from:
+                self._paced_until = now + self.settings.read_interval
+        if self._throttled_until is None:
+            self._parse()
+        else:
+            self._input_pending = self._reader.unparsed_bytes > 0
         self._maybe_acknowledge()
         events, self._events = self._events, []
         return events
+
+    def _parse(self) -> None:
+        """Handle the messages buffered, for one slice of CPU at most: other
+        connections get the event loop in between (`input_pending` says more is left).
+        Past the window's budget the connection is throttled until the window ends."""
+        settings = self.settings
+        clock = self._cpu_clock
+        started = clock()
+        budget_left = settings.max_parse_cpu - self._window_spent
+        stop_at = started + min(settings.parse_slice, budget_left)
+        reader = self._reader
+        handled = 0
+        pending = False
+        try:
+            while (message := reader.next_message()) is not None:
+                self._handle_message(message)
+                handled += 1
+                if handled % _CLOCK_EVERY == 0 and clock() >= stop_at:
+                    pending = reader.unparsed_bytes > 0
+                    break
+        finally:
+            self._input_pending = pending
+            self._window_spent += clock() - started
+            if self._window_spent >= settings.max_parse_cpu:
+                self._throttled_until = self._window_start + 1.0
+
+    def _roll_window(self, now: float) -> None:
+        """Start a new one-second parse window once the last is over, counting the
+        windows running whose budget was used up; too many of them end the connection."""
+        elapsed = now - self._window_start
+        if elapsed < 1.0:
+            return
+        used_up = self._window_spent >= self.settings.max_parse_cpu
+        # An idle second between two busy ones breaks the run.
+        self._windows_over = self._windows_over + 1 if used_up and elapsed < 2.0 else 0
+        self._window_start, self._window_spent = now, 0.0
+        self._throttled_until = None
+        settings = self.settings
+        if self._windows_over >= settings.max_parse_cpu_seconds:
+            raise RTMPProtocolError(
+                f"parsing its bytes took over {settings.max_parse_cpu:.0%} of a core for "
+                f"{settings.max_parse_cpu_seconds} seconds",
+                "max_parse_cpu",
+            )
+
+    # -- time ----------------------------------------------------------------
+
+    def get_timer(self) -> float | None:
+        """When `handle_timer` must next be called (None: no timer needed).
+
+        It may be called early or late; it only acts on what is due.
+        """
+        settings = self.settings
+        deadlines = [
+            self._throttled_until,
+            self._paced_until,
+            None if self._idle_since is None else self._idle_since + settings.idle_timeout,
+        ]
+        if self._handshake is not None:
+            deadlines.append(self._opened + settings.handshake_timeout)
+        if self._publishing:
+            deadlines.append(self._last_receive + settings.receive_timeout)
+        return min((d for d in deadlines if d is not None), default=None)
+
+    def handle_timer(self, now: float) -> None:
+        """Act on what is due at ``now``: end a throttle or a pacing pause, or raise
+        `RTMPProtocolError` (labelled with the timeout's name) for a timeout."""
+        self._now = now
+        settings = self.settings
+        if self._paced_until is not None and now >= self._paced_until:
+            self._paced_until = None
+        if self._throttled_until is not None and now >= self._throttled_until:
+            self._roll_window(now)
+        if self._handshake is not None and now >= self._opened + settings.handshake_timeout:
+            raise RTMPProtocolError(
+                f"no handshake within {settings.handshake_timeout:g}s", "handshake_timeout"
+            )
+        if self._idle_since is not None and now >= self._idle_since + settings.idle_timeout:
+            raise RTMPProtocolError(
+                f"neither publishing nor playing for {settings.idle_timeout:g}s", "idle_timeout"
+            )
+        if self._publishing and now >= self._last_receive + settings.receive_timeout:
+            raise RTMPProtocolError(
+                f"publisher sent nothing for {settings.receive_timeout:g}s", "receive_timeout"
+            )
+
+    @property
+    def read_allowed(self) -> bool:
+        """Whether the owner should read from the peer now: not while input is left to
+        parse, a throttle or a pacing pause runs (`get_timer` says when they end)."""
+        return (
+            not self._input_pending
+            and self._throttled_until is None
+            and (self._paced_until is None)
+        )
+
+    @property
+    def input_pending(self) -> bool:
+        """Bytes are left to parse: call ``receive_data(b"", now)`` soon, unless
+        throttled (then after `handle_timer` ends the throttle)."""
+        return self._input_pending
+
+    @property
+    def throttled(self) -> bool:
+        return self._throttled_until is not None
 
     def data_to_send(self) -> bytes:
         """Bytes to write to the peer now (empty when there is nothing)."""
@@ -175,26 +288,42 @@ class RTMPConnection:
         """Bytes held for partial messages; the I/O layer may bound it."""
         return self._reader.buffered_bytes
 
+    def _streams_changed(self, now: float) -> None:
+        """Keep the idle clock and the publisher count in step with the streams."""
+        self._now = now
+        streams = self._streams.values()
+        self._publishing = sum(1 for s in streams if s.role is _Role.PUBLISHING)
+        in_use = any(s.role is not _Role.IDLE or s.pending for s in streams)
+        if in_use:
+            self._idle_since = None
+        elif self._idle_since is None:
+            self._idle_since = now
+
     # -- application decisions -------------------------------------------------
 
-    def accept_publish(self, message_stream_id: int) -> None:
+    def accept_publish(self, message_stream_id: int, now: float) -> None:
         stream = self._stream(message_stream_id)
         stream.role, stream.pending = _Role.PUBLISHING, False
+        self._streams_changed(now)
+        self._pace_from = now + self.settings.read_pacing_after
+        self._last_receive = now  # the receive timeout counts from the publish's start
         self._demuxers[message_stream_id] = flv.FLVDemuxer()
         self._send_user_control(UserControlEvent.STREAM_BEGIN, message_stream_id)
         self._send_status(
             message_stream_id, "NetStream.Publish.Start", f"{stream.name} is now published."
         )
 
-    def reject_publish(self, message_stream_id: int, code: str, reason: str) -> None:
+    def reject_publish(self, message_stream_id: int, code: str, reason: str, now: float) -> None:
         """Refuse with ``code`` (``NetStream.Publish.BadName``/``Unauthorized``)."""
         stream = self._stream(message_stream_id)
         stream.role, stream.pending = _Role.IDLE, False
+        self._streams_changed(now)
         self._send_status(message_stream_id, code, reason, error=True)
 
-    def accept_play(self, message_stream_id: int) -> None:
+    def accept_play(self, message_stream_id: int, now: float) -> None:
         stream = self._stream(message_stream_id)
         stream.role, stream.pending = _Role.PLAYING, False
+        self._streams_changed(now)
         name = stream.name
         self._send_user_control(UserControlEvent.STREAM_IS_RECORDED, message_stream_id)
         self._send_user_control(UserControlEvent.STREAM_BEGIN, message_stream_id)
@@ -205,16 +334,18 @@ class RTMPConnection:
         self._send_data(message_stream_id, messages.sample_access())
         self._send_data(message_stream_id, messages.data_start())
 
-    def reject_play(self, message_stream_id: int, code: str, reason: str) -> None:
+    def reject_play(self, message_stream_id: int, code: str, reason: str, now: float) -> None:
         """Refuse with ``code`` (``NetStream.Play.StreamNotFound``, ``...Failed``)."""
         stream = self._stream(message_stream_id)
         stream.role, stream.pending = _Role.IDLE, False
+        self._streams_changed(now)
         self._send_status(message_stream_id, code, reason, error=True)
 
-    def end_play(self, message_stream_id: int, reason: str) -> None:
+    def end_play(self, message_stream_id: int, reason: str, now: float) -> None:
         """Tell a player its stream is over: Stream EOF, then UnpublishNotify."""
         stream = self._stream(message_stream_id)
         stream.role, stream.pending = _Role.IDLE, False
+        self._streams_changed(now)
         self._send_user_control(UserControlEvent.STREAM_EOF, message_stream_id)
         self._send_status(message_stream_id, "NetStream.Play.UnpublishNotify", reason)
         self._send_status(message_stream_id, "NetStream.Play.Stop", reason)
@@ -380,6 +511,7 @@ class RTMPConnection:
             )
             return
         stream.name, stream.pending = name, True
+        self._streams_changed(self._now)
         self._events.append(
             PublishRequested(msid, self.app, name, {**self.app_query, **query}, publish_type)
         )
@@ -396,6 +528,7 @@ class RTMPConnection:
             )
             return
         stream.name, stream.pending = name, True
+        self._streams_changed(self._now)
         self._events.append(PlayRequested(msid, self.app, name, {**self.app_query, **query}))
 
     def _on_end_stream(self, msid: int, _transaction_id: float, _args: list[AMF0Value]) -> None:
@@ -408,6 +541,7 @@ class RTMPConnection:
         if target > 0 and target.is_integer():
             self._end_stream(int(target))
             self._streams.pop(int(target), None)
+            self._streams_changed(self._now)
 
     def _on_fc_unpublish(self, _msid: int, _transaction_id: float, args: list[AMF0Value]) -> None:
         name, _ = split_query(_string_arg(args, 1))
@@ -439,6 +573,7 @@ class RTMPConnection:
         elif stream.role is _Role.PLAYING:
             self._events.append(PlayEnded(msid))
         stream.role, stream.pending = _Role.IDLE, False
+        self._streams_changed(self._now)
 
     _COMMANDS: ClassVar[dict[str, _CommandHandler]] = {
         "connect": _on_connect,

@@ -1,6 +1,8 @@
 """The asyncio side of RTMP: moves bytes between sockets and `RTMPConnection`s.
 
-This is the only module under ``rtmp/`` that does I/O. Everything it knows about
+This is the only module under ``rtmp/`` that does I/O. It passes each connection
+the loop's time and arms the one timer the connection asks for; the timeouts, the
+parse budget and read pacing are the connection's own decisions. Everything it knows about
 streams and permissions it asks of an `RTMPHandler` (the server), so the rules of
 who may publish or play live in one place.
 """
@@ -12,14 +14,14 @@ import logging
 import time
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, cast
 
 from lpms.errors import LPMSError, RTMPProtocolError
 from lpms.logs import log_event
 from lpms.media.packet import MediaPacket
 from lpms.media.stream import Stream, Subscription
-from lpms.rtmp.connection import ConnectionLimits, RTMPConnection
+from lpms.rtmp.connection import RTMPConnection
 from lpms.rtmp.events import (
     Event,
     MediaReceived,
@@ -28,70 +30,12 @@ from lpms.rtmp.events import (
     PublishEnded,
     PublishRequested,
 )
-from lpms.validate import at_least, positive
+from lpms.rtmp.settings import ListenerSettings
 
 if TYPE_CHECKING:
     from lpms.metrics import Metrics
 
 log = logging.getLogger("lpms.rtmp")
-
-
-@dataclass(frozen=True, slots=True)
-class ListenerSettings:
-    """Timeouts, buffers and batching for RTMP connections (seconds and bytes).
-
-    ``read_interval`` trades up to that much relay latency for far fewer wake-ups
-    and system calls: a publisher's socket is read at most once per interval (the
-    kernel buffers what arrives meanwhile), so each read hands the players a batch
-    of packets that they get in one write. SRS's "merged read" makes the same trade.
-    At RTMP's usual bitrates 0.2 s cuts the server's CPU per stream by more than
-    half (bench/ingest.py); SRS merges 350 ms by default. 0 reads as soon as data
-    is there. Pacing starts once a
-    publish is ``read_pacing_after`` seconds old: at a stream's start, its first
-    players and its first HLS segment are waiting on every byte.
-    """
-
-    handshake_timeout: float = 10.0
-    idle_timeout: float = 30.0
-    receive_timeout: float = 30.0
-    write_buffer_high: int = 4 << 20
-    max_connections: int = 1000
-    max_connections_per_ip: int = 100
-    # Connections the kernel may hold for accept(); asyncio's default of 100 makes a
-    # burst of clients wait for SYN-ACK retransmits (seconds). nginx uses 511.
-    backlog: int = 1024
-    # After lpms ends a connection (stream over, refusal, error) it reads and drops
-    # what the peer still sends for up to this long, so the last bytes arrive.
-    linger_timeout: float = 2.0
-    # A connection whose bytes take more than this share of a core to parse, for
-    # this many seconds running, is closed: no client of ours needs 1 % of it.
-    max_parse_cpu: float = 0.25
-    max_parse_cpu_seconds: int = 3
-    read_interval: float = 0.2
-    read_pacing_after: float = 3.0
-    connection: ConnectionLimits = field(default_factory=ConnectionLimits)
-
-    def __post_init__(self) -> None:
-        positive(
-            handshake_timeout=self.handshake_timeout,
-            idle_timeout=self.idle_timeout,
-            receive_timeout=self.receive_timeout,
-            max_parse_cpu=self.max_parse_cpu,
-        )
-        at_least(
-            1,
-            write_buffer_high=self.write_buffer_high,
-            max_connections=self.max_connections,
-            max_connections_per_ip=self.max_connections_per_ip,
-            backlog=self.backlog,
-            max_parse_cpu_seconds=self.max_parse_cpu_seconds,
-        )
-        at_least(
-            0,
-            linger_timeout=self.linger_timeout,
-            read_interval=self.read_interval,
-            read_pacing_after=self.read_pacing_after,
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,13 +167,12 @@ class RTMPServerProtocol(asyncio.Protocol):
         self._handler = handler
         self._settings = settings
         self._tracker = tracker
-        self._conn = RTMPConnection(settings.connection)
-        self._transport: asyncio.Transport | None = None
         self._loop = asyncio.get_running_loop()
+        self._conn = RTMPConnection(settings, now=self._loop.time())
+        self._transport: asyncio.Transport | None = None
         self._pending: deque[Event] = deque()
         self._busy = False
-        self._pacing = False
-        self._pace_from = 0.0  # monotonic time from which a publisher's reads are paced
+        self._parse_scheduled = False
         self._reading_paused = False
         self._closing = False
         self._write_paused = False
@@ -238,13 +181,8 @@ class RTMPServerProtocol(asyncio.Protocol):
         self._playing: dict[int, _Playing] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
         self._linger: asyncio.TimerHandle | None = None
-        self._cpu_window_start = time.monotonic()
-        self._cpu_window_spent = 0.0
-        self._cpu_seconds_over = 0
-        self._opened = time.monotonic()
-        self._last_receive = self._opened
-        self._idle_since = self._opened  # since when it neither publishes nor plays
         self.peer_ip = ""
         self.peer_port = 0
 
@@ -267,7 +205,7 @@ class RTMPServerProtocol(asyncio.Protocol):
             return
         self._tracker.add(self)
         transport.set_write_buffer_limits(high=self._settings.write_buffer_high)
-        self._timer = self._loop.call_later(1.0, self._check_timeouts)
+        self._arm_timer()
 
     def _over_connection_limit(self) -> tuple[str, int] | None:
         settings, tracker = self._settings, self._tracker
@@ -280,64 +218,75 @@ class RTMPServerProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._closing:
             return
-        now = self._last_receive = time.monotonic()
         self._tracker.bytes_received.inc(len(data))
-        started = time.perf_counter()
+        for publishing in self._publishing.values():
+            publishing.bytes_in += len(data)
+        self._receive(data)
+
+    def _receive(self, data: bytes) -> None:
+        """Hand bytes (or, with ``b""``, the turn to go on parsing) to the connection."""
         try:
-            events = self._conn.receive_data(data)
+            events = self._conn.receive_data(data, self._loop.time())
         except RTMPProtocolError as exc:
-            self._fail(str(exc), "protocol_error")
+            self._fail(str(exc), exc.label)
             return
-        if self._over_cpu_budget(now, time.perf_counter() - started):
-            return
-        if self._publishing:
-            for publishing in self._publishing.values():
-                publishing.bytes_in += len(data)
-            settings = self._settings
-            if (
-                settings.read_interval > 0
-                and not self._pacing
-                and self._last_receive >= self._pace_from
-            ):
-                self._pacing = True
-                self._loop.call_later(settings.read_interval, self._end_pacing)
         self._pending.extend(events)
         self._process_events()
         self._flush()
         self._update_reading()
 
-    def _over_cpu_budget(self, now: float, spent: float) -> bool:
-        """Close a peer whose bytes cost more parsing than ``max_parse_cpu`` of a
-        second, second after second (floods of tiny chunks cost microseconds per
-        byte; a real publisher's stream costs well under 1 %)."""
-        settings = self._settings
-        if now - self._cpu_window_start >= 1.0:
-            over = self._cpu_window_spent > settings.max_parse_cpu
-            self._cpu_seconds_over = self._cpu_seconds_over + 1 if over else 0
-            self._cpu_window_start, self._cpu_window_spent = now, 0.0
-        self._cpu_window_spent += spent
-        if self._cpu_seconds_over < settings.max_parse_cpu_seconds:
-            return False
-        self._fail(
-            f"parsing its bytes took over {settings.max_parse_cpu:.0%} of a core for "
-            f"{settings.max_parse_cpu_seconds} seconds",
-            "max_parse_cpu",
-        )
-        return True
-
-    def _end_pacing(self) -> None:
-        self._pacing = False
-        self._update_reading()
+    def _go_on_parsing(self) -> None:
+        self._parse_scheduled = False
+        if not self._closing:
+            self._receive(b"")
 
     def _update_reading(self) -> None:
-        """Read while no request waits on the application and no pacing pause runs."""
-        paused = self._busy or self._pacing
-        if paused != self._reading_paused and self._transport is not None and not self._closing:
+        """Read while no request waits on the application and the connection allows
+        it; let it go on parsing after other connections had their turn; arm its timer."""
+        if self._closing or self._transport is None:
+            return
+        conn = self._conn
+        if (
+            conn.input_pending
+            and not conn.throttled
+            and not self._busy
+            and not self._parse_scheduled
+        ):
+            self._parse_scheduled = True
+            self._loop.call_soon(self._go_on_parsing)
+        paused = self._busy or not conn.read_allowed
+        if paused != self._reading_paused:
             self._reading_paused = paused
             if paused:
                 self._transport.pause_reading()
             else:
                 self._transport.resume_reading()
+        self._arm_timer()
+
+    def _arm_timer(self) -> None:
+        """One timer, at the connection's earliest deadline. A timer already armed
+        earlier is kept: it wakes the connection, which then names its next deadline
+        (a publisher's receive deadline moves on with every read)."""
+        when = self._conn.get_timer()
+        if when is None:
+            return
+        if self._timer is not None:
+            if self._timer_at <= when:
+                return
+            self._timer.cancel()
+        self._timer_at = when
+        self._timer = self._loop.call_at(when, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        if self._closing:
+            return
+        try:
+            self._conn.handle_timer(self._loop.time())
+        except RTMPProtocolError as exc:
+            self._fail(str(exc), exc.label)
+            return
+        self._update_reading()
 
     def eof_received(self) -> bool | None:
         return False  # close our side too
@@ -421,7 +370,9 @@ class RTMPServerProtocol(asyncio.Protocol):
                 code=refused.code,
                 reason=refused.reason,
             )
-            self._conn.reject_publish(event.message_stream_id, refused.code, refused.reason)
+            self._conn.reject_publish(
+                event.message_stream_id, refused.code, refused.reason, self._loop.time()
+            )
             self._close_after_flush()
             return
         if self._closing:
@@ -429,8 +380,7 @@ class RTMPServerProtocol(asyncio.Protocol):
             return
         self._publishing[event.message_stream_id] = _Publishing(request, stream)
         stream.attach_publisher("rtmp", request.peer, self._kicked)
-        self._pace_from = time.monotonic() + self._settings.read_pacing_after
-        self._conn.accept_publish(event.message_stream_id)
+        self._conn.accept_publish(event.message_stream_id, self._loop.time())
 
     async def _play(self, event: PlayRequested) -> None:
         request = self._request(event.app, event.name, event.query)
@@ -446,13 +396,15 @@ class RTMPServerProtocol(asyncio.Protocol):
                 code=refused.code,
                 reason=refused.reason,
             )
-            self._conn.reject_play(event.message_stream_id, refused.code, refused.reason)
+            self._conn.reject_play(
+                event.message_stream_id, refused.code, refused.reason, self._loop.time()
+            )
             self._close_after_flush()
             return
         if self._closing:
             return
         msid = event.message_stream_id
-        self._conn.accept_play(msid)
+        self._conn.accept_play(msid, self._loop.time())
         subscription = stream.subscribe(
             f"rtmp:{request.peer}", on_ready=self._schedule_drain, on_kick=self._kicked
         )
@@ -461,13 +413,11 @@ class RTMPServerProtocol(asyncio.Protocol):
         self._schedule_drain()
 
     def _end_publish(self, msid: int) -> None:
-        self._idle_since = time.monotonic()
         publishing = self._publishing.pop(msid, None)
         if publishing is not None:
             self._handler.end_publish(publishing.request, publishing.stream, publishing.bytes_in)
 
     def _end_play(self, msid: int) -> None:
-        self._idle_since = time.monotonic()
         playing = self._playing.pop(msid, None)
         if playing is not None:
             playing.subscription.close()
@@ -507,7 +457,7 @@ class RTMPServerProtocol(asyncio.Protocol):
             if subscription.ended and not len(subscription):
                 finished.append(msid)
         for msid in finished:
-            self._conn.end_play(msid, "stream ended")
+            self._conn.end_play(msid, "stream ended", self._loop.time())
             self._end_play(msid)
         self._flush()
         if finished and not self._playing and not self._publishing:
@@ -584,31 +534,6 @@ class RTMPServerProtocol(asyncio.Protocol):
     def close(self) -> None:
         """Close now (server shutdown)."""
         self._close_after_flush()
-
-    def _check_timeouts(self) -> None:
-        if self._closing or self._transport is None:
-            return
-        now = time.monotonic()
-        settings = self._settings
-        reason = label = None
-        if not self._conn.handshake_complete and now - self._opened > settings.handshake_timeout:
-            reason = f"no handshake within {settings.handshake_timeout:g}s"
-            label = "handshake_timeout"
-        elif (
-            not self._publishing
-            and not self._playing
-            and not self._busy
-            and now - self._idle_since > settings.idle_timeout
-        ):
-            reason = f"neither publishing nor playing for {settings.idle_timeout:g}s"
-            label = "idle_timeout"
-        elif self._publishing and now - self._last_receive > settings.receive_timeout:
-            reason = f"publisher sent nothing for {settings.receive_timeout:g}s"
-            label = "receive_timeout"
-        if reason is not None and label is not None:
-            self._fail(reason, label)
-            return
-        self._timer = self._loop.call_later(1.0, self._check_timeouts)
 
 
 async def start_rtmp_listener(
