@@ -153,14 +153,21 @@ def read_packets(source: str | io.BytesIO, *, timeout: float = 10.0) -> Received
 
 
 def publish(
-    url: str, clip: Clip, *, realtime: bool = True, stop_after_s: float | None = None
+    url: str,
+    clip: Clip,
+    *,
+    realtime: bool = True,
+    stop_after_s: float | None = None,
+    timings: dict[str, float] | None = None,
 ) -> int:
     """Stream-copy ``clip`` to ``url`` as FFmpeg does, paced in real time.
 
-    Returns the number of packets sent. Raises `av.FFmpegError` if the server
-    refuses the publish.
+    Returns the number of packets sent; ``timings["connected_in"]`` is how long
+    FFmpeg took to connect (TCP, handshake, connect, publish). Raises
+    `av.FFmpegError` if the server refuses the publish.
     """
     src = av.open(io.BytesIO(clip.flv), "r", format="flv")
+    connecting = time.monotonic()
     out = av.open(url, "w", format="flv", timeout=10.0)
     sent = 0
     try:
@@ -180,7 +187,9 @@ def publish(
                 if delay > 0:
                     time.sleep(delay)
             packet.stream = mapping[packet.stream.index]
-            out.mux(packet)
+            out.mux(packet)  # the first one connects: FFmpeg opens the URL lazily
+            if timings is not None and not sent:
+                timings["connected_in"] = time.monotonic() - connecting
             sent += 1
     finally:
         src.close()
@@ -293,12 +302,13 @@ def _main(argv: list[str]) -> int:
     if command == "publish":
         with open(argv[2], "rb") as clip_file:
             clip = Clip(clip_file.read(), [])
+        timings: dict[str, float] = {}
         try:
-            sent = publish(url, clip, realtime="--fast" not in argv)
+            sent = publish(url, clip, realtime="--fast" not in argv, timings=timings)
         except av.FFmpegError as exc:
             print(f"publish failed: {exc}", file=sys.stderr)
             return 1
-        print(sent)
+        print(sent, timings["connected_in"])
         return 0
     if command == "play":
         received = read_packets(url)

@@ -83,11 +83,18 @@ async def _client(*args: str) -> tuple[int, str, str]:
 
 async def publish(url: str, clip: ClipFile, *, realtime: bool = True) -> int:
     """Publish the clip with FFmpeg; the number of packets sent (AssertionError if refused)."""
+    sent, _ = await publish_timed(url, clip, realtime=realtime)
+    return sent
+
+
+async def publish_timed(url: str, clip: ClipFile, *, realtime: bool = True) -> tuple[int, float]:
+    """`publish`, and the seconds FFmpeg took to connect and start publishing."""
     args = ["publish", url, str(clip.path)] + ([] if realtime else ["--fast"])
     code, out, err = await _client(*args)
     if code != 0:
         raise PublishRefused(err.strip())
-    return int(out.strip())
+    sent, connected_in = out.split()
+    return int(sent), float(connected_in)
 
 
 class PublishRefused(Exception):

@@ -197,7 +197,10 @@ class RTMPConnection:
         elapsed = now - self._window_start
         if elapsed < 1.0:
             return
-        used_up = self._window_spent >= self.settings.max_parse_cpu
+        # A backlog still unparsed counts as a used-up budget: on a starved machine the
+        # loop may not give a flood its whole budget, but a real client's bytes are
+        # always parsed long before the next arrive.
+        used_up = self._window_spent >= self.settings.max_parse_cpu or self._input_pending
         # An idle second between two busy ones breaks the run.
         self._windows_over = self._windows_over + 1 if used_up and elapsed < 2.0 else 0
         self._window_start, self._window_spent = now, 0.0
