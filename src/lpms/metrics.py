@@ -95,6 +95,12 @@ class Metrics:
             ["profile"],
             registry=registry,
         )
+        self.segment_write_errors = Counter(
+            "lpms_segment_write_errors",
+            "HLS segment and playlist files that could not be written (a full disk, "
+            "permissions); the segments are then served from memory while they are live",
+            registry=registry,
+        )
         self.loop_lag = Gauge(
             "lpms_event_loop_lag_seconds",
             "How late the event loop ran a timer, at the last check",

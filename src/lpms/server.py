@@ -108,6 +108,7 @@ class LPMS:
         self._http_site: web.TCPSite | None = None
         self.hls = HLSStore(settings.hls, settings.workdir, max_streams=settings.max_streams)
         self.hls.on_segment = self._segment_ready
+        self.hls.on_write_error = self.metrics.segment_write_errors.inc
         self._hls_handlers = HLSHandlers()
         self._segmenters: dict[str, LiveSegmenter] = {}  # by stream ID
         self.ladders: dict[str, LiveTranscoder] = {}  # live transcoders, by stream ID

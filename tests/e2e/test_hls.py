@@ -4,7 +4,9 @@ package read back what the server serves."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import itertools
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -18,11 +20,13 @@ from tests.e2e.conftest import (
     ClipFile,
     clip_file,
     decode_hls,
+    play,
     publish,
     rtmp_url,
     start_publish,
     wait_for_stream,
 )
+from tests.e2e.test_rtmp import assert_whole_stream_from
 from tests.flv_file import flv_packets
 
 pytestmark = pytest.mark.e2e
@@ -215,10 +219,18 @@ async def test_hls_alias_and_http_behaviour(hls_server: LPMS, clip: ClipFile) ->
 
     segment_uri = m3u8.loads(body.decode()).segments[0].uri
     segment_url = http_url(server, f"stream/{segment_uri}")
+    await server.hls.disk.written()
+    hls = server.hls.get("stream/test")
+    assert hls is not None
+    file = hls.renditions["source"].segment(int(segment_uri.rsplit("/", 1)[1][: -len(".ts")]))
+    assert isinstance(file, Path), "served from a file, with sendfile"
     status, headers, segment = await fetch(segment_url)
     assert status == 200
+    assert segment == file.read_bytes()
     assert headers["Content-Type"] == "video/mp2t"
-    assert "immutable" in headers["Cache-Control"]
+    assert headers["Cache-Control"] == "public, max-age=86400, immutable"
+    assert headers["Access-Control-Allow-Origin"] == "*"
+    assert headers["Accept-Ranges"] == "bytes"
     assert segment[0] == 0x47
     assert len(segment) % 188 == 0
 
@@ -304,6 +316,57 @@ async def test_recording_plays_after_restart(tmp_path: Path, clip: ClipFile) -> 
         assert len(decoded.video_pts) == len(clip.clip.of_kind("video"))
     finally:
         await restarted.close()
+
+
+async def test_a_full_disk_keeps_relay_and_hls_going(
+    hls_server: LPMS, clip: ClipFile, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every segment write fails (ENOSPC): counted, logged once, segments served
+    from memory, and RTMP players get the whole stream."""
+    server = hls_server
+
+    def full_disk(path: Path, data: bytes) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    server.hls.disk.write_file = full_disk
+    url = rtmp_url(server, "stream/full")
+    with caplog.at_level(logging.ERROR, logger="lpms.hls.store"):
+        publisher = start_publish(url, clip)
+        stream = await wait_for_stream(server, "stream/full")
+        player = asyncio.create_task(play(url))
+        live = await wait_for_playlist(http_url(server, "stream/full.m3u8"), within=15)
+        assert server.streams.get("stream/full") is stream
+        status, _, segment = await fetch(http_url(server, f"stream/{live.segments[0].uri}"))
+        assert status == 200
+        assert segment[0] == 0x47
+        assert await asyncio.wait_for(publisher, 30) == len(clip.clip.packets)
+        received = await player
+    first = received.of_kind("video")[0]
+    clip_video = clip.clip.of_kind("video")
+    joined_at = next(i for i, p in enumerate(clip_video) if p.payload == first.payload)
+    assert_whole_stream_from(received, clip.clip, joined_at)
+    playlist = await wait_for_endlist(http_url(server, "stream/full.m3u8"))
+    assert playlist.segments
+    assert server.metrics.value("lpms_segment_write_errors_total") >= len(playlist.segments)
+    logged = [r for r in caplog.records if "stream/full" in r.getMessage()]
+    assert len(logged) == 1, [r.getMessage() for r in logged]
+
+
+async def test_private_segment_dir_is_gone_after_close(clip: ClipFile) -> None:
+    server = LPMS(host="127.0.0.1", rtmp_port=0, http_port=0)  # no workdir
+    await server.start()
+    try:
+        await publish(rtmp_url(server, "stream/tmp"), clip, realtime=False)
+        playlist = await wait_for_endlist(http_url(server, "stream/tmp.m3u8"))
+        await server.hls.disk.written()
+        root = server.hls.disk.private_dir
+        assert root is not None
+        assert sorted(p.name for p in root.rglob("*.ts")) == sorted(
+            s.uri.rsplit("/", 1)[1] for s in playlist.segments
+        )
+    finally:
+        await server.close()
+    assert not root.exists()
 
 
 def _rising(values: list[float]) -> bool:

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import errno
+import gc
+import logging
+import tempfile
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -10,7 +15,14 @@ import m3u8
 import pytest
 
 from lpms.hls.segmenter import Segment
-from lpms.hls.store import SOURCE, HLSSettings, HLSStore, Rendition, safe_relative_path
+from lpms.hls.store import (
+    SOURCE,
+    HLSSettings,
+    HLSStore,
+    HLSStream,
+    Rendition,
+    safe_relative_path,
+)
 from lpms.http.hls import parse_range
 from lpms.media.packet import Codec, CodecConfig
 
@@ -182,3 +194,211 @@ def test_safe_ids_are_paths() -> None:
 )
 def test_parse_range(header: str, size: int, span: tuple[int, int] | None) -> None:
     assert parse_range(header, size) == span
+
+
+# -- segments on disk ------------------------------------------------------------------
+
+
+def _files(root: Path) -> list[str]:
+    return sorted(p.name for p in root.rglob("*.ts"))
+
+
+async def test_segments_leave_memory_once_written(tmp_path: Path) -> None:
+    store = HLSStore(HLSSettings(), workdir=str(tmp_path))
+    rendition = store.open("stream/disk").rendition(SOURCE)
+    first = rendition.next_sequence
+    written = segment(first)
+    rendition.add(written)
+    # Listed before its file is written: served whole, from memory.
+    assert rendition.segment(first) == written.data
+    assert rendition.bytes_in_memory == len(written.data)
+    await store.disk.written()
+    path = rendition.segment(first)
+    assert isinstance(path, Path)
+    assert path.read_bytes() == written.data
+    assert rendition.bytes_in_memory == 0
+    assert rendition.last_segment is not None
+    assert rendition.last_segment.data == b""  # what the master playlist reads, no bytes
+    # The private directory cannot be reached through the recordings route.
+    root = store.disk.private_dir
+    assert root is not None
+    assert root.parent == tmp_path
+    assert safe_relative_path(str(path.relative_to(tmp_path))) is None
+    store.close_all()
+    store.flush()
+
+
+async def test_files_that_slide_out_are_deleted(tmp_path: Path) -> None:
+    store = HLSStore(HLSSettings(window=2, extra_segments=1), workdir=str(tmp_path))
+    rendition = store.open("stream/slide").rendition(SOURCE)
+    first = rendition.next_sequence
+    for sequence in range(first, first + 6):
+        rendition.add(segment(sequence))
+    await store.disk.written()
+    await store.disk.written()  # the deletions that the first writes' ends asked for
+    assert _files(tmp_path) == [f"{s}.ts" for s in range(first + 3, first + 6)]
+    assert rendition.segment(first + 2) is None
+    assert isinstance(rendition.segment(first + 3), Path)
+    assert rendition.bytes_in_memory == 0
+    store.close_all()
+    store.flush()
+
+
+async def test_a_segment_is_never_served_half_written(tmp_path: Path) -> None:
+    """While its write is under way a segment is served whole from memory; the
+    final file name appears only when the file is complete."""
+    store = HLSStore(HLSSettings(), workdir=str(tmp_path))
+    started, release = threading.Event(), threading.Event()
+    real_write = store.disk.write_file
+
+    def slow_write(path: Path, data: bytes) -> None:
+        started.set()
+        release.wait(10)
+        real_write(path, data)
+
+    store.disk.write_file = slow_write
+    rendition = store.open("stream/slow").rendition(SOURCE)
+    first = rendition.next_sequence
+    rendition.add(segment(first))
+    await asyncio.to_thread(started.wait, 10)
+    assert rendition.segment(first) == segment(first).data
+    assert _files(tmp_path) == []
+    release.set()
+    await store.disk.written()
+    assert isinstance(rendition.segment(first), Path)
+    store.close_all()
+    store.flush()
+
+
+async def test_a_full_disk_is_counted_logged_once_and_served_from_memory(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = HLSSettings(window=2, extra_segments=1)
+    store = HLSStore(settings, workdir=str(tmp_path))
+    errors: list[None] = []
+    store.on_write_error = lambda: errors.append(None)
+    real_write = store.disk.write_file
+
+    def full_disk(path: Path, data: bytes) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    store.disk.write_file = full_disk
+    rendition = store.open("stream/full").rendition(SOURCE)
+    first = rendition.next_sequence
+    with caplog.at_level(logging.WARNING, logger="lpms.hls.store"):
+        for sequence in range(first, first + 6):
+            rendition.add(segment(sequence))
+        await store.disk.written()
+        assert len(errors) == 6
+        assert [r.levelno for r in caplog.records] == [logging.ERROR]  # once for the run
+        assert "stream/full" in caplog.records[0].getMessage()
+        # Still served, from memory, bounded by the same window.
+        assert rendition.segment(first + 5) == segment(first + 5).data
+        assert rendition.segment(first + 2) is None
+        assert rendition.bytes_in_memory == 3 * len(segment(first).data)
+        store.disk.write_file = real_write  # space came back
+        rendition.add(segment(first + 6))
+        await store.disk.written()
+        assert isinstance(rendition.segment(first + 6), Path)
+        assert "writing to disk again" in caplog.records[-1].getMessage()
+        assert len(caplog.records) == 2
+    assert len(errors) == 6
+    store.close_all()
+    store.flush()
+
+
+async def test_an_unwritable_workdir_keeps_segments_in_memory(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    store = HLSStore(HLSSettings(), workdir=str(blocker / "work"))
+    errors: list[None] = []
+    store.on_write_error = lambda: errors.append(None)
+    rendition = store.open("stream/nowhere").rendition(SOURCE)
+    first = rendition.next_sequence
+    rendition.add(segment(first))
+    await store.disk.written()
+    assert rendition.segment(first) == segment(first).data
+    assert errors == [None]
+    store.close_all()
+    store.flush()
+
+
+async def test_private_temp_dir_is_removed_at_close() -> None:
+    store = HLSStore(HLSSettings())
+    assert store.disk.private_dir is None  # made on first use
+    rendition = store.open("stream/tmp").rendition(SOURCE)
+    rendition.add(segment(rendition.next_sequence))
+    await store.disk.written()
+    root = store.disk.private_dir
+    assert root is not None
+    assert root.parent == Path(tempfile.gettempdir())
+    assert _files(root)
+    store.close_all()
+    await asyncio.to_thread(store.flush)
+    assert not root.exists()
+
+
+async def test_private_temp_dir_is_removed_without_close() -> None:
+    """An application that never closes the store (an error on its way out) still
+    leaves no directory behind once the store is gone."""
+    store = HLSStore(HLSSettings())
+    rendition = store.open("stream/lost").rendition(SOURCE)
+    rendition.add(segment(rendition.next_sequence))
+    await store.disk.written()
+    root = store.disk.private_dir
+    assert root is not None
+    assert root.exists()
+    del store, rendition
+    gc.collect()
+    assert not root.exists()
+
+
+async def test_freed_stream_leaves_the_disk(tmp_path: Path) -> None:
+    store = HLSStore(HLSSettings(grace_period=0), workdir=str(tmp_path))
+    hls = store.open("stream/gone")
+    rendition = hls.rendition(SOURCE)
+    rendition.add(segment(rendition.next_sequence))
+    await store.disk.written()
+    directory = hls.private_dir()
+    assert directory is not None
+    assert _files(directory)
+    freed = asyncio.Event()
+    free = store._free
+
+    def free_and_tell(stream: HLSStream) -> None:
+        free(stream)
+        freed.set()
+
+    store._free = free_and_tell  # type: ignore[method-assign]
+    store.close(hls)
+    await freed.wait()
+    assert "stream/gone" not in store
+    await store.disk.written()
+    assert not directory.exists()
+    store.flush()
+
+
+async def test_recording_writes_each_segment_once_and_serves_it(tmp_path: Path) -> None:
+    store = HLSStore(HLSSettings(record=True, window=2, extra_segments=0), workdir=str(tmp_path))
+    writes: list[Path] = []
+    real_write = store.disk.write_file
+
+    def counted(path: Path, data: bytes) -> None:
+        writes.append(path)
+        real_write(path, data)
+
+    store.disk.write_file = counted
+    rendition = store.open("stream/once").rendition(SOURCE)
+    first = rendition.next_sequence
+    for sequence in range(first, first + 4):
+        rendition.add(segment(sequence))
+    await store.disk.written()
+    segment_writes = [p for p in writes if p.suffix == ".ts"]
+    assert segment_writes == [
+        tmp_path / f"stream/once/source/{s}.ts" for s in range(first, first + 4)
+    ]
+    assert rendition.segment(first + 3) == tmp_path / f"stream/once/source/{first + 3}.ts"
+    assert store.disk.private_dir is None  # nothing written twice, nowhere else
+    assert _files(tmp_path) == sorted(f"{s}.ts" for s in range(first, first + 4))  # kept
+    store.close_all()
+    store.flush()

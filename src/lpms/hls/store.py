@@ -1,32 +1,38 @@
 """Where segments live between the segmenter and HTTP: playlists by stream ID.
 
-A `Rendition` is one media playlist: a sliding window of recent segments held in
-memory (bounded), its media sequence, discontinuities and target duration. An
+A `Rendition` is one media playlist: a sliding window of recent segments, its media
+sequence, discontinuities and target duration. Its segments are files (see
+`lpms.hls.disk`), served with sendfile; a segment's bytes stay in memory only while
+its file is being written (or when writing failed: a full disk degrades to serving
+from memory, bounded by the same window, instead of failing players). Files that
+slide out of the window and its extra segments are deleted, unless recorded. An
 `HLSStream` groups a stream's renditions (the source, and the transcoded ladder
 when there is one) and renders the master playlist. `HLSStore` owns them by stream
 ID: a publisher that returns to an ID within the grace period continues the same
 playlists after an ``EXT-X-DISCONTINUITY``; otherwise a finished stream is freed
 when its grace period ends.
 
-With a recording directory, every segment is also written to disk, laid out like
-the URLs (``DIR/APP/NAME.m3u8``, ``DIR/APP/NAME/source.m3u8``,
+With recording, segments are written once, where the recording keeps them, laid
+out like the URLs (``DIR/APP/NAME.m3u8``, ``DIR/APP/NAME/source.m3u8``,
 ``DIR/APP/NAME/source/N.ts``), so the recording plays after a restart from lpms or
-from any static web server. Disk writes run in a worker thread, in order.
+from any static web server; the live playlist serves the same files. Otherwise they
+go to the store's private directory, removed when the store closes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
 import logging
 import re
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from lpms.hls.disk import SegmentDisk
 from lpms.hls.playlist import (
     PlaylistType,
     SegmentEntry,
@@ -52,7 +58,7 @@ class HLSSettings:
     """HLS output: segment length, live window, memory and lifetime bounds.
 
     ``window`` segments are listed in a live playlist; ``extra_segments`` more stay
-    in memory for players that fetched the playlist just before it slid.
+    fetchable (on disk) for players that fetched the playlist just before it slid.
     ``grace_period`` is how long a finished stream stays served (and how long a
     returning publisher continues it). With ``record`` (and a ``workdir``) every
     segment is kept on disk and the playlist becomes a growing event playlist,
@@ -84,6 +90,54 @@ def safe_relative_path(stream_id: str) -> Path | None:
     return Path(*parts)
 
 
+class WriteErrors:
+    """One stream's failed disk writes: each counted, one log line per run of them
+    (a full disk fails every write until space comes back; that is one event)."""
+
+    def __init__(self, stream_id: str, on_error: Callable[[], None] | None = None) -> None:
+        self.stream_id = stream_id
+        self._on_error = on_error
+        self.total = 0
+        self.failing = 0  # failures since the last write that worked
+
+    def failed(self, path: Path, error: OSError) -> None:
+        self.total += 1
+        self.failing += 1
+        if self._on_error is not None:
+            self._on_error()
+        if self.failing == 1:
+            log.error(
+                "HLS for %s: cannot write %s: %s; its segments are served from memory "
+                "until writing works again",
+                self.stream_id,
+                path,
+                error,
+            )
+
+    def succeeded(self) -> None:
+        if self.failing:
+            log.warning(
+                "HLS for %s: writing to disk again, after %d failed writes",
+                self.stream_id,
+                self.failing,
+            )
+            self.failing = 0
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentPlace:
+    """Where one rendition's segment files go, and who hears when writing fails.
+
+    ``directory`` may raise `OSError` (the private directory cannot be made);
+    ``recorded`` files are never deleted.
+    """
+
+    disk: SegmentDisk
+    directory: Callable[[], Path]
+    recorded: bool
+    errors: WriteErrors
+
+
 class Rendition:
     """One media playlist and the segments it lists."""
 
@@ -94,6 +148,7 @@ class Rendition:
         first_sequence: int,
         recorder: Recorder | None = None,
         on_segment: Callable[[Rendition, Segment], None] | None = None,
+        place: SegmentPlace | None = None,
     ) -> None:
         self.name = name
         self._on_segment = on_segment
@@ -107,7 +162,11 @@ class Rendition:
         self.peak_bitrate = 0
         self._bytes = 0
         self._seconds = 0.0
-        self._data: dict[int, bytes] = {}
+        # Fetchable segments: as bytes until their file is written (always, without
+        # a place on disk), then as files.
+        self._in_memory: dict[int, bytes] = {}
+        self._files: dict[int, Path] = {}
+        self._place = place
         self._target = _whole_seconds(settings.segment_duration)
         self._discontinuity_next = False
         self._recorder = recorder
@@ -126,24 +185,62 @@ class Rendition:
     def add(self, segment: Segment) -> None:
         """Append a finished segment; slide the window; record it if asked to."""
         entry = self._append_entry(segment, gap=False)
-        self._data[segment.sequence] = segment.data
-        self.last_segment = segment
+        self._store(segment.sequence, segment.data)
+        # What the master playlist and the API read of it; its bytes are on disk.
+        self.last_segment = dataclasses.replace(segment, data=b"")
         self._bytes += len(segment.data)
         self._seconds += segment.duration
         self.peak_bitrate = max(self.peak_bitrate, segment.bitrate)
-        self._slide(segment.sequence)
+        self._slide()
         if self._recorder is not None:
             self.recorded.append(entry)
-            self._recorder.write_segment(self, segment)
+            self._recorder.write_playlists(self)  # queued after the segment: in order
         if self._on_segment is not None:
             self._on_segment(self, segment)
+
+    @property
+    def bytes_in_memory(self) -> int:
+        """Segment bytes held in memory: files still being written (or that could
+        not be written); 0 on a quiet, healthy disk."""
+        return sum(len(data) for data in self._in_memory.values())
+
+    def _store(self, sequence: int, data: bytes) -> None:
+        """Keep ``data`` in memory and start writing its file, if there is a place."""
+        self._in_memory[sequence] = data
+        place = self._place
+        if place is None:
+            return
+        try:
+            path = place.directory() / f"{sequence}.ts"
+        except OSError as exc:
+            place.errors.failed(place.disk.workdir or Path("private directory"), exc)
+            return
+        place.disk.write(path, data, lambda error: self._written(sequence, path, error))
+
+    def _written(self, sequence: int, path: Path, error: OSError | None) -> None:
+        """A file write finished: serve the file and drop the bytes, or, when it
+        failed, keep serving the bytes while the segment is fetchable."""
+        place = self._place
+        assert place is not None
+        if error is not None:
+            place.errors.failed(path, error)
+            return
+        place.errors.succeeded()
+        self._in_memory.pop(sequence, None)
+        if sequence >= self._oldest_fetchable():
+            self._files[sequence] = path
+        elif not place.recorded:
+            place.disk.remove(path)  # slid out while it was being written
+
+    def _oldest_fetchable(self) -> int:
+        return self.next_sequence - self.settings.window - self.settings.extra_segments
 
     def add_gap(self, segment: Segment) -> None:
         """List ``segment``'s place (sequence, duration, time) with EXT-X-GAP: this
         rendition has no such segment, but its numbering stays in step with the
         others so players can switch at any segment."""
         entry = self._append_entry(segment, gap=True)
-        self._slide(segment.sequence)
+        self._slide()
         if self._recorder is not None:
             self.recorded.append(entry)
 
@@ -163,14 +260,19 @@ class Rendition:
         self.entries.append(entry)
         return entry
 
-    def _slide(self, sequence: int) -> None:
+    def _slide(self) -> None:
         while len(self.entries) > self.settings.window:
             gone = self.entries.popleft()
             if gone.discontinuity:
                 self.discontinuity_sequence += 1
-        keep = self.settings.window + self.settings.extra_segments
-        for old in [s for s in self._data if s <= sequence - keep]:
-            del self._data[old]
+        oldest = self._oldest_fetchable()
+        for old in [s for s in self._in_memory if s < oldest]:
+            del self._in_memory[old]
+        place = self._place
+        for old in [s for s in self._files if s < oldest]:
+            path = self._files.pop(old)
+            if place is not None and not place.recorded:
+                place.disk.remove(path)
 
     def resume(self) -> None:
         """A publisher returned: what follows is a discontinuity, and live again."""
@@ -185,9 +287,11 @@ class Rendition:
         if self._recorder is not None:
             self._recorder.write_playlists(self)
 
-    def segment(self, sequence: int) -> bytes | None:
-        """A segment still in memory."""
-        return self._data.get(sequence)
+    def segment(self, sequence: int) -> bytes | Path | None:
+        """A fetchable segment: its bytes while its file is being written, then the
+        file (None once it slid out of the window and its extra segments)."""
+        data = self._in_memory.get(sequence)
+        return data if data is not None else self._files.get(sequence)
 
     def recorded_segment(self, sequence: int) -> Path | None:
         """Where a recorded segment is on disk (it may still be being written)."""
@@ -258,11 +362,17 @@ class HLSStream:
         settings: HLSSettings,
         recorder: Recorder | None,
         on_segment: SegmentListener | None = None,
+        disk: SegmentDisk | None = None,
+        key: str = "",
+        errors: WriteErrors | None = None,
     ) -> None:
         self.id = stream_id
         self._on_segment = on_segment
         self.settings = settings
         self.recorder = recorder
+        self.disk = disk
+        self.key = key  # its directory's name in the private directory: IDs need not be paths
+        self.errors = errors or WriteErrors(stream_id)
         self.renditions: dict[str, Rendition] = {}
         self.live = True
         self.ended_at: float | None = None
@@ -288,9 +398,26 @@ class HLSStream:
                 self.recorder,
                 # The ID, not self: a cycle would hold the segments past the grace period.
                 None if listener is None else lambda r, s: listener(stream_id, r, s),
+                self._place(name),
             )
             self.renditions[name] = rendition
         return rendition
+
+    def _place(self, rendition: str) -> SegmentPlace | None:
+        disk, recorder, key = self.disk, self.recorder, self.key
+        if disk is None:
+            return None
+        if recorder is not None:  # one write serves the live playlist and the recording
+            base = recorder.base
+            return SegmentPlace(disk, lambda: base / rendition, True, self.errors)
+        return SegmentPlace(disk, lambda: disk.private_root() / key / rendition, False, self.errors)
+
+    def private_dir(self) -> Path | None:
+        """Where this stream's unrecorded segments are, if anywhere yet."""
+        root = self.disk.private_dir if self.disk is not None else None
+        if root is None or self.recorder is not None:
+            return None
+        return root / self.key
 
     def top_playlist(self) -> str | None:
         """What ``APP/NAME.m3u8`` serves: the master playlist with renditions, else
@@ -335,9 +462,12 @@ class HLSStore:
         self._streams: dict[str, HLSStream] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self.on_segment: SegmentListener | None = None
+        self.on_write_error: Callable[[], None] | None = None
+        """Told of every segment or playlist write that failed (for metrics)."""
         self._memory = MemoryReleaser()
         self._release_timer: asyncio.TimerHandle | None = None
-        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lpms-record")
+        self.disk = SegmentDisk(self.workdir)
+        self._keys = itertools.count()
 
     def __contains__(self, stream_id: object) -> bool:
         return stream_id in self._streams
@@ -360,7 +490,16 @@ class HLSStore:
             hls.resume()
             return hls
         self._evict_for_room()
-        hls = HLSStream(stream_id, self.settings, self._recorder_for(stream_id), self.on_segment)
+        errors = WriteErrors(stream_id, self.on_write_error)
+        hls = HLSStream(
+            stream_id,
+            self.settings,
+            self._recorder_for(stream_id, errors),
+            self.on_segment,
+            self.disk,
+            str(next(self._keys)),
+            errors,
+        )
         self._streams[stream_id] = hls
         return hls
 
@@ -376,7 +515,14 @@ class HLSStore:
         self._timers.pop(hls.id, None)
         if self._streams.get(hls.id) is hls and not hls.live:
             del self._streams[hls.id]
+            self._remove_files(hls)
             self._release_memory_soon()  # its segments: megabytes the allocator would keep
+
+    def _remove_files(self, hls: HLSStream) -> None:
+        """A freed stream's segments leave the disk too (unless recorded)."""
+        directory = hls.private_dir()
+        if directory is not None:
+            self.disk.remove_tree(directory)
 
     def _release_memory_soon(self) -> None:
         if self._release_timer is not None or not self._memory.available:
@@ -399,15 +545,16 @@ class HLSStore:
             if timer is not None:
                 timer.cancel()
             del self._streams[oldest.id]
+            self._remove_files(oldest)
 
-    def _recorder_for(self, stream_id: str) -> Recorder | None:
+    def _recorder_for(self, stream_id: str, errors: WriteErrors) -> Recorder | None:
         if not self.settings.record or self.workdir is None:
             return None
         relative = safe_relative_path(stream_id)
         if relative is None:
             log.warning("not recording %s: its ID is not a safe path on disk", stream_id)
             return None
-        return Recorder(self.workdir, relative, self._writer.submit)
+        return Recorder(self.workdir, relative, self.disk, errors)
 
     def close_all(self) -> None:
         """Server shutdown: end every live playlist (`flush` then waits for the disk)."""
@@ -422,45 +569,42 @@ class HLSStore:
             self._release_timer = None
 
     def flush(self) -> None:
-        """Block until every queued recording write is on disk (run it off the loop)."""
-        self._writer.shutdown(wait=True)
+        """Block until every queued write is on disk, then remove the private
+        directory of live segments (run it off the loop)."""
+        self.disk.close()
 
 
 class Recorder:
-    """Writes one stream's segments and playlists under the recording directory."""
+    """Writes one stream's playlists under the recording directory (its segments
+    are written there by their renditions, once for live and recording)."""
 
-    def __init__(self, root: Path, relative: Path, submit: Callable[..., object]) -> None:
+    def __init__(self, root: Path, relative: Path, disk: SegmentDisk, errors: WriteErrors) -> None:
         self.base = root / relative  # DIR/APP/NAME; playlists beside it, segments in it
         self.name = relative.name
-        self._submit = submit
-
-    def write_segment(self, rendition: Rendition, segment: Segment) -> None:
-        path = self.segment_path(rendition.name, segment.sequence)
-        self._submit(_write_file, path, segment.data)
-        self.write_playlists(rendition)
+        self._disk = disk
+        self._errors = errors
 
     def write_playlists(self, rendition: Rendition) -> None:
         """The rendition's playlist, and for the source also ``APP/NAME.m3u8``."""
         name = rendition.name
-        path = self.base / f"{name}.m3u8"
-        self._submit(_write_file, path, rendition.media_playlist(f"{name}/").encode())
+        self._write(self.base / f"{name}.m3u8", rendition.media_playlist(f"{name}/"))
         if name == SOURCE:
             top = rendition.media_playlist(f"{self.name}/{name}/")
-            self._submit(_write_file, self.base.with_name(f"{self.name}.m3u8"), top.encode())
+            self._write(self.base.with_name(f"{self.name}.m3u8"), top)
+
+    def _write(self, path: Path, text: str) -> None:
+        errors = self._errors
+
+        def done(error: OSError | None) -> None:
+            if error is None:
+                errors.succeeded()
+            else:
+                errors.failed(path, error)
+
+        self._disk.write(path, text.encode(), done)
 
     def segment_path(self, rendition: str, sequence: int) -> Path:
         return self.base / rendition / f"{sequence}.ts"
-
-
-def _write_file(path: Path, data: bytes) -> None:
-    """Write whole or not at all: a reader never sees half a playlist."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(path.name + ".part")
-        partial.write_bytes(data)
-        partial.replace(path)
-    except OSError as exc:
-        log.error("recording: cannot write %s: %s", path, exc)
 
 
 def _prefixed(entry: SegmentEntry, prefix: str) -> SegmentEntry:

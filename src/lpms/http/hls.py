@@ -5,7 +5,8 @@ URLs (every URI inside a playlist is relative, so any prefix or host works):
 - ``/APP/NAME.m3u8`` (or ``/APP/NAME_hls.m3u8``): the master playlist when the
   stream has renditions, else the source's media playlist;
 - ``/APP/NAME/RENDITION.m3u8``: one rendition's media playlist;
-- ``/APP/NAME/RENDITION/N.ts``: a segment.
+- ``/APP/NAME/RENDITION/N.ts``: a segment: a file, sent with sendfile; from memory
+  only while its file is being written (or when writing it failed).
 
 An application can answer any of these itself (`LPMS.handle_hls_play`); what it
 leaves unanswered (None) falls through to the server's own store, and then to
@@ -15,6 +16,7 @@ component and that the resolved file stays inside the recording directory.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -167,6 +169,8 @@ class HLSRoutes:
             if data is not None:
                 return _bytes_response(request, data, SEGMENT_TYPE, SEGMENT_CACHE)
         found = self._segment(path)
+        if isinstance(found, Path) and "Range" in request.headers:
+            found = await _read(found)  # ranges answered as they always were (below)
         if isinstance(found, bytes):
             return _bytes_response(request, found, SEGMENT_TYPE, SEGMENT_CACHE)
         if isinstance(found, Path) and found.is_file():
@@ -231,6 +235,17 @@ def _body_size(response: web.StreamResponse) -> int:
         return response.file_size  # served whole or, for a range, in part: an estimate
     body = response.body if isinstance(response, web.Response) else None
     return len(body) if isinstance(body, bytes | bytearray) else 0
+
+
+async def _read(file: Path) -> bytes | None:
+    """A live segment's bytes, read off the loop, for a range request: aiohttp's
+    FileResponse answers some ranges (several, other units) with 416 where a whole
+    200 is what players have always had here. Players seldom ask for ranges of
+    segments; every other request is sent with sendfile."""
+    try:
+        return await asyncio.get_running_loop().run_in_executor(None, file.read_bytes)
+    except OSError:
+        return None  # deleted as it slid out: a 404, as for any segment gone
 
 
 def _hls_request(request: web.Request, path: str) -> HLSRequest:
