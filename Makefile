@@ -5,6 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 SERVE_ARGS ?=
 BENCH_ARGS ?=
+STRESS_ARGS ?=
 # hls.js (from npm) for the browser playback test, tests/e2e/test_hls_browser.py.
 # `make test` installs it only where npm exists; elsewhere that test skips.
 BROWSER_DIR := tests/e2e/browser
@@ -12,7 +13,7 @@ BROWSER_STAMP := $(BROWSER_DIR)/node_modules/.package-lock.json
 NPM := $(shell command -v npm 2>/dev/null)
 BROWSER_DEPS := $(if $(NPM),browser-deps)
 
-.PHONY: serve test install dev lint typecheck unit e2e bench bench-transcode bench-soak clean browser-deps
+.PHONY: serve test install dev lint typecheck unit integration e2e test-stress bench bench-transcode bench-soak clean browser-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,17 +29,26 @@ serve: install
 	$(BIN)/lpms serve $(SERVE_ARGS)
 
 lint: dev
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench scripts
+	$(BIN)/ruff format --check src tests bench scripts
 
 typecheck: dev
 	$(BIN)/mypy
 
+# Three tiers: unit (sans-IO and pure code, seconds), integration (real encoding and
+# muxing with PyAV, the CLI in subprocesses), e2e (the real server, real clients).
 unit: dev
 	$(BIN)/pytest tests/unit -q
 
+integration: dev
+	$(BIN)/pytest tests/integration -q
+
 e2e: dev $(BROWSER_DEPS)
 	$(BIN)/pytest tests/e2e -q
+
+# The e2e tier while a CPU hog keeps every core busy: no test may need an idle machine.
+test-stress: dev $(BROWSER_DEPS)
+	$(BIN)/python scripts/stress.py tests/e2e -q $(STRESS_ARGS)
 
 test: lint typecheck $(BROWSER_DEPS)
 	$(BIN)/pytest -q

@@ -101,6 +101,35 @@ class PublishRefused(Exception):
     pass
 
 
+class LivePublisher:
+    """An FFmpeg publisher that goes on until the test stops it, as a person's encoder
+    does: a test whose checks take longer on a busy machine never outlives its stream.
+    The clip should be far longer than the test needs (it is a bound, not a pace)."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+
+    @classmethod
+    async def start(cls, url: str, clip: ClipFile) -> LivePublisher:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "tests.e2e.clients",
+            "publish",
+            url,
+            str(clip.path),
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        return cls(process)
+
+    async def stop(self) -> None:
+        """The publisher quits (its connection closes, as when OBS stops streaming)."""
+        if self.process.returncode is None:
+            self.process.kill()
+        await asyncio.wait_for(self.process.wait(), CLIENT_TIMEOUT)
+
+
 def start_publish(url: str, clip: ClipFile) -> asyncio.Task[int]:
     return asyncio.create_task(publish(url, clip))
 

@@ -12,7 +12,7 @@ from lpms.media.packet import MediaPacket, TrackKind
 from lpms.media.stream import Stream
 from lpms.media.timestamps import MAX_HELD_MS
 from tests.e2e.clients import CLIP_FPS
-from tests.unit.test_segmenter import clip_packets, decode, segment_all
+from tests.integration.test_segmenter import clip_packets, decode, segment_all
 
 HOUR = 3_600_000
 
