@@ -4,9 +4,11 @@
 N real-time 720p30 publishers (ffmpeg, stream copy), each with one RTMP player, run
 first against one server and then against the other with the same N and duration.
 The script prints each server's CPU (% of one core, per stream and in total) over the
-steady-state window, its peak RSS, how many players received the whole stream, and
-the lpms/nginx ratios. Ratios are the point: the clients share the machine with the
-server, so absolute figures depend on the machine and on how loaded it is.
+steady-state window, its memory (RSS when idle before the publishers, its median over
+the steady-state window, its peak, and the growth over idle per live stream), how many
+players received the whole stream, and the lpms/nginx ratios. Ratios are the point:
+the clients share the machine with the server, so absolute figures depend on the
+machine and on how loaded it is.
 
 With --hls both servers also cut every stream into 2 s MPEG-TS segments and serve the
 playlists over HTTP, and the script measures, per stream, the time from starting its
@@ -88,12 +90,15 @@ STOP_TIMEOUT_S = 5.0
 TERM_RETRY_S = 1.0
 POLL_S = 0.1
 RSS_SAMPLE_S = 0.5
+IDLE_SETTLE_S = 1.0  # after the server listens, before its idle RSS is taken
 MIN_DURATION_S = 15.0
 SATURATED_PCT = 90.0  # machine busy share above which the figures understate demand
 
 # The lpms/nginx CPU per stream targets, by mode (--cpu-target overrides).
 CPU_TARGET_RELAY = 2.0
 CPU_TARGET_HLS = 1.5
+# lpms's RSS growth over idle per live HLS stream, in MiB, at the input's 2.5 Mbit/s.
+RSS_PER_STREAM_TARGET_HLS_MIB = 1.5
 
 # HLS mode: the same segmenting on both servers, and how the first playlist is timed.
 HLS_SEGMENT_S = 2  # lpms --segment-duration, nginx-rtmp hls_fragment
@@ -200,6 +205,11 @@ class ServerResult:
     playlists_listed: int = 0  # playlists that listed a segment within the timeout
     playlists_ended: int | None = None  # with EXT-X-ENDLIST at the end; None: not checked
     playlists: tuple[PlaylistResult, ...] = ()
+    idle_rss_mib: float | None = None  # before the first publisher
+    steady_rss_mib: float | None = None  # median over the steady-state window
+    # (steady - idle) / streams, and the same from the peak: what one more stream costs.
+    rss_growth_per_stream_mib: float | None = None
+    peak_rss_growth_per_stream_mib: float | None = None
 
     @property
     def ok(self) -> bool:
@@ -885,11 +895,21 @@ class Measurement:
     machine_busy_pct: float | None = None
     peak_rss: int = 0
     next_rss_at: float = 0.0
+    idle_rss: int | None = None
+    window_rss: list[int] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+
+    def sample_idle(self) -> None:
+        """The server's RSS before any publisher: what each stream's growth is over."""
+        self.idle_rss = self.tree.rss_bytes()
+        self.peak_rss = max(self.peak_rss, self.idle_rss)
 
     def sample(self, now: float) -> None:
         if now >= self.next_rss_at:
-            self.peak_rss = max(self.peak_rss, self.tree.rss_bytes())
+            rss = self.tree.rss_bytes()
+            self.peak_rss = max(self.peak_rss, rss)
+            if self.opened_at is not None and self.closed_at is None:
+                self.window_rss.append(rss)
             self.next_rss_at = now + RSS_SAMPLE_S
         opens_at = self.window_opens_at
         if (
@@ -915,6 +935,10 @@ class Measurement:
             return 0.0
         return self.closed_at - self.opened_at
 
+    def steady_rss(self) -> float | None:
+        """The median RSS over the steady-state window (every stream live)."""
+        return statistics.median(self.window_rss) if self.window_rss else None
+
 
 def run_server(name: str, config: BenchConfig) -> ServerResult:
     run_dir = OUT_DIR / (f"run-{name}-hls" if config.hls else f"run-{name}")
@@ -930,6 +954,8 @@ def run_server(name: str, config: BenchConfig) -> ServerResult:
             f"{config.streams} publishers starting"
         )
         measurement = Measurement(tree=ProcessTree(server.process.pid))
+        time.sleep(IDLE_SETTLE_S)
+        measurement.sample_idle()
         publishers, players = start_clients(config, server, run_dir, children, measurement, watcher)
         drive_clients(name, config, server.process, publishers, players, children, measurement)
         playlists: tuple[PlaylistResult, ...] = ()
@@ -1125,7 +1151,25 @@ def summarize(
         error=error,
         hls=config.hls,
         **playlist_figures(playlists),
+        **rss_figures(measurement, config.streams),
     )
+
+
+def rss_figures(measurement: Measurement, streams: int) -> dict[str, Any]:
+    """ServerResult's memory fields: idle, steady and the growth per stream, in MiB."""
+    mib = float(2**20)
+    idle, steady = measurement.idle_rss, measurement.steady_rss()
+    figures: dict[str, Any] = {
+        "idle_rss_mib": None if idle is None else round(idle / mib, 1),
+        "steady_rss_mib": None if steady is None else round(steady / mib, 1),
+    }
+    if idle is not None:
+        figures["peak_rss_growth_per_stream_mib"] = round(
+            (measurement.peak_rss - idle) / mib / streams, 2
+        )
+        if steady is not None:
+            figures["rss_growth_per_stream_mib"] = round((steady - idle) / mib / streams, 2)
+    return figures
 
 
 def playlist_figures(playlists: tuple[PlaylistResult, ...]) -> dict[str, Any]:
@@ -1159,7 +1203,10 @@ TABLE_HEADER = (
     "streams",
     "CPU %/stream",
     "CPU % total",
+    "idle RSS MiB",
+    "steady RSS MiB",
     "peak RSS MiB",
+    "MiB/stream",
     "complete",
     "window s",
     "machine busy %",
@@ -1173,7 +1220,10 @@ def table_row(result: ServerResult) -> list[str]:
         str(result.streams),
         _fmt(result.cpu_pct_per_stream, 2),
         _fmt(result.cpu_pct_total, 1),
+        _fmt(result.idle_rss_mib, 1),
+        _fmt(result.steady_rss_mib, 1),
         f"{result.peak_rss_mib:.1f}",
+        _fmt(result.rss_growth_per_stream_mib, 2),
         f"{result.players_complete}/{result.streams}",
         f"{result.window_s:.1f}",
         _fmt(result.machine_busy_pct, 0),
@@ -1211,11 +1261,31 @@ def print_table(config: BenchConfig, results: dict[str, ServerResult], cpu_targe
         print(f"lpms/nginx CPU per stream: {cpu_ratio:.2f}x (target <= {cpu_target:.1f}x)")
     if rss_ratio is not None:
         print(f"lpms/nginx peak RSS: {rss_ratio:.2f}x")
+    print_memory(config, results)
     playlist_ratio = ratio(results, "first_playlist_median_s")
     if config.hls and playlist_ratio is not None:
         print(f"lpms/nginx first playlist median: {playlist_ratio:.2f}x (target <= 1.0x)")
     for result in results.values():
         print_problems(result)
+
+
+def print_memory(config: BenchConfig, results: dict[str, ServerResult]) -> None:
+    """What one more live stream costs each server in RSS, and their ratio."""
+    for result in results.values():
+        growth, peak = result.rss_growth_per_stream_mib, result.peak_rss_growth_per_stream_mib
+        if growth is None:
+            continue
+        line = (
+            f"{result.server} RSS growth over idle per live stream: {growth:.2f} MiB "
+            f"(steady {_fmt(result.steady_rss_mib, 1)} - idle {_fmt(result.idle_rss_mib, 1)} "
+            f"MiB over {result.streams}; from the peak {_fmt(peak, 2)} MiB)"
+        )
+        if config.hls and result.server == "lpms":
+            line += f" (target <= {RSS_PER_STREAM_TARGET_HLS_MIB:.1f} MiB)"
+        print(line)
+    growth_ratio = ratio(results, "rss_growth_per_stream_mib")
+    if growth_ratio is not None:
+        print(f"lpms/nginx RSS growth per stream: {growth_ratio:.2f}x")
 
 
 def print_problems(result: ServerResult) -> None:
@@ -1275,10 +1345,14 @@ def report_json(config: BenchConfig, results: dict[str, ServerResult], cpu_targe
             "ratios": {
                 "cpu_per_stream": ratio(results, "cpu_pct_per_stream"),
                 "peak_rss": ratio(results, "peak_rss_mib"),
+                "rss_growth_per_stream": ratio(results, "rss_growth_per_stream_mib"),
                 "first_playlist_median": ratio(results, "first_playlist_median_s"),
             },
             "cpu_ratio_target": cpu_target,
             "first_playlist_ratio_target": 1.0 if config.hls else None,
+            "lpms_rss_growth_per_stream_target_mib": (
+                RSS_PER_STREAM_TARGET_HLS_MIB if config.hls else None
+            ),
             "ok": all(r.ok for r in results.values()),
         },
         indent=2,
