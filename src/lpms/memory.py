@@ -1,7 +1,8 @@
 """Giving freed memory back to the operating system.
 
-A stream's HLS segments (hundreds of KiB each, a few MiB per stream) are freed
-together when its grace period ends. glibc's allocator keeps such memory for reuse
+A stream's buffers (its GOP cache, the segment being cut, and any segments kept in
+memory because the disk refused them: hundreds of KiB each) are freed together when
+its HLS grace period ends. glibc's allocator keeps such memory for reuse
 rather than returning it, so after a busy hour a quiet server would still show its
 peak RSS. `release` asks glibc to return what is free (``malloc_trim``), at most once
 per ``interval`` seconds: it walks the heap, a millisecond or two. Elsewhere (musl,
