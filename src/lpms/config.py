@@ -65,6 +65,7 @@ DEFAULT_RTMP_PORT = 1935
 DEFAULT_HTTP_PORT = 8000
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("text", "json")
+EVENT_LOOPS = ("auto", "uvloop", "asyncio")
 ENV_PREFIX = "LPMS_"
 
 
@@ -136,6 +137,10 @@ class Settings:
     shutdown_timeout: float = 5.0
     """Seconds a shutdown (SIGINT, SIGTERM) waits for clients to close, once playlists
     are ended and recordings flushed."""
+    event_loop: str = "auto"
+    """The event loop `lpms serve` runs on: uvloop (``pip install 'lpms[fast]'``),
+    asyncio, or auto: uvloop where it is installed. A Python application embedding
+    `LPMS` runs it on its own loop."""
     rtmp: ListenerSettings = field(default_factory=ListenerSettings)
     stream: StreamLimits = field(default_factory=StreamLimits)
     hls: HLSSettings = field(default_factory=HLSSettings)
@@ -156,15 +161,19 @@ class Settings:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if not (math.isfinite(self.shutdown_timeout) and self.shutdown_timeout >= 0):
             raise ValueError(f"shutdown_timeout must be >= 0 s, got {self.shutdown_timeout}")
+        if self.event_loop not in EVENT_LOOPS:
+            raise ValueError(
+                f"event_loop must be one of {', '.join(EVENT_LOOPS)}, got {self.event_loop!r}"
+            )
 
 
 # -- the tree ------------------------------------------------------------------------
 
-NOT_SETTINGS = re.compile(r"LPMS_(SERVICE_.*|PORT|PORT_.*|REQUIRE_BROWSER)")
+NOT_SETTINGS = re.compile(r"LPMS_(SERVICE_.*|PORT|PORT_.*|REQUIRE_.*)")
 """``LPMS_`` variables that are not lpms settings and are ignored, not refused:
 Kubernetes' service links (``LPMS_SERVICE_HOST``, ``LPMS_PORT_1935_TCP``, ...), which
 it puts in every pod of a namespace with a Service named ``lpms``, and the test
-suite's ``LPMS_REQUIRE_BROWSER``."""
+suite's ``LPMS_REQUIRE_BROWSER`` and ``LPMS_REQUIRE_CONFORMANCE``."""
 
 T = TypeVar("T")
 

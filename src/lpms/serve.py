@@ -13,10 +13,12 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from lpms.cli import SERVE_HELP
 from lpms.config import (
+    EVENT_LOOPS,
     LOG_FORMATS,
     LOG_LEVELS,
     Settings,
@@ -24,7 +26,7 @@ from lpms.config import (
     to_toml,
 )
 from lpms.errors import ConfigError, LPMSError
-from lpms.logs import configure_logging
+from lpms.logs import configure_logging, log_event
 from lpms.transcode.accel import Accel, check_accel
 
 log = logging.getLogger("lpms")
@@ -152,6 +154,12 @@ _SETTING_FLAGS: tuple[tuple[str, str, str, dict[str, Any]], ...] = (
         "POST the server's events (publishes, plays, segments) here as JSON (default: none)",
         {},
     ),
+    (
+        "--event-loop",
+        "event_loop",
+        f"uvloop, asyncio, or auto: uvloop where installed (default {_default('event_loop')})",
+        {"choices": EVENT_LOOPS},
+    ),
     ("--log-level", "log.level", f"default {_default('log.level')}", {"choices": LOG_LEVELS}),
     (
         "--log-format",
@@ -209,16 +217,34 @@ def run_serve(args: argparse.Namespace) -> int:
             return 0
         for profile in settings.transcode.profiles:  # the accel is tried before serving
             check_accel(settings.transcode.accel, profile.codec)
+        loop_factory = event_loop_factory(settings.event_loop)
     except LPMSError as exc:
         print(f"lpms serve: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log.level, settings.log.format)
     try:
-        asyncio.run(_serve(settings))
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
+            runner.run(_serve(settings))
     except OSError as exc:
         log.error("cannot start server: %s", exc)
         return 1
     return 0
+
+
+def event_loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """How to make the loop `lpms serve` runs on (None: asyncio's own)."""
+    if choice == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        if choice == "uvloop":
+            raise ConfigError(
+                "event_loop is uvloop, but uvloop is not installed: pip install 'lpms[fast]'"
+            ) from None
+        return None
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
 
 
 def _check_serve_settings(settings: Settings) -> None:
@@ -250,4 +276,5 @@ async def _serve(settings: Settings) -> None:
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop, signum)
+    log_event(log, logging.INFO, "event loop", name=type(loop).__module__.split(".")[0])
     await server.serve()

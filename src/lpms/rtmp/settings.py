@@ -95,7 +95,7 @@ class ListenerSettings:
     # many seconds running is closed.
     max_parse_cpu: float = 0.25
     max_parse_cpu_seconds: int = 3
-    # CPU seconds one connection parses before the other connections get their turn.
+    # Seconds one connection parses in one go before the other connections get a turn.
     parse_slice: float = 0.005
     read_interval: float = 0.2
     read_pacing_after: float = 3.0

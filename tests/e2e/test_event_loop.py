@@ -1,0 +1,72 @@
+"""`lpms serve` on each event loop it offers: uvloop (the `fast` extra, chosen when
+installed) and asyncio's own. The same FFmpeg publisher and player, the same HLS
+playlist, the same clean shutdown on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+import urllib.request
+
+import pytest
+
+from tests.e2e.conftest import ClipFile, play, publish
+from tests.e2e.test_shutdown import EXIT_WITHIN_S, STARTUP_WITHIN_S, free_port, listening
+
+pytestmark = pytest.mark.e2e
+
+PLAYLIST_WITHIN_S = 20.0
+
+
+def playlist_lists_a_segment(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return b"#EXTINF" in response.read()
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("event_loop", ["uvloop", "asyncio"])
+async def test_serve_relays_and_segments_on_each_event_loop(
+    clip12: ClipFile, event_loop: str
+) -> None:
+    pytest.importorskip(event_loop)
+    rtmp_port, http_port = free_port(), free_port()
+    server = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "lpms", "serve", "--host", "127.0.0.1"),
+        *("--rtmp-port", str(rtmp_port), "--http-port", str(http_port)),
+        *("--event-loop", event_loop),
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + STARTUP_WITHIN_S
+        while not await listening(rtmp_port):
+            assert loop.time() < deadline, "lpms serve did not start listening"
+            assert server.returncode is None, "lpms serve exited at start"
+            await asyncio.sleep(0.1)
+        url = f"rtmp://127.0.0.1:{rtmp_port}/stream/loop"
+        publisher = asyncio.create_task(publish(url, clip12))
+        playlist = f"http://127.0.0.1:{http_port}/stream/loop.m3u8"
+        deadline = loop.time() + PLAYLIST_WITHIN_S
+        while not await asyncio.to_thread(playlist_lists_a_segment, playlist):
+            assert loop.time() < deadline, "no HLS segment listed"
+            assert not publisher.done(), "the publisher ended before a segment was listed"
+            await asyncio.sleep(0.1)
+        received = await play(url)
+        await asyncio.wait_for(publisher, 60)
+        server.send_signal(signal.SIGTERM)
+        _, stderr = await asyncio.wait_for(server.communicate(), EXIT_WITHIN_S)
+    finally:
+        if server.returncode is None:
+            server.kill()
+            await server.wait()
+    log = stderr.decode()
+    assert server.returncode == 0, log
+    assert f"event loop name={event_loop}" in log
+    assert received.error is None
+    clip_video = [p.payload for p in clip12.clip.of_kind("video")]
+    video = [p.payload for p in received.of_kind("video")]
+    assert video
+    assert video == clip_video[clip_video.index(video[0]) :]
