@@ -319,7 +319,7 @@ def delivery_problems(
             matched = _suffix_match(expected[:-1], got, optional_head)
             lost_final += matched is not None
         if matched is None:
-            problems.append(f"{kind}: {_difference(expected[optional_head:], got)}")
+            problems.append(f"{kind}: {_difference(expected, got)}")
     if lost_final > 1:
         problems.append("lost the final frame of more than one track")
     return problems
@@ -344,7 +344,7 @@ def _difference(expected: list[str], got: list[str]) -> str:
     foreign = sum(digest not in known for digest in got)
     repeated = len(got) - len(set(got)) - (len(expected) - len(set(expected)))
     return (
-        f"expected {len(expected)} frames, got {len(got)}; first difference at frame {first}; "
+        f"published {len(expected)} frames, got {len(got)}; first difference at frame {first}; "
         f"{foreign} frames not in the published stream, {max(repeated, 0)} extra repeats"
     )
 

@@ -47,7 +47,9 @@ pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 
 CLIP_S = 5  # every clip's length: three HLS segments at a 2 s GOP
 MAKE_CLIP_WITHIN = 120.0  # encoding a clip, on a busy 2-core machine
-JOIN_WITHIN = 30.0  # a client connecting: the publisher, then each player
+# A client connecting: the publisher, then each player. Under the RTMP listener's
+# idle_timeout (30 s), which the held publisher is subject to.
+JOIN_WITHIN = 20.0
 FINISH_WITHIN = CLIP_S + 60.0  # a real-time publish or play, from its start
 ENDLIST_WITHIN = 30.0
 HLS_READ_WITHIN = 60.0
@@ -366,6 +368,9 @@ async def deliver(publisher: Publisher, clips: ClipStore, workdir: Path) -> Deli
         await wait_until(
             lambda: gate.stream is not None or sender.exited, JOIN_WITHIN, f"{name} publishing"
         )
+        if gate.stream is None:  # it left before asking to publish: say why
+            stderr = await sender.finish(FINISH_WITHIN)
+            raise AssertionError(f"publisher {name} exited before publishing: {stderr}")
         for player in players:
             out = workdir / f"{player.id}.flv"
             children[player.id] = child = await Child.start(player.id, player.command(url, out))
