@@ -25,8 +25,8 @@ from lpms import TranscodeError, Transcoder, TranscodeResult
 from lpms.transcode.accel import Accel, check_accel
 from lpms.transcode.profiles import PRESETS, VideoCodec, VideoProfile, output_size
 from lpms.transcode.rendition import share_frame
-from tests.media import Part, Probed, make_clip, probe, split_at_keyframes
 from tests.integration.test_segmenter import continuity_follows
+from tests.media import Part, Probed, make_clip, probe, split_at_keyframes
 
 # Sources start 1 s in, as lpms's own segmenter writes them (START_OFFSET_MS): room
 # for the encoders' B-frame delay. A source starting at 0 is its own test below.
