@@ -141,6 +141,7 @@ class BenchConfig:
     tools: Tools
     input_path: Path
     hls: bool = False
+    event_loop: str = "auto"
 
 
 @dataclass(frozen=True, slots=True)
@@ -585,7 +586,7 @@ def start_server(
             command += ["--hls-window", str(HLS_WINDOW)]
         else:
             command += ["--no-hls"]  # as nginx-rtmp: no HLS unless asked
-        command += ["--log-level", "warning"]
+        command += ["--event-loop", config.event_loop, "--log-level", "warning"]
         process = children.spawn(command, log_path, env=lpms_env(), cwd=run_dir)
         playlist_base = f"http://127.0.0.1:{http_port}/stream"
     wait_for_port(rtmp_port, process, log_path)
@@ -1239,12 +1240,10 @@ def table_row(result: ServerResult) -> list[str]:
 
 
 def mode_line(config: BenchConfig) -> str:
+    run = f"{config.streams} streams, {config.duration_s:g} s, lpms event loop {config.event_loop}"
     if not config.hls:
-        return f"mode: RTMP relay, no HLS ({config.streams} streams, {config.duration_s:g} s)"
-    return (
-        f"mode: RTMP relay + HLS, {HLS_SEGMENT_S} s segments, {HLS_WINDOW} in a playlist "
-        f"({config.streams} streams, {config.duration_s:g} s)"
-    )
+        return f"mode: RTMP relay, no HLS ({run})"
+    return f"mode: RTMP relay + HLS, {HLS_SEGMENT_S} s segments, {HLS_WINDOW} in a playlist ({run})"
 
 
 def print_table(config: BenchConfig, results: dict[str, ServerResult], cpu_target: float) -> None:
@@ -1398,6 +1397,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         type=float,
         help=f"lpms/nginx CPU target (default {CPU_TARGET_RELAY:g}, with --hls {CPU_TARGET_HLS:g})",
     )
+    parser.add_argument(
+        "--event-loop",
+        choices=("auto", "uvloop", "asyncio"),
+        default="auto",
+        help="lpms serve's --event-loop (default auto: uvloop where installed)",
+    )
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     args = parser.parse_args(argv)
     servers = tuple(s.strip() for s in args.servers.split(",") if s.strip())
@@ -1450,6 +1455,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 tools=tools,
                 input_path=ensure_input(tools.ffmpeg),
                 hls=args.hls,
+                event_loop=args.event_loop,
             )
             for name in config.servers:
                 results[name] = run_server(name, config)

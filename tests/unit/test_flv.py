@@ -30,6 +30,7 @@ from lpms.media.flv import (
     video_dimensions,
 )
 from lpms.media.packet import Codec, CodecConfig, MediaPacket, TrackKind
+from tests.unit.rtmp_client import AVC_CONFIG
 
 FRAME_RATE = 25  # 40 ms a frame: exact in FLV's millisecond timestamps
 FRAME_MS = 1000 // FRAME_RATE
@@ -708,3 +709,30 @@ def test_packets_built_from_scratch_round_trip(packet: MediaPacket) -> None:
     if packet.is_config:
         assert demuxed.config is not None
         assert demuxed.config.extradata == packet.payload
+
+
+@given(
+    first=st.sampled_from([0x17, 0x27, 0x37, 0x14, 0x1C]),
+    packet_type=st.sampled_from([0, 1, 2]),
+    rest=st.binary(max_size=40),
+    sound=st.sampled_from([0xAF, 0xAE, 0x2F]),
+    aac_type=st.sampled_from([0, 1]),
+)
+def test_the_fast_paths_for_common_tags_match_the_general_parser(
+    first: int, packet_type: int, rest: bytes, sound: int, aac_type: int
+) -> None:
+    """AVC frames and AAC frames skip the cursor when the body is bytes; a bytearray
+    takes the general path, which must give the very same packet (or error)."""
+    video = bytes((first, packet_type)) + rest
+    audio = bytes((sound, aac_type)) + rest
+    for body, demux in ((video, "demux_video"), (audio, "demux_audio")):
+        results = []
+        for given_body in (body, bytearray(body)):
+            demuxer = FLVDemuxer()
+            demuxer.demux_video(0, AVC_CONFIG)
+            demuxer.demux_audio(0, b"\xaf\x00\x12\x10")
+            try:
+                results.append(getattr(demuxer, demux)(40, given_body))
+            except MediaError as exc:
+                results.append(str(exc))
+        assert results[0] == results[1]

@@ -135,9 +135,15 @@ _CODEC_FOURCCS: dict[Codec, bytes] = {
 # Codecs whose Enhanced RTMP CodedFrames carry an SI24 composition time.
 _CODECS_WITH_COMPOSITION_TIME = frozenset({Codec.H264, Codec.HEVC})
 _KEY_FRAME_TYPES = frozenset({VideoFrameType.KEY_FRAME, VideoFrameType.GENERATED_KEY_FRAME})
+# The first bytes of the common tags, for the demuxer's fast paths.
+_AVC_KEY_FRAME = VideoFrameType.KEY_FRAME << 4 | VideoCodecId.AVC
+_AVC_INTER_FRAME = VideoFrameType.INTER_FRAME << 4 | VideoCodecId.AVC
+_AVC_FRAME_STARTS = frozenset({_AVC_KEY_FRAME, _AVC_INTER_FRAME})
+_AVC_NALU = int(AVCPacketType.NALU)
 
 # FLV spec E.4.2.1: for AAC, SoundRate is 3 (44 kHz), SoundSize 1, SoundType 1 always.
 _AAC_SOUND_FLAGS = SoundFormat.AAC << 4 | 0x0F
+_AAC_RAW = bytes((_AAC_SOUND_FLAGS, AACPacketType.RAW))
 _LEGACY_SOUND_RATES = (5512, 11025, 22050, 44100)
 
 
@@ -202,6 +208,20 @@ class FLVDemuxer:
         """One AUDIODATA body (FLV spec E.4.2.1) as a packet; audio is always a keyframe."""
         if not body:
             return None
+        if body[:2] == _AAC_RAW and len(body) > 2 and isinstance(body, bytes):
+            # Nearly every audio tag: an AAC frame, read without a cursor.
+            config = self._audio_config
+            return MediaPacket(
+                TrackKind.AUDIO,
+                Codec.AAC,
+                timestamp,
+                timestamp,
+                True,
+                body[2:],
+                False,
+                config if config is not None and config.codec is Codec.AAC else None,
+                _AAC_RAW,
+            )
         tag = _TagCursor(body)
         flags = tag.pull_uint8()
         sound_format = flags >> 4
@@ -237,6 +257,27 @@ class FLVDemuxer:
         """One VIDEODATA body: legacy (FLV spec E.4.3.1) or Enhanced RTMP ExVideoTagHeader."""
         if not body:
             return None
+        first = body[0]
+        if (
+            first in _AVC_FRAME_STARTS
+            and len(body) > 5
+            and body[1] == _AVC_NALU
+            and isinstance(body, bytes)
+        ):
+            # Nearly every video tag: legacy AVC frames, read without a cursor.
+            composition_time = int.from_bytes(body[2:5], "big", signed=True)
+            config = self._video_config
+            return MediaPacket(
+                TrackKind.VIDEO,
+                Codec.H264,
+                timestamp,
+                timestamp + composition_time,
+                first == _AVC_KEY_FRAME,
+                body[5:],
+                False,
+                config if config is not None and config.codec is Codec.H264 else None,
+                body[:5],
+            )
         tag = _TagCursor(body)
         first = tag.pull_uint8()
         if first & IS_EX_HEADER:
@@ -427,11 +468,17 @@ def tag_body(packet: MediaPacket) -> bytes:
     concatenation; others get the plainest header that carries them: legacy AVC/AAC
     tags (what every player reads) and Enhanced RTMP FourCC tags for HEVC, AV1, VP9.
     """
+    return tag_header(packet) + packet.payload
+
+
+def tag_header(packet: MediaPacket) -> bytes:
+    """What goes before ``packet.payload`` in its FLV tag body (empty for script data):
+    senders that write the two pieces out without joining them use this."""
     if packet.flv_header or packet.kind is TrackKind.DATA:
-        return packet.flv_header + packet.payload
+        return packet.flv_header
     if packet.kind is TrackKind.VIDEO:
-        return _video_tag_header(packet) + packet.payload
-    return _audio_tag_header(packet) + packet.payload
+        return _video_tag_header(packet)
+    return _audio_tag_header(packet)
 
 
 def _video_tag_header(packet: MediaPacket) -> bytes:

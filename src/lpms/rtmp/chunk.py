@@ -500,7 +500,9 @@ class ChunkWriter:
         state = self._streams.get(chunk_stream_id)
         if state is None:
             state = self._open_stream(chunk_stream_id)
-        header, continuation = _next_header(state, message, length)
+        header, continuation = _next_header(
+            state, message.type_id, message.timestamp, message.message_stream_id, length
+        )
         chunk_size = self._chunk_size
         if length <= chunk_size:
             return b"".join((header, payload))
@@ -510,6 +512,42 @@ class ChunkWriter:
             parts.append(continuation)
             parts.append(view[offset : offset + chunk_size])
         return b"".join(parts)
+
+    def write_body(
+        self,
+        out: list[bytes | memoryview],
+        chunk_stream_id: int,
+        type_id: int,
+        timestamp: int,
+        message_stream_id: int,
+        prefix: bytes,
+        payload: bytes,
+    ) -> None:
+        """Append to ``out`` the chunks of a message whose body is ``prefix + payload``
+        (an FLV tag header and its media), as pieces that are never joined here: the
+        relay joins everything queued for a peer once, so a packet's bytes are copied
+        once on their way out, not once per layer."""
+        length = len(prefix) + len(payload)
+        if length > MAX_MESSAGE_LENGTH:
+            raise ValueError(f"a {length}-byte message does not fit RTMP's 3-byte length field")
+        state = self._streams.get(chunk_stream_id)
+        if state is None:
+            state = self._open_stream(chunk_stream_id)
+        header, continuation = _next_header(
+            state, type_id, timestamp & _UINT32_MASK, message_stream_id, length
+        )
+        chunk_size = self._chunk_size
+        if length <= chunk_size:
+            out += (header, prefix, payload)
+            return
+        first = chunk_size - len(prefix)
+        if first <= 0:  # a header longer than a chunk: not worth a special case
+            payload = prefix + payload
+            prefix, first = b"", chunk_size
+        view = memoryview(payload)
+        out += (header, prefix, view[:first])
+        for offset in range(first, len(payload), chunk_size):
+            out += (continuation, view[offset : offset + chunk_size])
 
     def _open_stream(self, csid: int) -> _OutStream:
         if not MIN_CHUNK_STREAM_ID <= csid <= MAX_CHUNK_STREAM_ID:
@@ -532,16 +570,15 @@ def _check_message(message: RTMPMessage, length: int) -> None:
         raise ValueError(f"message type {message.type_id} does not fit one byte")
 
 
-def _next_header(state: _OutStream, message: RTMPMessage, length: int) -> tuple[bytes, bytes]:
+def _next_header(
+    state: _OutStream, type_id: int, timestamp: int, message_stream_id: int, length: int
+) -> tuple[bytes, bytes]:
     """The first chunk's header and the continuation chunks' header (spec 5.3.1.2).
 
     Type 0 for a chunk stream's first message, a new message stream ID or a timestamp
     that went backwards (a wrap included); otherwise type 1, 2 or 3, whichever
     carries just what changed. Updates ``state`` to what the peer will remember.
     """
-    timestamp = message.timestamp
-    type_id = message.type_id
-    message_stream_id = message.message_stream_id
     if (
         state.length < 0
         or message_stream_id != state.message_stream_id

@@ -103,7 +103,7 @@ class RTMPConnection:
             max_partial_bytes=self.limits.max_partial_bytes,
         )
         self._writer = ChunkWriter()
-        self._out: list[bytes] = []
+        self._out: list[bytes | memoryview] = []
         self._events: list[Event] = []
         self._streams: dict[int, _MessageStream] = {}
         self._next_stream_id = 1
@@ -134,7 +134,7 @@ class RTMPConnection:
 
     # -- input ---------------------------------------------------------------
 
-    def receive_data(self, data: bytes, now: float) -> list[Event]:
+    def receive_data(self, data: bytes | memoryview, now: float) -> list[Event]:
         """Take bytes from the peer at time ``now``; return what the application must
         act on. ``b""`` goes on parsing what an earlier call left (`input_pending`).
 
@@ -223,17 +223,25 @@ class RTMPConnection:
 
         It may be called early or late; it only acts on what is due.
         """
+        # Asked after every read: plain comparisons, no list to build.
         settings = self.settings
-        deadlines = [
-            self._throttled_until,
-            self._paced_until,
-            None if self._idle_since is None else self._idle_since + settings.idle_timeout,
-        ]
+        when = self._throttled_until
+        paced = self._paced_until
+        if paced is not None and (when is None or paced < when):
+            when = paced
+        if self._idle_since is not None:
+            idle = self._idle_since + settings.idle_timeout
+            if when is None or idle < when:
+                when = idle
         if self._handshake is not None:
-            deadlines.append(self._opened + settings.handshake_timeout)
+            handshake = self._opened + settings.handshake_timeout
+            if when is None or handshake < when:
+                when = handshake
         if self._publishing:
-            deadlines.append(self._last_receive + settings.receive_timeout)
-        return min((d for d in deadlines if d is not None), default=None)
+            receive = self._last_receive + settings.receive_timeout
+            if when is None or receive < when:
+                when = receive
+        return when
 
     def handle_timer(self, now: float) -> None:
         """Act on what is due at ``now``: end a throttle or a pacing pause, or raise
@@ -372,11 +380,17 @@ class RTMPConnection:
             csid = ChunkStreamID.AUDIO
         else:
             csid = ChunkStreamID.DATA
-        body = flv.tag_body(packet) if kind is not TrackKind.DATA else packet.payload
         if timestamp is None:
             timestamp = packet.dts
-        message = RTMPMessage(int(kind), timestamp & 0xFFFFFFFF, message_stream_id, body)
-        self._out.append(self._writer.write(csid, message))
+        self._writer.write_body(
+            self._out,
+            csid,
+            kind,
+            timestamp,
+            message_stream_id,
+            flv.tag_header(packet),
+            packet.payload,
+        )
 
     # -- message handling --------------------------------------------------
 

@@ -126,6 +126,10 @@ class ConnectionTracker:
         self.bytes_sent = metrics.bytes_sent.labels("rtmp")
         self._open: set[RTMPServerProtocol] = set()
         self._per_ip: dict[str, int] = {}
+        # Every connection reads into this one buffer: each read is handed to its
+        # connection (which copies what it keeps) before the loop does the next, so no
+        # read allocates its own 256 KiB as asyncio's plain protocols do.
+        self.receive_buffer = memoryview(bytearray(RECEIVE_BUFFER_SIZE))
 
     def __len__(self) -> int:
         return len(self._open)
@@ -158,7 +162,10 @@ class ConnectionTracker:
         self.metrics.connections_closed.labels("rtmp", reason).inc()
 
 
-class RTMPServerProtocol(asyncio.Protocol):
+RECEIVE_BUFFER_SIZE = 256 << 10  # what asyncio reads at most at once
+
+
+class RTMPServerProtocol(asyncio.BufferedProtocol):
     """One RTMP client connection."""
 
     def __init__(
@@ -215,7 +222,13 @@ class RTMPServerProtocol(asyncio.Protocol):
             return "max_connections_per_ip", settings.max_connections_per_ip
         return None
 
-    def data_received(self, data: bytes) -> None:
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self._tracker.receive_buffer
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.data_received(self._tracker.receive_buffer[:nbytes])
+
+    def data_received(self, data: bytes | memoryview) -> None:
         if self._closing:
             return
         self._tracker.bytes_received.inc(len(data))
@@ -223,7 +236,7 @@ class RTMPServerProtocol(asyncio.Protocol):
             publishing.bytes_in += len(data)
         self._receive(data)
 
-    def _receive(self, data: bytes) -> None:
+    def _receive(self, data: bytes | memoryview) -> None:
         """Hand bytes (or, with ``b""``, the turn to go on parsing) to the connection."""
         try:
             events = self._conn.receive_data(data, self._loop.time())
