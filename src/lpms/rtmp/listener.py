@@ -130,6 +130,36 @@ class ConnectionTracker:
         # connection (which copies what it keeps) before the loop does the next, so no
         # read allocates its own 256 KiB as asyncio's plain protocols do.
         self.receive_buffer = memoryview(bytearray(RECEIVE_BUFFER_SIZE))
+        # Players with packets to write. A publisher's read ends by writing to them
+        # at once, in the same loop iteration; outside one, a callback soon does.
+        self._to_drain: list[RTMPServerProtocol] = []
+        self._reading = False
+        self._drain_soon: asyncio.Handle | None = None
+
+    def drain_later(self, player: RTMPServerProtocol) -> None:
+        """``player`` has packets queued: write them after the current read."""
+        self._to_drain.append(player)
+        if not self._reading and self._drain_soon is None:
+            self._drain_soon = asyncio.get_running_loop().call_soon(self.drain)
+
+    def reading(self) -> None:
+        """A publisher's bytes are being handled: its players are drained by `drain`
+        when that is done, not by a callback of their own."""
+        self._reading = True
+
+    def drain(self) -> None:
+        """Write what every waiting player has queued (one write each)."""
+        self._reading = False
+        if self._drain_soon is not None:
+            self._drain_soon.cancel()
+            self._drain_soon = None
+        players, self._to_drain = self._to_drain, []
+        for player in players:
+            try:
+                player.drain_players()
+            except Exception as exc:  # one player's fault must not end the publisher's read
+                log.error("internal error writing to %s", player.peer, exc_info=exc)
+                player.fail_internally(exc)
 
     def __len__(self) -> int:
         return len(self._open)
@@ -238,15 +268,20 @@ class RTMPServerProtocol(asyncio.BufferedProtocol):
 
     def _receive(self, data: bytes | memoryview) -> None:
         """Hand bytes (or, with ``b""``, the turn to go on parsing) to the connection."""
+        tracker = self._tracker
+        tracker.reading()
         try:
-            events = self._conn.receive_data(data, self._loop.time())
-        except RTMPProtocolError as exc:
-            self._fail(str(exc), exc.label)
-            return
-        self._pending.extend(events)
-        self._process_events()
-        self._flush()
-        self._update_reading()
+            try:
+                events = self._conn.receive_data(data, self._loop.time())
+            except RTMPProtocolError as exc:
+                self._fail(str(exc), exc.label)
+                return
+            self._pending.extend(events)
+            self._process_events()
+            self._flush()
+            self._update_reading()
+        finally:
+            tracker.drain()
 
     def _go_on_parsing(self) -> None:
         self._parse_scheduled = False
@@ -323,7 +358,7 @@ class RTMPServerProtocol(asyncio.BufferedProtocol):
 
     def resume_writing(self) -> None:
         self._write_paused = False
-        self._drain_players()
+        self.drain_players()
 
     # -- event handling ----------------------------------------------------
 
@@ -357,9 +392,10 @@ class RTMPServerProtocol(asyncio.BufferedProtocol):
         self._busy = False
         if self._closing:
             return
-        if not task.cancelled() and task.exception() is not None:
-            log.error("internal error on %s", self.peer, exc_info=task.exception())
-            self._fail(f"internal error: {task.exception()!r}", "internal_error")
+        exc = None if task.cancelled() else task.exception()
+        if exc is not None:
+            log.error("internal error on %s", self.peer, exc_info=exc)
+            self.fail_internally(exc)
             return
         self._process_events()
         self._flush()
@@ -452,9 +488,10 @@ class RTMPServerProtocol(asyncio.BufferedProtocol):
         # Packets that arrive in one read are written in one go.
         if not self._drain_scheduled and not self._closing:
             self._drain_scheduled = True
-            self._loop.call_soon(self._drain_players)
+            self._tracker.drain_later(self)
 
-    def _drain_players(self) -> None:
+    def drain_players(self) -> None:
+        """Write every packet the players on this connection have queued."""
         self._drain_scheduled = False
         if self._closing:
             return
@@ -492,6 +529,9 @@ class RTMPServerProtocol(asyncio.BufferedProtocol):
                 for playing in self._playing.values():
                     playing.subscription.stream.bytes_out += size
                     break  # a connection plays one stream (two are rare): count it once
+
+    def fail_internally(self, exc: BaseException) -> None:
+        self._fail(f"internal error: {exc!r}", "internal_error")
 
     def _kicked(self) -> None:
         """The operator cut this connection off (the API's kick)."""
