@@ -36,7 +36,8 @@ typecheck: dev
 	$(BIN)/mypy
 
 # Three tiers: unit (sans-IO and pure code, seconds), integration (real encoding and
-# muxing with PyAV, the CLI in subprocesses), e2e (the real server, real clients).
+# muxing with PyAV, the CLI in subprocesses, the fuzz suite), e2e (the real server,
+# real clients).
 unit: dev
 	$(BIN)/pytest tests/unit -q
 

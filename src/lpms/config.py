@@ -129,7 +129,8 @@ class Settings:
     http_port: int = DEFAULT_HTTP_PORT
     """HTTP port: HLS, the status page, /api and /metrics (0: any free port)."""
     workdir: str | None = None
-    """Directory for recordings (``hls.record``). Not set: nothing is written to disk."""
+    """Directory for recordings (``hls.record``) and live HLS segments. Not set: live
+    segments go to a private temporary directory, removed when the server stops."""
     max_streams: int = 1000
     """Live streams at once; one more publish is refused."""
     max_players_per_stream: int = 1000

@@ -99,7 +99,8 @@ _SETTING_FLAGS: tuple[tuple[str, str, str, dict[str, Any]], ...] = (
     (
         "--workdir",
         "workdir",
-        "directory for recordings (needed by --record; default: none)",
+        "directory for recordings (needed by --record) and live HLS segments "
+        "(default: a private temporary directory)",
         {"metavar": "DIR"},
     ),
     (
