@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import sys
 import urllib.request
 
 import pytest
 
 from tests.e2e.conftest import ClipFile, play, publish
-from tests.e2e.test_shutdown import EXIT_WITHIN_S, STARTUP_WITHIN_S, free_port, listening
+from tests.e2e.test_shutdown import EXIT_WITHIN_S, start_serve
 
 pytestmark = pytest.mark.e2e
 
@@ -32,20 +31,9 @@ async def test_serve_relays_and_segments_on_each_event_loop(
     clip12: ClipFile, event_loop: str
 ) -> None:
     pytest.importorskip(event_loop)
-    rtmp_port, http_port = free_port(), free_port()
-    server = await asyncio.create_subprocess_exec(
-        *(sys.executable, "-m", "lpms", "serve", "--host", "127.0.0.1"),
-        *("--rtmp-port", str(rtmp_port), "--http-port", str(http_port)),
-        *("--event-loop", event_loop),
-        stderr=asyncio.subprocess.PIPE,
-    )
+    server, rtmp_port, http_port = await start_serve("--event-loop", event_loop)
     try:
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + STARTUP_WITHIN_S
-        while not await listening(rtmp_port):
-            assert loop.time() < deadline, "lpms serve did not start listening"
-            assert server.returncode is None, "lpms serve exited at start"
-            await asyncio.sleep(0.1)
         url = f"rtmp://127.0.0.1:{rtmp_port}/stream/loop"
         publisher = asyncio.create_task(publish(url, clip12))
         playlist = f"http://127.0.0.1:{http_port}/stream/loop.m3u8"

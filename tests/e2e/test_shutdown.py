@@ -45,25 +45,36 @@ async def listening(port: int) -> bool:
     return True
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
-async def test_signal_during_publish_leaves_a_complete_recording(
-    tmp_path: Path, clip12: ClipFile, signum: signal.Signals
-) -> None:
+async def start_serve(*flags: str) -> tuple[asyncio.subprocess.Process, int, int]:
+    """`lpms serve` on free loopback ports with ``flags``, once it listens for RTMP:
+    the process (stderr piped) and its RTMP and HTTP ports."""
     rtmp_port, http_port = free_port(), free_port()
     server = await asyncio.create_subprocess_exec(
         *(sys.executable, "-m", "lpms", "serve", "--host", "127.0.0.1"),
         *("--rtmp-port", str(rtmp_port), "--http-port", str(http_port)),
-        *("--record", "--workdir", str(tmp_path)),
+        *flags,
         stderr=asyncio.subprocess.PIPE,
     )
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + STARTUP_WITHIN_S
+    while not await listening(rtmp_port):
+        if loop.time() >= deadline or server.returncode is not None:
+            if server.returncode is None:
+                server.kill()
+            await server.wait()
+            raise AssertionError("lpms serve did not start listening")
+        await asyncio.sleep(0.1)
+    return server, rtmp_port, http_port
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+async def test_signal_during_publish_leaves_a_complete_recording(
+    tmp_path: Path, clip12: ClipFile, signum: signal.Signals
+) -> None:
+    server, rtmp_port, _ = await start_serve("--record", "--workdir", str(tmp_path))
     publisher: asyncio.Task[int] | None = None
     try:
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + STARTUP_WITHIN_S
-        while not await listening(rtmp_port):
-            assert loop.time() < deadline, "lpms serve did not start listening"
-            assert server.returncode is None, "lpms serve exited at start"
-            await asyncio.sleep(0.1)
         publisher = asyncio.create_task(
             publish(f"rtmp://127.0.0.1:{rtmp_port}/stream/shut", clip12)
         )
