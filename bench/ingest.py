@@ -141,7 +141,7 @@ class BenchConfig:
     tools: Tools
     input_path: Path
     hls: bool = False
-    event_loop: str = "auto"
+    event_loop: str = "asyncio"
 
 
 @dataclass(frozen=True, slots=True)
@@ -1399,9 +1399,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--event-loop",
-        choices=("auto", "uvloop", "asyncio"),
-        default="auto",
-        help="lpms serve's --event-loop (default auto: uvloop where installed)",
+        choices=("asyncio", "uvloop", "auto"),
+        default="asyncio",
+        help="lpms serve's --event-loop (default asyncio, as lpms serve's own)",
     )
     parser.add_argument(
         "--rounds",

@@ -65,7 +65,7 @@ DEFAULT_RTMP_PORT = 1935
 DEFAULT_HTTP_PORT = 8000
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("text", "json")
-EVENT_LOOPS = ("auto", "uvloop", "asyncio")
+EVENT_LOOPS = ("asyncio", "uvloop", "auto")
 ENV_PREFIX = "LPMS_"
 
 
@@ -138,10 +138,12 @@ class Settings:
     shutdown_timeout: float = 5.0
     """Seconds a shutdown (SIGINT, SIGTERM) waits for clients to close, once playlists
     are ended and recordings flushed."""
-    event_loop: str = "auto"
-    """The event loop `lpms serve` runs on: uvloop (``pip install 'lpms[fast]'``),
-    asyncio, or auto: uvloop where it is installed. A Python application embedding
-    `LPMS` runs it on its own loop."""
+    event_loop: str = "asyncio"
+    """The event loop `lpms serve` runs on: asyncio, uvloop (``pip install
+    'lpms[uvloop]'``), or auto: uvloop where it is installed. bench/ingest.py found no
+    CPU gain from uvloop for the relay (0.47 against 0.44 % of a core per stream), so
+    asyncio's own is the default. A Python application embedding `LPMS` runs it on
+    its own loop."""
     rtmp: ListenerSettings = field(default_factory=ListenerSettings)
     stream: StreamLimits = field(default_factory=StreamLimits)
     hls: HLSSettings = field(default_factory=HLSSettings)

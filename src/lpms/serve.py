@@ -158,7 +158,7 @@ _SETTING_FLAGS: tuple[tuple[str, str, str, dict[str, Any]], ...] = (
     (
         "--event-loop",
         "event_loop",
-        f"uvloop, asyncio, or auto: uvloop where installed (default {_default('event_loop')})",
+        f"asyncio, uvloop, or auto: uvloop where installed (default {_default('event_loop')})",
         {"choices": EVENT_LOOPS},
     ),
     ("--log-level", "log.level", f"default {_default('log.level')}", {"choices": LOG_LEVELS}),
@@ -241,7 +241,7 @@ def event_loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] |
     except ImportError:
         if choice == "uvloop":
             raise ConfigError(
-                "event_loop is uvloop, but uvloop is not installed: pip install 'lpms[fast]'"
+                "event_loop is uvloop, but uvloop is not installed: pip install 'lpms[uvloop]'"
             ) from None
         return None
     factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop

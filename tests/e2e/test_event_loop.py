@@ -1,6 +1,6 @@
-"""`lpms serve` on each event loop it offers: uvloop (the `fast` extra, chosen when
-installed) and asyncio's own. The same FFmpeg publisher and player, the same HLS
-playlist, the same clean shutdown on SIGTERM."""
+"""`lpms serve` on each event loop it offers: asyncio's own (the default) and uvloop
+(the `uvloop` extra). The same FFmpeg publisher and player, the same HLS playlist,
+the same clean shutdown on SIGTERM."""
 
 from __future__ import annotations
 
