@@ -26,7 +26,7 @@ from lpms.config import (
     to_toml,
 )
 from lpms.errors import ConfigError, LPMSError
-from lpms.logs import configure_logging, log_event
+from lpms.logs import configure_logging
 from lpms.transcode.accel import Accel, check_accel
 
 log = logging.getLogger("lpms")
@@ -277,5 +277,4 @@ async def _serve(settings: Settings) -> None:
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop, signum)
-    log_event(log, logging.INFO, "event loop", name=type(loop).__module__.split(".")[0])
     await server.serve()

@@ -292,11 +292,12 @@ class LPMS:
         self.webhooks.start()
         self._housekeeping = asyncio.get_running_loop().create_task(self._keep_house())
         log.info(
-            "listening: rtmp://%s:%d  http://%s:%d",
+            "listening: rtmp://%s:%d  http://%s:%d  (event loop: %s)",
             settings.host,
             self.rtmp_port,
             settings.host,
             self.http_port,
+            type(asyncio.get_running_loop()).__module__.split(".")[0],
         )
 
     async def serve(self) -> None:

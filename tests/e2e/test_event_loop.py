@@ -52,7 +52,7 @@ async def test_serve_relays_and_segments_on_each_event_loop(
             await server.wait()
     log = stderr.decode()
     assert server.returncode == 0, log
-    assert f"event loop name={event_loop}" in log
+    assert f"(event loop: {event_loop})" in log
     assert received.error is None
     clip_video = [p.payload for p in clip12.clip.of_kind("video")]
     video = [p.payload for p in received.of_kind("video")]
