@@ -5,6 +5,8 @@ machine as on a busy one."""
 
 from __future__ import annotations
 
+import dataclasses
+
 from lpms.rtmp import amf0
 from lpms.rtmp.chunk import ChunkReader, ChunkWriter, RTMPMessage
 from lpms.rtmp.connection import RTMPConnection
@@ -34,15 +36,9 @@ def server_connection(
     """A connection at time 0 whose parsing costs nothing unless ``clock`` says so."""
     settings = settings or ListenerSettings()
     if limits is not None:
-        settings = ListenerSettings(
-            **{**_fields(settings), "connection": limits},
-        )
+        settings = dataclasses.replace(settings, connection=limits)
     clock = clock or FakeClock()
     return RTMPConnection(settings, now=clock.now, cpu_clock=clock.cpu)
-
-
-def _fields(settings: ListenerSettings) -> dict[str, object]:
-    return {name: getattr(settings, name) for name in settings.__dataclass_fields__}
 
 
 # An AVC sequence header (320x240 High profile SPS/PPS) and a keyframe NALU.

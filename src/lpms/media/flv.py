@@ -210,7 +210,6 @@ class FLVDemuxer:
             return None
         if body[:2] == _AAC_RAW and len(body) > 2 and isinstance(body, bytes):
             # Nearly every audio tag: an AAC frame, read without a cursor.
-            config = self._audio_config
             return MediaPacket(
                 TrackKind.AUDIO,
                 Codec.AAC,
@@ -219,7 +218,7 @@ class FLVDemuxer:
                 True,
                 body[2:],
                 False,
-                config if config is not None and config.codec is Codec.AAC else None,
+                _matching(self._audio_config, Codec.AAC),
                 _AAC_RAW,
             )
         tag = _TagCursor(body)
@@ -266,7 +265,6 @@ class FLVDemuxer:
         ):
             # Nearly every video tag: legacy AVC frames, read without a cursor.
             composition_time = int.from_bytes(body[2:5], "big", signed=True)
-            config = self._video_config
             return MediaPacket(
                 TrackKind.VIDEO,
                 Codec.H264,
@@ -275,7 +273,7 @@ class FLVDemuxer:
                 first == _AVC_KEY_FRAME,
                 body[5:],
                 False,
-                config if config is not None and config.codec is Codec.H264 else None,
+                _matching(self._video_config, Codec.H264),
                 body[:5],
             )
         tag = _TagCursor(body)

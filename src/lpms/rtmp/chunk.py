@@ -494,23 +494,17 @@ class ChunkWriter:
 
     def write(self, chunk_stream_id: int, message: RTMPMessage) -> bytes:
         """The chunks that carry ``message`` on ``chunk_stream_id``."""
-        payload = message.payload
-        length = len(payload)
-        _check_message(message, length)
-        state = self._streams.get(chunk_stream_id)
-        if state is None:
-            state = self._open_stream(chunk_stream_id)
-        header, continuation = _next_header(
-            state, message.type_id, message.timestamp, message.message_stream_id, length
+        _check_message(message, len(message.payload))
+        parts: list[bytes | memoryview] = []
+        self.write_body(
+            parts,
+            chunk_stream_id,
+            message.type_id,
+            message.timestamp,
+            message.message_stream_id,
+            b"",
+            message.payload,
         )
-        chunk_size = self._chunk_size
-        if length <= chunk_size:
-            return b"".join((header, payload))
-        view = memoryview(payload)
-        parts: list[bytes | memoryview] = [header, view[:chunk_size]]
-        for offset in range(chunk_size, length, chunk_size):
-            parts.append(continuation)
-            parts.append(view[offset : offset + chunk_size])
         return b"".join(parts)
 
     def write_body(

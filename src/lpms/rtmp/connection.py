@@ -270,9 +270,7 @@ class RTMPConnection:
         """Whether the owner should read from the peer now: not while input is left to
         parse, a throttle or a pacing pause runs (`get_timer` says when they end)."""
         return (
-            not self._input_pending
-            and self._throttled_until is None
-            and (self._paced_until is None)
+            not self._input_pending and self._throttled_until is None and self._paced_until is None
         )
 
     @property
