@@ -11,7 +11,7 @@ import urllib.request
 import pytest
 
 from tests.e2e.conftest import ClipFile, play, publish
-from tests.e2e.test_shutdown import EXIT_WITHIN_S, start_serve
+from tests.e2e.test_shutdown import serving, stop
 
 pytestmark = pytest.mark.e2e
 
@@ -31,8 +31,7 @@ async def test_serve_relays_and_segments_on_each_event_loop(
     clip12: ClipFile, event_loop: str
 ) -> None:
     pytest.importorskip(event_loop)
-    server, rtmp_port, http_port = await start_serve("--event-loop", event_loop)
-    try:
+    async with serving("--event-loop", event_loop) as (server, rtmp_port, http_port):
         loop = asyncio.get_running_loop()
         url = f"rtmp://127.0.0.1:{rtmp_port}/stream/loop"
         publisher = asyncio.create_task(publish(url, clip12))
@@ -44,13 +43,7 @@ async def test_serve_relays_and_segments_on_each_event_loop(
             await asyncio.sleep(0.1)
         received = await play(url)
         await asyncio.wait_for(publisher, 60)
-        server.send_signal(signal.SIGTERM)
-        _, stderr = await asyncio.wait_for(server.communicate(), EXIT_WITHIN_S)
-    finally:
-        if server.returncode is None:
-            server.kill()
-            await server.wait()
-    log = stderr.decode()
+        log = await stop(server, signal.SIGTERM)
     assert server.returncode == 0, log
     assert f"(event loop: {event_loop})" in log
     assert received.error is None

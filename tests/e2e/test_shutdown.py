@@ -7,6 +7,8 @@ import asyncio
 import signal
 import socket
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import m3u8
@@ -45,9 +47,11 @@ async def listening(port: int) -> bool:
     return True
 
 
-async def start_serve(*flags: str) -> tuple[asyncio.subprocess.Process, int, int]:
+@asynccontextmanager
+async def serving(*flags: str) -> AsyncIterator[tuple[asyncio.subprocess.Process, int, int]]:
     """`lpms serve` on free loopback ports with ``flags``, once it listens for RTMP:
-    the process (stderr piped) and its RTMP and HTTP ports."""
+    the process (stderr piped) and its RTMP and HTTP ports; killed on the way out if
+    the test did not stop it."""
     rtmp_port, http_port = free_port(), free_port()
     server = await asyncio.create_subprocess_exec(
         *(sys.executable, "-m", "lpms", "serve", "--host", "127.0.0.1"),
@@ -55,25 +59,32 @@ async def start_serve(*flags: str) -> tuple[asyncio.subprocess.Process, int, int
         *flags,
         stderr=asyncio.subprocess.PIPE,
     )
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + STARTUP_WITHIN_S
-    while not await listening(rtmp_port):
-        if loop.time() >= deadline or server.returncode is not None:
-            if server.returncode is None:
-                server.kill()
+    try:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + STARTUP_WITHIN_S
+        while not await listening(rtmp_port):
+            assert loop.time() < deadline, "lpms serve did not start listening"
+            assert server.returncode is None, "lpms serve exited at start"
+            await asyncio.sleep(0.1)
+        yield server, rtmp_port, http_port
+    finally:
+        if server.returncode is None:
+            server.kill()
             await server.wait()
-            raise AssertionError("lpms serve did not start listening")
-        await asyncio.sleep(0.1)
-    return server, rtmp_port, http_port
+
+
+async def stop(server: asyncio.subprocess.Process, signum: signal.Signals) -> str:
+    """Send ``signum`` and wait (bounded) for the server to exit; what it logged."""
+    server.send_signal(signum)
+    _, stderr = await asyncio.wait_for(server.communicate(), EXIT_WITHIN_S)
+    return stderr.decode()
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 async def test_signal_during_publish_leaves_a_complete_recording(
     tmp_path: Path, clip12: ClipFile, signum: signal.Signals
 ) -> None:
-    server, rtmp_port, _ = await start_serve("--record", "--workdir", str(tmp_path))
-    publisher: asyncio.Task[int] | None = None
-    try:
+    async with serving("--record", "--workdir", str(tmp_path)) as (server, rtmp_port, _):
         loop = asyncio.get_running_loop()
         publisher = asyncio.create_task(
             publish(f"rtmp://127.0.0.1:{rtmp_port}/stream/shut", clip12)
@@ -85,20 +96,13 @@ async def test_signal_during_publish_leaves_a_complete_recording(
 
         await wait_until(two_segments, 15, "two recorded segments")
         started = loop.time()
-        server.send_signal(signum)
-        _, stderr = await asyncio.wait_for(server.communicate(), EXIT_WITHIN_S)
+        log = await stop(server, signum)
         took = loop.time() - started
-    finally:
-        if server.returncode is None:
-            server.kill()
-            await server.wait()
-    log = stderr.decode()
     assert server.returncode == 0, log
     assert took < EXIT_WITHIN_S
     assert f"{signum.name}: shutting down" in log
     assert "server stopped" in log
     # The publisher is disconnected (FFmpeg reports the cut as an error), not left hanging.
-    assert publisher is not None
     done, _ = await asyncio.wait([publisher], timeout=15)
     assert publisher in done
     publisher.exception()  # retrieved: the cut-off is expected
