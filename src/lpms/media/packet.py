@@ -11,6 +11,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from lpms.records import record
+
 
 class TrackKind(enum.IntEnum):
     """What a packet carries; the values are the RTMP message type IDs for each."""
@@ -51,7 +53,7 @@ class CodecConfig:
     channels: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class MediaPacket:
     """One access unit (or one config/metadata record) on one track.
 

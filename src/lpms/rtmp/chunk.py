@@ -17,17 +17,18 @@ emits forms every reader we know agrees on:
   FFmpeg and nginx-rtmp do, as long as it does not contradict the message in
   progress; one that does is a protocol error.
 
-The reader parses lazily: `next_message` stops right after one complete message, so
-the caller can apply a Set Chunk Size before the chunks that follow it are read.
+The reader parses lazily: `read_messages` stops right after a control message (and
+`next_message` after any one message), so the caller can apply a Set Chunk Size
+before the chunks that follow it are read.
 """
 
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
 from typing import NoReturn
 
 from lpms.errors import RTMPProtocolError
+from lpms.records import record
 
 DEFAULT_CHUNK_SIZE = 128  # spec 5.4.1: until a Set Chunk Size says otherwise
 DEFAULT_MAX_CHUNK_SIZE = 1 << 24
@@ -54,8 +55,11 @@ _U32 = struct.Struct(">I")
 _U32_PAIR = struct.Struct(">II")
 _U32_LE = struct.Struct("<I")
 
+# Message types below this are protocol and user control messages (spec 5.4, 6.2).
+_FIRST_NON_CONTROL_TYPE = 8
 
-@dataclass(frozen=True, slots=True)
+
+@record
 class RTMPMessage:
     """One RTMP message (spec 5.3.1.2): what chunks are cut from and joined into."""
 
@@ -114,6 +118,7 @@ class ChunkReader:
         "_chunk_left",
         "_chunk_size",
         "_current",
+        "_error",
         "_max_chunk_size",
         "_max_chunk_streams",
         "_max_message_size",
@@ -147,6 +152,7 @@ class ChunkReader:
         self._partial_bytes = 0
         self._bytes_received = 0
         self._viewing: list[_InStream] = []
+        self._error: RTMPProtocolError | None = None  # raised by the next read
 
     @property
     def chunk_size(self) -> int:
@@ -204,16 +210,40 @@ class ChunkReader:
 
     def next_message(self) -> RTMPMessage | None:
         """The next complete message, or None until more bytes are fed."""
+        messages = self.read_messages(1)
+        return messages[0] if messages else None
+
+    def read_messages(self, limit: int) -> list[RTMPMessage]:
+        """Up to ``limit`` complete messages; fewer when the bytes run out, and none
+        after a control message (types 1-7): the caller applies a Set Chunk Size or
+        an Abort before the chunks that follow it are read.
+
+        A publisher's read holds a run of media messages; parsing them under one
+        view of the buffer, rather than one call each, is most of the saving.
+        """
+        error = self._error
+        if error is not None:
+            raise error
+        messages: list[RTMPMessage] = []
         if self._pos >= len(self._buf):
-            return None
+            return messages
         view = memoryview(self._buf)
         try:
-            return self._parse(view)
+            while (message := self._parse(view)) is not None:
+                messages.append(message)
+                if message.type_id < _FIRST_NON_CONTROL_TYPE or len(messages) >= limit:
+                    break
+        except RTMPProtocolError as exc:
+            if not messages:
+                raise
+            # The messages before the bad chunk are the peer's own: they go out first.
+            self._error = exc
         finally:
             # Slices must not outlive this call: feed() has to grow the buffer.
             if self._viewing:
                 self._materialize_views()
             view.release()
+        return messages
 
     def _parse(self, view: memoryview) -> RTMPMessage | None:
         buf = self._buf

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from lpms.media.packet import MediaPacket
+from lpms.records import record
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +47,7 @@ class PlayRequested:
     query: dict[str, str] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class MediaReceived:
     """An audio, video or data packet from an accepted publisher."""
 
