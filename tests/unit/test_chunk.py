@@ -383,6 +383,39 @@ def test_reader_stops_after_each_message() -> None:
     assert reader.buffered_bytes == len(data) - 44
 
 
+def test_read_messages_stops_after_a_control_message() -> None:
+    """Media comes in runs; a Set Chunk Size ends one, so the caller can apply it
+    before the chunks after it are parsed."""
+    writer = ChunkWriter()
+    media = [RTMPMessage(AUDIO, 20 * i, 1, pattern(50, i)) for i in range(3)]
+    big = RTMPMessage(VIDEO, 100, 1, pattern(5000))
+    change = RTMPMessage(SET_CHUNK_SIZE, 0, 0, struct.pack(">I", 4096))
+    data = b"".join(writer.write(4, m) for m in media) + writer.write(2, change)
+    writer.chunk_size = 4096
+    data += writer.write(6, big)
+    reader = ChunkReader()
+    reader.feed(data)
+    assert reader.read_messages(2) == media[:2]
+    assert reader.read_messages(16) == [media[2], change]
+    reader.chunk_size = 4096
+    assert reader.read_messages(16) == [big]
+    assert reader.read_messages(16) == []
+    assert reader.buffered_bytes == 0
+
+
+def test_read_messages_hands_over_what_came_before_a_bad_chunk_then_raises() -> None:
+    writer = ChunkWriter()
+    good = [RTMPMessage(AUDIO, 20 * i, 1, pattern(50, i)) for i in range(3)]
+    bad = type1(9, 0, 10, AUDIO)  # a chunk stream may not open with a type 1 header
+    reader = ChunkReader()
+    reader.feed(b"".join(writer.write(4, m) for m in good) + bad)
+    assert reader.read_messages(16) == good
+    with pytest.raises(RTMPProtocolError, match="must be type 0"):
+        reader.read_messages(16)
+    with pytest.raises(RTMPProtocolError, match="must be type 0"):
+        reader.next_message()  # the connection is broken for good
+
+
 def test_interleaved_chunk_streams() -> None:
     video = pattern(300, 1)
     audio = pattern(200, 2)
@@ -628,9 +661,13 @@ messages = st.builds(
 @given(
     st.lists(st.tuples(csids, messages, st.sampled_from([None, 1, 7, 128, 4096])), max_size=12),
     st.lists(st.integers(1, 700), max_size=8),
+    st.sampled_from([1, 3, 16]),
 )
-def test_round_trip(plan: list[tuple[int, RTMPMessage, int | None]], feed_sizes: list[int]) -> None:
-    """Whatever the writer sends, the reader returns, however the bytes arrive."""
+def test_round_trip(
+    plan: list[tuple[int, RTMPMessage, int | None]], feed_sizes: list[int], batch: int
+) -> None:
+    """Whatever the writer sends, the reader returns, however the bytes arrive and
+    however many messages are asked for at once."""
     writer = ChunkWriter()
     reader = ChunkReader()
     # Chunk size changes go out as the messages the reader sees first.
@@ -651,11 +688,14 @@ def test_round_trip(plan: list[tuple[int, RTMPMessage, int | None]], feed_sizes:
         size = next(sizes, len(data))
         reader.feed(data[offset : offset + size])
         offset += size
-        while (message := reader.next_message()) is not None:
-            if message.type_id == SET_CHUNK_SIZE and message.message_stream_id == 0:
-                reader.chunk_size = struct.unpack(">I", message.payload)[0]
-            else:
-                got.append(message)
+        while messages := reader.read_messages(batch):
+            assert len(messages) <= batch
+            for message in messages:
+                if message.type_id == SET_CHUNK_SIZE and message.message_stream_id == 0:
+                    assert message is messages[-1]  # a control message ends a batch
+                    reader.chunk_size = struct.unpack(">I", message.payload)[0]
+                else:
+                    got.append(message)
     assert got == expected
     assert reader.buffered_bytes == 0
 
@@ -688,8 +728,8 @@ def test_garbage_after_valid_chunks(plan: list[tuple[int, RTMPMessage]], junk: b
     got = []
     try:
         reader.feed(data + junk)
-        while (message := reader.next_message()) is not None:
-            got.append(message)
+        while messages := reader.read_messages(16):
+            got += messages
     except RTMPProtocolError:
         pass
     assert got[: len(plan)] == [m for _, m in plan]

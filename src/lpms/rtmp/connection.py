@@ -179,15 +179,18 @@ class RTMPConnection:
         budget_left = settings.max_parse_cpu - self._window_spent
         stop_at = started + min(settings.parse_slice, budget_left)
         reader = self._reader
-        handled = 0
+        unclocked = 0  # messages handled since the clock was last read
         pending = False
         try:
-            while (message := reader.next_message()) is not None:
-                self._handle_message(message)
-                handled += 1
-                if handled % _CLOCK_EVERY == 0 and clock() >= stop_at:
-                    pending = reader.unparsed_bytes > 0
-                    break
+            while batch := reader.read_messages(_CLOCK_EVERY):
+                for message in batch:
+                    self._handle_message(message)
+                unclocked += len(batch)
+                if unclocked >= _CLOCK_EVERY:
+                    unclocked = 0
+                    if clock() >= stop_at:
+                        pending = reader.unparsed_bytes > 0
+                        break
         finally:
             self._input_pending = pending
             self._window_spent += clock() - started
