@@ -239,6 +239,8 @@ class Stream:
         self._gop: list[MediaPacket] = []
         self._gop_bytes = 0
         self._gop_overflowed = False
+        self._max_gop_packets = self.limits.max_gop_packets
+        self._max_gop_bytes = self.limits.max_gop_bytes
         self._subscribers: list[Subscription] = []
         self._end_callbacks: list[Callable[[Stream], None]] = []
 
@@ -284,69 +286,62 @@ class Stream:
     # -- publisher side ----------------------------------------------------
 
     def write(self, packet: MediaPacket) -> None:
-        """Take one packet from the publisher and hand it to every subscriber."""
+        """Take one packet from the publisher and hand it to every subscriber.
+
+        Every published packet passes here, so the common cases (video and audio
+        frames) are handled inline rather than through a helper each."""
         if self.ended:
             return
         packet = self.timestamp_repairs.repair(packet)
         self.packets_in += 1
         size = len(packet.payload)
         self.bytes_in += size
-        if not packet.is_config:
-            kind = packet.kind
-            if kind is _VIDEO:
-                self.video_meter.add(packet.dts, size)
-            elif kind is _AUDIO:
-                self.audio_meter.add(packet.dts, size)
-        self._remember(packet)
-        for subscriber in self._subscribers:
-            subscriber._offer(packet)
-
-    def _remember(self, packet: MediaPacket) -> None:
         kind = packet.kind
         if packet.is_config:
-            if kind is TrackKind.VIDEO:
-                self.video_config = packet
-                self.has_video = True
-            elif kind is TrackKind.AUDIO:
-                self.audio_config = packet
-                self.has_audio = True
-            else:
-                self.metadata = packet
-            return
-        if kind is TrackKind.VIDEO:
+            self._remember_config(packet)
+        elif kind is _VIDEO:
+            self.video_meter.add(packet.dts, size)
             self.has_video = True
             if packet.keyframe:
                 self._gop.clear()
                 self._gop_bytes = 0
                 self._gop_overflowed = False
-            elif not self._gop:
-                return  # no keyframe seen yet: nothing a new player could decode
-        elif kind is TrackKind.AUDIO:
+                self._append_gop(packet, size)
+            elif self._gop:
+                self._append_gop(packet, size)
+            # else: no keyframe seen yet, nothing a new player could decode
+        elif kind is _AUDIO:
+            self.audio_meter.add(packet.dts, size)
             self.has_audio = True
-            if not self.has_video:
-                return  # audio-only: players start live, there is no GOP to replay
-            if not self._gop:
-                return
-        else:
-            return  # other data messages are live-only
-        self._append_gop(packet)
+            if self._gop:  # audio-only streams have no GOP: their players start live
+                self._append_gop(packet, size)
+        # other data messages are live-only
+        for subscriber in self._subscribers:
+            subscriber._offer(packet)
 
-    def _append_gop(self, packet: MediaPacket) -> None:
+    def _remember_config(self, packet: MediaPacket) -> None:
+        kind = packet.kind
+        if kind is _VIDEO:
+            self.video_config = packet
+            self.has_video = True
+        elif kind is _AUDIO:
+            self.audio_config = packet
+            self.has_audio = True
+        else:
+            self.metadata = packet
+
+    def _append_gop(self, packet: MediaPacket, size: int) -> None:
         if self._gop_overflowed:
             return
-        size = len(packet.payload)
-        limits = self.limits
-        if (
-            len(self._gop) >= limits.max_gop_packets
-            or self._gop_bytes + size > limits.max_gop_bytes
-        ):
+        gop = self._gop
+        if len(gop) >= self._max_gop_packets or self._gop_bytes + size > self._max_gop_bytes:
             # A GOP this long cannot be replayed whole; new players wait for the
             # next keyframe instead of starting mid-GOP.
-            self._gop.clear()
+            gop.clear()
             self._gop_bytes = 0
             self._gop_overflowed = True
             return
-        self._gop.append(packet)
+        gop.append(packet)
         self._gop_bytes += size
 
     def end(self) -> None:
