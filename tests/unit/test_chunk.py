@@ -16,6 +16,9 @@ from lpms.rtmp.chunk import (
     ChunkReader,
     ChunkWriter,
     RTMPMessage,
+    _any_header,
+    _next_header,
+    _OutStream,
 )
 
 AUDIO = 8
@@ -319,6 +322,35 @@ def test_writer_never_sends_type3_right_after_type0() -> None:
     # and nginx-rtmp/librtmp (zero), so a type 2 spells it out.
     assert header_types([RTMPMessage(AUDIO, 40 * i, 1, b"a") for i in range(1, 4)]) == [0, 2, 3]
     assert header_types([RTMPMessage(AUDIO, 0, 1, b"a")] * 3) == [0, 2, 3]
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([AUDIO, VIDEO]),
+            st.one_of(st.integers(-50, 100), st.integers(0xFFFFF0, 0x1000010)),
+            st.sampled_from([1, 1, 1, 2]),
+            st.sampled_from([10, 10, 300, 5000]),
+        ),
+        max_size=40,
+    )
+)
+def test_the_writers_common_case_picks_the_headers_the_general_rules_do(
+    plan: list[tuple[int, int, int, int]],
+) -> None:
+    """`_next_header` works out the usual message itself; `_any_header` has every
+    rule. Both must give the same bytes and leave the same state, message after
+    message."""
+    fast, general = _OutStream(6), _OutStream(6)
+    timestamp = 1000
+    for type_id, step, msid, length in plan:
+        timestamp = (timestamp + step) & 0xFFFFFFFF
+        assert _next_header(fast, type_id, timestamp, msid, length) == _any_header(
+            general, type_id, timestamp, msid, length
+        )
+        assert [getattr(fast, n) for n in _OutStream.__slots__] == [
+            getattr(general, n) for n in _OutStream.__slots__
+        ]
 
 
 def test_chunk_streams_are_independent_in_the_writer() -> None:

@@ -266,6 +266,17 @@ class ChunkReader:
                         break
                     pos = self._pos
             left = self._chunk_left
+            if left == stream.length and left <= end - pos and not stream.received:
+                # A whole message in one chunk, all of it here (most audio): no pieces.
+                self._pos = pos + left
+                self._chunk_left = 0
+                self._current = None
+                return RTMPMessage(
+                    stream.type_id,
+                    stream.timestamp,
+                    stream.message_stream_id,
+                    bytes(view[pos : pos + left]),
+                )
             if left:
                 take = end - pos
                 if take <= 0:
@@ -595,6 +606,37 @@ def _check_message(message: RTMPMessage, length: int) -> None:
 
 
 def _next_header(
+    state: _OutStream, type_id: int, timestamp: int, message_stream_id: int, length: int
+) -> tuple[bytes, bytes]:
+    """The first chunk's header and the continuation chunks' header (spec 5.3.1.2).
+
+    The common case, a message on a stream's message stream a little after the last
+    one, is worked out here; a first message, a new message stream, a step back or
+    an extended delta go to `_any_header`.
+    """
+    delta = timestamp - state.timestamp
+    if (
+        not 0 <= delta < EXTENDED_TIMESTAMP
+        or state.length < 0
+        or message_stream_id != state.message_stream_id
+    ):
+        return _any_header(state, type_id, timestamp, message_stream_id, length)
+    basic_headers = state.basic_headers
+    state.timestamp = timestamp
+    if length != state.length or type_id != state.type_id:
+        state.length = length
+        state.type_id = type_id
+        header = basic_headers[1] + ((delta << 32) | (length << 8) | type_id).to_bytes(7, "big")
+    elif state.repeat_ok and delta == state.delta:
+        return basic_headers[3], basic_headers[3]
+    else:
+        header = basic_headers[2] + delta.to_bytes(3, "big")
+    state.delta = delta
+    state.repeat_ok = True
+    return header, basic_headers[3]
+
+
+def _any_header(
     state: _OutStream, type_id: int, timestamp: int, message_stream_id: int, length: int
 ) -> tuple[bytes, bytes]:
     """The first chunk's header and the continuation chunks' header (spec 5.3.1.2).
