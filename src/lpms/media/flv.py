@@ -144,6 +144,10 @@ _AVC_NALU = int(AVCPacketType.NALU)
 # FLV spec E.4.2.1: for AAC, SoundRate is 3 (44 kHz), SoundSize 1, SoundType 1 always.
 _AAC_SOUND_FLAGS = SoundFormat.AAC << 4 | 0x0F
 _AAC_RAW = bytes((_AAC_SOUND_FLAGS, AACPacketType.RAW))
+# The fast paths' enum members, read once: a member looked up through its class
+# costs more than the rest of a fast path's checks.
+_AUDIO, _VIDEO, _DATA = TrackKind.AUDIO, TrackKind.VIDEO, TrackKind.DATA
+_AAC, _H264 = Codec.AAC, Codec.H264
 _LEGACY_SOUND_RATES = (5512, 11025, 22050, 44100)
 
 
@@ -210,15 +214,16 @@ class FLVDemuxer:
             return None
         if body[:2] == _AAC_RAW and len(body) > 2 and isinstance(body, bytes):
             # Nearly every audio tag: an AAC frame, read without a cursor.
+            config = self._audio_config
             return MediaPacket(
-                TrackKind.AUDIO,
-                Codec.AAC,
+                _AUDIO,
+                _AAC,
                 timestamp,
                 timestamp,
                 True,
                 body[2:],
                 False,
-                _matching(self._audio_config, Codec.AAC),
+                config if config is not None and config.codec is _AAC else None,
                 _AAC_RAW,
             )
         tag = _TagCursor(body)
@@ -265,15 +270,16 @@ class FLVDemuxer:
         ):
             # Nearly every video tag: legacy AVC frames, read without a cursor.
             composition_time = int.from_bytes(body[2:5], "big", signed=True)
+            config = self._video_config
             return MediaPacket(
-                TrackKind.VIDEO,
-                Codec.H264,
+                _VIDEO,
+                _H264,
                 timestamp,
                 timestamp + composition_time,
                 first == _AVC_KEY_FRAME,
                 body[5:],
                 False,
-                _matching(self._video_config, Codec.H264),
+                config if config is not None and config.codec is _H264 else None,
                 body[:5],
             )
         tag = _TagCursor(body)
@@ -472,7 +478,7 @@ def tag_body(packet: MediaPacket) -> bytes:
 def tag_header(packet: MediaPacket) -> bytes:
     """What goes before ``packet.payload`` in its FLV tag body (empty for script data):
     senders that write the two pieces out without joining them use this."""
-    if packet.flv_header or packet.kind is TrackKind.DATA:
+    if packet.flv_header or packet.kind is _DATA:
         return packet.flv_header
     if packet.kind is TrackKind.VIDEO:
         return _video_tag_header(packet)

@@ -333,6 +333,12 @@ class ChunkReader:
         first = buf[pos]
         fmt = first >> 6
         csid = first & 0x3F
+        if (fmt == 1 or fmt == 2) and csid > 1:
+            stream = self._streams.get(csid)
+            if stream is not None and not stream.received:
+                started = self._start_relative(stream, fmt, buf, pos, end)
+                if started:
+                    return stream
         off = pos + 1
         if csid < 2:  # spec 5.3.1.1: 0 -> one more byte, 1 -> two more (little-endian)
             if csid == 0:
@@ -392,6 +398,41 @@ class ChunkReader:
         self._current = stream
         self._pos = header_end
         return stream
+
+    def _start_relative(
+        self, stream: _InStream, fmt: int, buf: bytearray, pos: int, end: int
+    ) -> bool:
+        """The usual header of a media message: type 1 or 2, on a known chunk stream
+        with no message in progress, a delta without extension. False, with nothing
+        changed, for anything else (or a header not all in): `_read_header` then
+        applies the general rules."""
+        if fmt == 1:
+            header_end = pos + 8
+            if header_end > end:
+                return False
+            high, low = _U32_PAIR.unpack_from(buf, pos)
+            delta = high & 0xFFFFFF
+            length = low >> 8
+            if delta == EXTENDED_TIMESTAMP or length > self._max_message_size:
+                return False
+            stream.length = length
+            stream.type_id = low & 0xFF
+        else:
+            header_end = pos + 4
+            if header_end > end:
+                return False
+            delta = _U32.unpack_from(buf, pos)[0] & 0xFFFFFF
+            if delta == EXTENDED_TIMESTAMP:
+                return False
+            length = stream.length
+        stream.extended = False
+        stream.delta = delta
+        stream.timestamp = (stream.timestamp + delta) & _UINT32_MASK
+        chunk_size = self._chunk_size
+        self._chunk_left = length if length < chunk_size else chunk_size
+        self._current = stream
+        self._pos = header_end
+        return True
 
     def _open_stream(self, csid: int) -> _InStream:
         if len(self._streams) >= self._max_chunk_streams:

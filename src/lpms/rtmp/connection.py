@@ -74,6 +74,14 @@ _CommandHandler = Callable[["RTMPConnection", int, float, list[AMF0Value]], None
 # How often, in messages, the parse loop reads the CPU clock: cheap enough for a flood
 # of empty messages, fine enough to stop within a few microseconds of the slice.
 _CLOCK_EVERY = 16
+# Plain ints, read once: an enum member looked up through its class costs more than
+# the comparison, on every message.
+_VIDEO_MESSAGE = int(MessageType.VIDEO)
+_MEDIA_MESSAGES = frozenset({_VIDEO_MESSAGE, int(MessageType.AUDIO)})
+_VIDEO_KIND, _AUDIO_KIND = TrackKind.VIDEO, TrackKind.AUDIO
+_VIDEO_CHUNK_STREAM = int(ChunkStreamID.VIDEO)
+_AUDIO_CHUNK_STREAM = int(ChunkStreamID.AUDIO)
+_DATA_CHUNK_STREAM = int(ChunkStreamID.DATA)
 
 
 class RTMPConnection:
@@ -182,9 +190,13 @@ class RTMPConnection:
         unclocked = 0  # messages handled since the clock was last read
         pending = False
         try:
+            handle_media = self._handle_media
             while batch := reader.read_messages(_CLOCK_EVERY):
                 for message in batch:
-                    self._handle_message(message)
+                    if message.type_id in _MEDIA_MESSAGES:
+                        handle_media(message)  # nearly every message: no dispatch
+                    else:
+                        self._handle_message(message)
                 unclocked += len(batch)
                 if unclocked >= _CLOCK_EVERY:
                     unclocked = 0
@@ -375,12 +387,12 @@ class RTMPConnection:
         rebased copy of the packet saves an object per packet per player.
         """
         kind = packet.kind
-        if kind is TrackKind.VIDEO:
-            csid = ChunkStreamID.VIDEO
-        elif kind is TrackKind.AUDIO:
-            csid = ChunkStreamID.AUDIO
+        if kind is _VIDEO_KIND:
+            csid = _VIDEO_CHUNK_STREAM
+        elif kind is _AUDIO_KIND:
+            csid = _AUDIO_CHUNK_STREAM
         else:
-            csid = ChunkStreamID.DATA
+            csid = _DATA_CHUNK_STREAM
         if timestamp is None:
             timestamp = packet.dts
         self._writer.write_body(
@@ -639,7 +651,7 @@ class RTMPConnection:
         if demuxer is None:
             return  # media before publish was accepted, or after it ended: dropped
         try:
-            if message.type_id == MessageType.VIDEO:
+            if message.type_id == _VIDEO_MESSAGE:
                 packet = demuxer.demux_video(message.timestamp, message.payload)
             else:
                 packet = demuxer.demux_audio(message.timestamp, message.payload)
