@@ -142,6 +142,23 @@ def test_a_publishers_reads_are_paced_once_the_publish_is_old_enough() -> None:
     assert client.conn.read_allowed
 
 
+def test_a_read_that_filled_the_buffer_is_followed_at_once() -> None:
+    """A publisher sending more than one buffer per interval (a 4K stream: 256 KiB
+    per 0.2 s is only 10 Mbit/s) must not be held to that: its reads go on while
+    they fill the buffer, and pacing resumes with the first that does not."""
+    clock = FakeClock()
+    client, msid = publishing(clock)
+    clock.now = 5.0
+    frame = client.writer.write(6, RTMPMessage(MessageType.VIDEO, 0, msid, AVC_CONFIG))
+    client.conn.receive_data(frame, clock.now, more_waiting=True)
+    assert client.conn.read_allowed
+    assert client.conn.get_timer() != pytest.approx(5.2)
+    frame = client.writer.write(6, RTMPMessage(MessageType.VIDEO, 40, msid, AVC_KEYFRAME))
+    client.conn.receive_data(frame, clock.now)
+    assert not client.conn.read_allowed
+    assert client.conn.get_timer() == pytest.approx(5.2)
+
+
 def test_reads_are_never_paced_with_read_interval_zero() -> None:
     clock = FakeClock()
     settings = ListenerSettings(read_interval=0.0, read_pacing_after=0.0)

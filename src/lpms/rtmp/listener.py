@@ -256,23 +256,25 @@ class RTMPServerProtocol(asyncio.BufferedProtocol):
         return self._tracker.receive_buffer
 
     def buffer_updated(self, nbytes: int) -> None:
-        self.data_received(self._tracker.receive_buffer[:nbytes])
+        buffer = self._tracker.receive_buffer
+        # A read that filled the buffer most likely left bytes in the kernel.
+        self.data_received(buffer[:nbytes], more_waiting=nbytes == len(buffer))
 
-    def data_received(self, data: bytes | memoryview) -> None:
+    def data_received(self, data: bytes | memoryview, *, more_waiting: bool = False) -> None:
         if self._closing:
             return
         self._tracker.bytes_received.inc(len(data))
         for publishing in self._publishing.values():
             publishing.bytes_in += len(data)
-        self._receive(data)
+        self._receive(data, more_waiting)
 
-    def _receive(self, data: bytes | memoryview) -> None:
+    def _receive(self, data: bytes | memoryview, more_waiting: bool = False) -> None:
         """Hand bytes (or, with ``b""``, the turn to go on parsing) to the connection."""
         tracker = self._tracker
         tracker.reading()
         try:
             try:
-                events = self._conn.receive_data(data, self._loop.time())
+                events = self._conn.receive_data(data, self._loop.time(), more_waiting=more_waiting)
             except RTMPProtocolError as exc:
                 self._fail(str(exc), exc.label)
                 return

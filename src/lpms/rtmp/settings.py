@@ -68,7 +68,8 @@ class ListenerSettings:
     half (bench/ingest.py); SRS merges 350 ms by default. 0 reads as soon as data
     is there. Pacing starts once a publish is ``read_pacing_after`` seconds old: at
     a stream's start, its first players and its first HLS segment are waiting on
-    every byte.
+    every byte. A read that fills the listener's buffer is followed at once, so a
+    publisher sending more than a buffer per interval is never held back by it.
 
     Parsing is fair: one connection parses for at most ``parse_slice`` seconds of
     CPU before the others get the event loop, and one whose bytes take more than
