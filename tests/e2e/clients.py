@@ -42,19 +42,26 @@ class Clip:
 
 
 def make_clip(
-    seconds: float, *, gop_frames: int = 60, audio: bool = True, video: bool = True
+    seconds: float,
+    *,
+    gop_frames: int = 60,
+    audio: bool = True,
+    video: bool = True,
+    size: tuple[int, int] = (CLIP_WIDTH, CLIP_HEIGHT),
+    lossless: bool = False,
 ) -> Clip:
-    """Encode ``seconds`` of test pattern (H.264) and tone (AAC) into FLV."""
+    """Encode ``seconds`` of test pattern (H.264) and tone (AAC) into FLV;
+    ``lossless`` for the bitrate of a 4K camera (tens of Mbit/s) at a small cost."""
     buffer = io.BytesIO()
     out = av.open(buffer, "w", format="flv")
     sources = []
     if video:
         vsrc = av.open(
-            f"testsrc2=size={CLIP_WIDTH}x{CLIP_HEIGHT}:rate={CLIP_FPS}:duration={seconds}",
+            f"testsrc2=size={size[0]}x{size[1]}:rate={CLIP_FPS}:duration={seconds}",
             format="lavfi",
         )
         vout = out.add_stream("libx264", rate=CLIP_FPS)
-        vout.width, vout.height, vout.pix_fmt = CLIP_WIDTH, CLIP_HEIGHT, "yuv420p"
+        vout.width, vout.height, vout.pix_fmt = size[0], size[1], "yuv420p"
         vout.options = {
             "preset": "ultrafast",
             "g": str(gop_frames),
@@ -62,7 +69,10 @@ def make_clip(
             "sc_threshold": "0",
             "bf": "2",
         }
-        vout.bit_rate = 400_000
+        if lossless:
+            vout.options["qp"] = "0"
+        else:
+            vout.bit_rate = 400_000
         sources.append((vsrc, vout))
     if audio:
         asrc = av.open(f"sine=frequency=440:sample_rate=44100:duration={seconds}", format="lavfi")

@@ -11,6 +11,7 @@ import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -27,9 +28,9 @@ class ClipFile:
     path: Path
 
 
-def clip_file(tmp_path_factory: pytest.TempPathFactory, seconds: float, **tracks: bool) -> ClipFile:
+def clip_file(tmp_path_factory: pytest.TempPathFactory, seconds: float, **options: Any) -> ClipFile:
     """A clip encoded once (`make_clip`), also written as an FLV file for publishers."""
-    clip = make_clip(seconds, **tracks)
+    clip = make_clip(seconds, **options)
     path = tmp_path_factory.mktemp("clips") / "clip.flv"
     path.write_bytes(clip.flv)
     return ClipFile(clip, path)

@@ -8,10 +8,12 @@ import itertools
 import pytest
 
 from lpms import LPMS, ListenerSettings, RTMPRequest, Settings, Stream
+from lpms.rtmp.listener import RECEIVE_BUFFER_SIZE
 from tests.e2e.clients import CLIP_HEIGHT, CLIP_WIDTH, Clip, ClipPacket, Received
 from tests.e2e.conftest import (
     ClipFile,
     PublishRefused,
+    clip_file,
     play,
     publish,
     rtmp_url,
@@ -35,7 +37,12 @@ def assert_rising(packets: list[ClipPacket], *, strictly: bool) -> None:
         assert all(b >= a for a, b in pairs), dts
 
 
-def assert_whole_stream_from(received: Received, clip: Clip, first_video_index: int) -> None:
+def assert_whole_stream_from(
+    received: Received,
+    clip: Clip,
+    first_video_index: int,
+    size: tuple[int, int] = (CLIP_WIDTH, CLIP_HEIGHT),
+) -> None:
     """The player got every packet of the clip from a keyframe on, in order."""
     assert received.error is None, received.error
     clip_video = clip.of_kind("video")
@@ -54,7 +61,7 @@ def assert_whole_stream_from(received: Received, clip: Clip, first_video_index: 
     assert [p.pts_ms - p.dts_ms for p in video] == [
         p.pts_ms - p.dts_ms for p in clip_video[first_video_index:]
     ]
-    assert received.video_size == (CLIP_WIDTH, CLIP_HEIGHT)
+    assert received.video_size == size
 
 
 # Read pacing (the default) and reading as soon as data arrives must both relay it all.
@@ -76,6 +83,25 @@ async def test_two_players_get_every_packet(server: LPMS, clip: ClipFile) -> Non
         assert_whole_stream_from(received, clip.clip, 0)
     assert results[0].packets == results[1].packets
     assert "stream/test" not in server.streams
+
+
+async def test_a_publisher_sending_more_than_a_read_per_interval_is_relayed_whole(
+    server: LPMS, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Past read_pacing_after a publisher is read once per read_interval, one
+    receive buffer at a time, unless the read filled the buffer: a 4K camera's
+    bitrate (here lossless 1080p, ~30 Mbit/s) must still go through whole."""
+    big = clip_file(tmp_path_factory, 5.0, size=(1920, 1080), lossless=True, gop_frames=30)
+    settings = server.settings.rtmp
+    per_interval = RECEIVE_BUFFER_SIZE / settings.read_interval  # bytes a second
+    assert len(big.clip.flv) / 5.0 > 1.5 * per_interval  # so the test means something
+    url = rtmp_url(server, "stream/big")
+    publisher = start_publish(url, big)
+    await wait_for_stream(server, "stream/big")
+    player = asyncio.create_task(play(url))
+    assert await asyncio.wait_for(publisher, 60) == len(big.clip.packets)
+    received = await asyncio.wait_for(player, 60)
+    assert_whole_stream_from(received, big.clip, 0, size=(1920, 1080))
 
 
 async def test_late_player_starts_on_keyframe(server: LPMS, clip: ClipFile) -> None:

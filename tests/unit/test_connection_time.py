@@ -142,6 +142,23 @@ def test_a_publishers_reads_are_paced_once_the_publish_is_old_enough() -> None:
     assert client.conn.read_allowed
 
 
+def test_a_paced_publisher_can_be_read_on_a_shared_cadence() -> None:
+    """`paced` tells the owner it may read the publisher on a tick of its own, and
+    `get_timer(pacing=False)` then names only the other deadlines."""
+    clock = FakeClock()
+    client, msid = publishing(clock)
+    assert not client.conn.paced  # its first seconds: read as bytes arrive
+    clock.now = 3.5
+    client.send(6, RTMPMessage(MessageType.VIDEO, 0, msid, AVC_CONFIG))
+    assert client.conn.paced
+    assert client.conn.get_timer() == pytest.approx(3.7)
+    assert client.conn.get_timer(pacing=False) == pytest.approx(3.5 + SETTINGS.receive_timeout)
+    client.conn.handle_timer(3.7)  # the tick's own time: due again exactly then
+    assert client.conn.read_allowed
+    client.command(msid, "deleteStream", 0.0, None, float(msid))
+    assert not client.conn.paced  # a connection that stopped publishing is read as usual
+
+
 def test_a_read_that_filled_the_buffer_is_followed_at_once() -> None:
     """A publisher sending more than one buffer per interval (a 4K stream: 256 KiB
     per 0.2 s is only 10 Mbit/s) must not be held to that: its reads go on while

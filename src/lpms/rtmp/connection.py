@@ -245,8 +245,26 @@ class RTMPConnection:
 
     # -- time ----------------------------------------------------------------
 
-    def get_timer(self) -> float | None:
-        """When `handle_timer` must next be called (None: no timer needed).
+    @property
+    def now(self) -> float:
+        """The latest time the connection was given."""
+        return self._now
+
+    @property
+    def paced(self) -> bool:
+        """A publisher whose reads are paced now (see `ListenerSettings`): its owner
+        may read it on a cadence of ``read_interval`` shared with other paced
+        publishers, and ask `get_timer` for the other deadlines only."""
+        return (
+            self._publishing > 0
+            and self.settings.read_interval > 0
+            and self._now >= self._pace_from
+        )
+
+    def get_timer(self, *, pacing: bool = True) -> float | None:
+        """When `handle_timer` must next be called (None: no timer needed); with
+        ``pacing`` false, leaving out the end of a pacing pause (an owner that reads
+        paced publishers on a cadence of its own).
 
         It may be called early or late; it only acts on what is due.
         """
@@ -254,7 +272,7 @@ class RTMPConnection:
         settings = self.settings
         when = self._throttled_until
         paced = self._paced_until
-        if paced is not None and (when is None or paced < when):
+        if pacing and paced is not None and (when is None or paced < when):
             when = paced
         if self._idle_since is not None:
             idle = self._idle_since + settings.idle_timeout
