@@ -214,7 +214,6 @@ class FLVDemuxer:
             return None
         if body[:2] == _AAC_RAW and len(body) > 2 and isinstance(body, bytes):
             # Nearly every audio tag: an AAC frame, read without a cursor.
-            config = self._audio_config
             return MediaPacket(
                 _AUDIO,
                 _AAC,
@@ -223,7 +222,7 @@ class FLVDemuxer:
                 True,
                 body[2:],
                 False,
-                config if config is not None and config.codec is _AAC else None,
+                _matching(self._audio_config, _AAC),
                 _AAC_RAW,
             )
         tag = _TagCursor(body)
@@ -270,7 +269,6 @@ class FLVDemuxer:
         ):
             # Nearly every video tag: legacy AVC frames, read without a cursor.
             composition_time = int.from_bytes(body[2:5], "big", signed=True)
-            config = self._video_config
             return MediaPacket(
                 _VIDEO,
                 _H264,
@@ -279,7 +277,7 @@ class FLVDemuxer:
                 first == _AVC_KEY_FRAME,
                 body[5:],
                 False,
-                config if config is not None and config.codec is _H264 else None,
+                _matching(self._video_config, _H264),
                 body[:5],
             )
         tag = _TagCursor(body)
