@@ -2,9 +2,10 @@
 
 This is the only module under ``rtmp/`` that does I/O. It passes each connection
 the loop's time and arms the one timer the connection asks for; the timeouts, the
-parse budget and read pacing are the connection's own decisions. Everything it knows about
-streams and permissions it asks of an `RTMPHandler` (the server), so the rules of
-who may publish or play live in one place.
+parse budget and read pacing are the connection's own decisions. Paced publishers
+are read together on one timer (`PacedReads`) rather than each through asyncio.
+Everything it knows about streams and permissions it asks of an `RTMPHandler` (the
+server), so the rules of who may publish or play live in one place.
 """
 
 from __future__ import annotations
@@ -354,7 +355,8 @@ class RTMPServerProtocol(asyncio.BufferedProtocol):
 
     def _update_reading(self) -> None:
         """Read while no request waits on the application and the connection allows
-        it; let it go on parsing after other connections had their turn; arm its timer."""
+        it (a paced publisher through `PacedReads`, the rest through asyncio); let it
+        go on parsing after other connections had their turn; arm its timer."""
         if self._closing or self._transport is None:
             return
         conn = self._conn
