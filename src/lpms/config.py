@@ -36,7 +36,6 @@ import types
 import typing
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from fractions import Fraction
 from functools import cache
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -47,16 +46,16 @@ from lpms.hls.store import HLSSettings
 from lpms.media.stream import StreamLimits
 from lpms.rtmp.settings import ListenerSettings
 from lpms.transcode.accel import Accel
+from lpms.transcode.engines import Engine
 from lpms.transcode.live import TranscodeSettings
 from lpms.transcode.profiles import (
     PRESETS,
-    GOPFrames,
-    GOPSeconds,
     ProfileError,
     VideoProfile,
     load_profiles,
     profile_by_name,
     profile_from_mapping,
+    profile_to_mapping,
 )
 from lpms.webhooks import WebhookSettings
 
@@ -393,6 +392,18 @@ def _parse_accel(raw: object, origin: Origin) -> Accel:
         raise _Invalid(str(exc)) from None
 
 
+def _parse_engine(raw: object, origin: Origin) -> Engine:
+    if isinstance(raw, Engine):
+        return raw
+    if not isinstance(raw, str):
+        raise _Invalid("not a string (quote it)")
+    try:
+        return Engine(raw.strip().lower())
+    except ValueError:
+        choices = ", ".join(e.value for e in Engine)
+        raise _Invalid(f"unknown transcoding engine {raw!r}; choose one of {choices}") from None
+
+
 def _parse_profiles(raw: object, origin: Origin) -> tuple[VideoProfile, ...]:
     try:
         if isinstance(raw, str):
@@ -433,41 +444,12 @@ def _render_profile(profile: VideoProfile) -> str:
     """A preset by name; any other profile as a table of LPMS's JSON profile fields."""
     if PRESETS.get(profile.name) == profile:
         return toml_value(profile.name)
-    fields: dict[str, object] = {
-        "name": profile.name,
-        "width": profile.width,
-        "height": profile.height,
-        "bitrate": profile.bitrate,
-    }
-    if profile.framerate is not None:
-        fields["fps"] = profile.framerate.numerator
-        fields["fpsDen"] = profile.framerate.denominator
-    fields["aspectRatio"] = profile.aspect_ratio
-    if isinstance(profile.gop, GOPFrames):
-        fields["gop"] = f"{profile.gop.frames}f"
-    elif isinstance(profile.gop, GOPSeconds):
-        fields["gop"] = _decimal(profile.gop.seconds, f"GOP of profile {profile.name}")
-    fields["encoder"] = profile.codec.value
-    if profile.h264_profile is not None:
-        fields["profile"] = profile.h264_profile.value
-    fields["preset"] = profile.preset
-    return toml_value(fields)
-
-
-def _decimal(number: Fraction, what: str) -> str:
-    """`number` written exactly in decimal (``"0.5"``), as profile files write GOPs."""
-    digits = 0
-    while (number * 10**digits).denominator != 1:
-        digits += 1
-        if digits > 30:
-            raise ConfigError(f"{what} ({number} s) cannot be written as a decimal number")
-    scaled = number * 10**digits
-    text = str(scaled.numerator).rjust(digits + 1, "0")
-    return f"{text[:-digits]}.{text[-digits:]}" if digits else text
+    return toml_value(profile_to_mapping(profile))
 
 
 CUSTOM_TYPES: dict[object, CustomType[Any]] = {
     Accel: CustomType(_parse_accel, lambda accel: toml_value(accel.value)),
+    Engine: CustomType(_parse_engine, lambda engine: toml_value(engine.value)),
     tuple[VideoProfile, ...]: CustomType(_parse_profiles, _render_profiles),
 }
 """Setting types with a parser of their own, by type hint."""

@@ -16,6 +16,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from lpms.transcode.engines import Engine, FailureReason
+
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
@@ -95,6 +97,34 @@ class Metrics:
             ["profile"],
             registry=registry,
         )
+        self.engine_calls = Counter(
+            "lpms_transcode_engine_calls",
+            "Segments a transcoding engine answered, by engine (local, ray)",
+            ["engine"],
+            registry=registry,
+        )
+        self.engine_failures = Counter(
+            "lpms_transcode_engine_failures",
+            "Segments a transcoding engine gave nothing for, by engine and reason: "
+            "error (the segment), late (past its deadline), worker_lost (its process or "
+            "node died), unreachable (the engine itself is down)",
+            ["engine", "reason"],
+            registry=registry,
+        )
+        self.engine_recreations = Counter(
+            "lpms_transcode_engine_recreations",
+            "Stream sessions made anew after their old one was lost or late",
+            ["engine"],
+            registry=registry,
+        )
+        self.engine_overhead = Histogram(
+            "lpms_transcode_engine_overhead_seconds",
+            "Round trip of a segment call less the transcoding itself: what moving the "
+            "work costs (threads: near 0; Ray: serialization and network)",
+            ["engine"],
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
+            registry=registry,
+        )
         self.segment_write_errors = Counter(
             "lpms_segment_write_errors",
             "HLS segment and playlist files that could not be written (a full disk, "
@@ -106,6 +136,18 @@ class Metrics:
             "How late the event loop ran a timer, at the last check",
             registry=registry,
         )
+
+    # -- EngineObserver (lpms.transcode.engines) ----------------------------------------
+
+    def engine_call(self, engine: Engine, overhead: float) -> None:
+        self.engine_calls.labels(engine.value).inc()
+        self.engine_overhead.labels(engine.value).observe(overhead)
+
+    def engine_failure(self, engine: Engine, reason: FailureReason) -> None:
+        self.engine_failures.labels(engine.value, reason.value).inc()
+
+    def engine_recreated(self, engine: Engine) -> None:
+        self.engine_recreations.labels(engine.value).inc()
 
     def add_collector(self, collector: Collector) -> None:
         self.registry.register(collector)

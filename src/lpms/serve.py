@@ -28,6 +28,7 @@ from lpms.config import (
 from lpms.errors import ConfigError, LPMSError
 from lpms.logs import configure_logging
 from lpms.transcode.accel import Accel, check_accel
+from lpms.transcode.engines import Engine
 
 log = logging.getLogger("lpms")
 
@@ -131,6 +132,21 @@ _SETTING_FLAGS: tuple[tuple[str, str, str, dict[str, Any]], ...] = (
         {"choices": [a.value for a in Accel]},
     ),
     (
+        "--transcode-engine",
+        "transcode.engine",
+        "where --profiles are transcoded: local (threads of this process) or ray (an "
+        f"actor per stream on a Ray cluster; needs lpms[ray]) (default "
+        f"{_default('transcode.engine')})",
+        {"choices": [e.value for e in Engine]},
+    ),
+    (
+        "--ray-address",
+        "transcode.ray_address",
+        "the Ray cluster for --transcode-engine ray: the head's HOST:PORT, or local for a "
+        "private Ray runtime on this machine (default: $RAY_ADDRESS, else local)",
+        {"metavar": "ADDR"},
+    ),
+    (
         "--auth-url",
         "auth.url",
         "POST JSON {action, app, name, query, client_ip, protocol} here before every "
@@ -229,6 +245,9 @@ def run_serve(args: argparse.Namespace) -> int:
     except OSError as exc:
         log.error("cannot start server: %s", exc)
         return 1
+    except LPMSError as exc:  # what start needs is missing: Ray unreachable, say
+        print(f"lpms serve: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

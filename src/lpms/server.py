@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -37,7 +37,8 @@ from lpms.rtmp.listener import (
     RTMPRequest,
     start_rtmp_listener,
 )
-from lpms.transcode.live import LiveTranscoder
+from lpms.transcode.engines import Engine, EngineFactory
+from lpms.transcode.live import LiveTranscoder, local_engine
 from lpms.transcode.session import TranscodeResult
 from lpms.webhooks import (
     PLAY_END,
@@ -48,6 +49,9 @@ from lpms.webhooks import (
     TRANSCODE_BEHIND,
     Webhooks,
 )
+
+if TYPE_CHECKING:
+    from lpms.transcode.engines.ray import RayEngineHost
 
 log = logging.getLogger("lpms.server")
 
@@ -112,6 +116,7 @@ class LPMS:
         self._hls_handlers = HLSHandlers()
         self._segmenters: dict[str, LiveSegmenter] = {}  # by stream ID
         self.ladders: dict[str, LiveTranscoder] = {}  # live transcoders, by stream ID
+        self._ray: RayEngineHost | None = None  # with transcode.engine = "ray", once started
         self._ladders_finishing: set[asyncio.Task[None]] = set()
         self._closed = asyncio.Event()
         self._background: set[asyncio.Task[Any]] = set()
@@ -218,6 +223,7 @@ class LPMS:
             ladder = LiveTranscoder(
                 hls,
                 settings,
+                engine=self._engine_factory(),
                 on_behind=lambda segment, waiting: self._transcode_behind(hls.id, segment, waiting),
                 on_transcoded=self._transcoded,
             )
@@ -226,6 +232,11 @@ class LPMS:
             return None
         self.ladders[hls.id] = ladder
         return ladder
+
+    def _engine_factory(self) -> EngineFactory:
+        if self._ray is not None:
+            return self._ray.session
+        return local_engine(self.settings.transcode.nice, self.metrics)
 
     def _segmenter_ended(self, segmenter: LiveSegmenter) -> None:
         stream_id = segmenter.stream.id
@@ -268,8 +279,16 @@ class LPMS:
         return int(sockets[0].getsockname()[1])
 
     async def start(self) -> None:
-        """Open the listeners; returns once both accept connections."""
+        """Open the listeners; returns once both accept connections. With the Ray
+        engine, Ray is reached first: `RayUnavailable` (an `LPMSError`) names the
+        address when it cannot be."""
         settings = self.settings
+        if settings.transcode.profiles and settings.transcode.engine is Engine.RAY:
+            from lpms.transcode.engines.ray import RayEngineHost  # only with lpms[ray]
+
+            ray = RayEngineHost(settings.transcode, self.metrics)
+            await ray.start()
+            self._ray = ray
         self._rtmp_server, self._rtmp_connections = await start_rtmp_listener(
             self, settings.host, settings.rtmp_port, settings.rtmp, self.metrics
         )
@@ -321,6 +340,8 @@ class LPMS:
             segmenter.drain()  # the stream has ended: flushes the last segment
         if self._ladders_finishing:
             await asyncio.gather(*self._ladders_finishing, return_exceptions=True)
+        if self._ray is not None:
+            await self._ray.close()
         self.hls.close_all()
         # Off the loop: waits for the recording writer to finish what it has queued.
         await asyncio.get_running_loop().run_in_executor(None, self.hls.flush)

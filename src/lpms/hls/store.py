@@ -281,6 +281,12 @@ class Rendition:
         if self.entries or self.recorded:
             self._discontinuity_next = True
 
+    def discontinuity(self) -> None:
+        """The next segment does not continue the last one (new encoder parameters,
+        a new timeline): EXT-X-DISCONTINUITY before it."""
+        if self.entries or self.recorded:
+            self._discontinuity_next = True
+
     def end(self) -> None:
         self.ended = True
         self._rendered.clear()

@@ -1,24 +1,28 @@
-"""The live ladder: every source segment of a stream through a `Transcoder`, one
-rendition segment per profile, listed beside the source in the stream's master playlist.
+"""The live ladder: every source segment of a stream through its engine's session,
+one rendition segment per profile, listed beside the source in the stream's master
+playlist.
 
 Each source segment becomes exactly one segment per profile with the same sequence
 number, duration and timestamps, its first frame a keyframe, so all variants cut
-at the same instants and players switch cleanly. Transcoding runs on a thread of its
-own, at a lower CPU priority than the event loop, so the source (RTMP players and
-its HLS rendition) keeps flowing whatever transcoding costs. If transcoding falls
-behind real time, a new source segment that finds `TranscodeSettings.max_backlog`
-segments already waiting is not transcoded: each profile lists it as an EXT-X-GAP,
-the server logs it, and `LiveTranscoder.dropped` counts it, instead of a backlog
-(and latency) that grows without end.
+at the same instants and players switch cleanly. Where the work runs is the
+engine's business (`lpms.transcode.engines`: threads here, or a Ray actor
+elsewhere); the source (RTMP players and its HLS rendition) never waits for it. A
+segment the engine gives nothing for (behind real time, a bad segment, a lost
+worker, a late answer) is listed in every rendition as an EXT-X-GAP, in its turn, so
+all renditions keep their numbering in step: a new source segment that finds
+`TranscodeSettings.max_backlog` segments already waiting is not sent at all, instead
+of a backlog (and latency) that grows without end. A rendition whose decoder
+configuration changes (a new session after a lost worker, a new source) is marked
+with an EXT-X-DISCONTINUITY.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from lpms.errors import LPMSError
@@ -26,9 +30,16 @@ from lpms.hls.segmenter import Segment
 from lpms.hls.store import HLSStream
 from lpms.media.packet import Codec, CodecConfig
 from lpms.transcode.accel import Accel
+from lpms.transcode.engines import (
+    Engine,
+    EngineFactory,
+    EngineFailure,
+    EngineObserver,
+    SegmentTranscoder,
+)
 from lpms.transcode.profiles import VideoCodec, VideoProfile
-from lpms.transcode.rendition import RenditionOutput, lower_priority
-from lpms.transcode.session import Transcoder, TranscodeResult
+from lpms.transcode.rendition import RenditionOutput
+from lpms.transcode.session import TranscodeResult
 from lpms.validate import at_least, positive
 
 log = logging.getLogger(__name__)
@@ -38,22 +49,54 @@ log = logging.getLogger(__name__)
 class TranscodeSettings:
     """Live transcoding. No profiles: relay and HLS of the source only.
 
+    ``engine``: where segments are transcoded: ``local`` (threads of this process)
+    or ``ray`` (an actor per stream in the Ray cluster at ``ray_address``).
     ``max_backlog``: source segments that may wait for the transcoder besides the one
     it is working on; one more is dropped (listed as a gap) rather than queued.
-    ``nice``: how much lower than the server the transcoding threads run (Linux nice
-    steps), so the source never waits for the CPU. ``finish_timeout``: how long a
-    stream's end waits for its last segments to be transcoded.
+    ``nice``: how much lower than the server the local transcoding threads run
+    (Linux nice steps), so the source never waits for the CPU. ``finish_timeout``:
+    how long a stream's end waits for its last segments to be transcoded.
+
+    Ray: ``ray_address`` is a cluster's ``HOST:PORT`` (its GCS, as ``ray start
+    --head`` prints), or ``local`` for a private Ray runtime on this machine; empty
+    takes ``$RAY_ADDRESS``, else ``local``. ``ray_late_after``: a segment call
+    not answered this many segment durations after it was due (one segment duration
+    after it was sent) is given up, listed as a gap, and its actor replaced.
+    ``ray_connect_timeout``: seconds to reach the cluster, at start and after a loss.
+    ``ray_retry_interval``: seconds between reconnections while Ray is gone.
+    ``ray_pixels_per_cpu``: output pixels per second one CPU is counted to encode;
+    each stream's actor asks Ray for its ladder's pixel rate over this many CPUs
+    (``ray_pixels_per_gpu`` the same for GPUs, with ``accel = "nvidia"``), so Ray
+    spreads streams over nodes by what they cost.
     """
 
     profiles: tuple[VideoProfile, ...] = ()
     accel: Accel = Accel.SOFTWARE
+    engine: Engine = Engine.LOCAL
     max_backlog: int = 1
     nice: int = 5
     finish_timeout: float = 30.0
+    ray_address: str = ""
+    ray_late_after: float = 1.0
+    ray_connect_timeout: float = 30.0
+    ray_retry_interval: float = 5.0
+    ray_pixels_per_cpu: int = 30_000_000
+    ray_pixels_per_gpu: int = 600_000_000
 
     def __post_init__(self) -> None:
         at_least(0, max_backlog=self.max_backlog, nice=self.nice)
-        positive(finish_timeout=self.finish_timeout)
+        positive(
+            finish_timeout=self.finish_timeout,
+            ray_late_after=self.ray_late_after,
+            ray_connect_timeout=self.ray_connect_timeout,
+            ray_retry_interval=self.ray_retry_interval,
+            ray_pixels_per_cpu=self.ray_pixels_per_cpu,
+            ray_pixels_per_gpu=self.ray_pixels_per_gpu,
+        )
+
+    def resolved_ray_address(self) -> str:
+        """Where the Ray engine connects: the setting, else $RAY_ADDRESS, else local."""
+        return self.ray_address.strip() or os.environ.get("RAY_ADDRESS", "").strip() or "local"
 
 
 @dataclass(slots=True)
@@ -83,6 +126,16 @@ class LadderStats:
         return self.media_seconds / self.busy_seconds if self.busy_seconds > 0 else 0.0
 
 
+def local_engine(nice: int = 0, observer: EngineObserver | None = None) -> EngineFactory:
+    """The factory of the local engine (a thread per stream, ``nice`` steps down)."""
+    from lpms.transcode.engines.local import LocalEngine  # PyAV: only when transcoding
+
+    def make(stream_id: str, profiles: tuple[VideoProfile, ...], accel: Accel) -> LocalEngine:
+        return LocalEngine(profiles, accel, nice=nice, observer=observer)
+
+    return make
+
+
 class LiveTranscoder:
     """Transcodes one live stream's source segments into its HLS renditions."""
 
@@ -91,10 +144,12 @@ class LiveTranscoder:
         hls: HLSStream,
         settings: TranscodeSettings,
         *,
+        engine: EngineFactory | None = None,
         on_behind: Callable[[Segment, int], None] | None = None,
         on_transcoded: Callable[[TranscodeResult], None] | None = None,
     ) -> None:
-        """``on_behind(segment, waiting)`` is told of each segment left out;
+        """``engine`` makes the stream's session (default: the local engine);
+        ``on_behind(segment, waiting)`` is told of each segment left out;
         ``on_transcoded(result)`` of each one done (both on the loop)."""
         if not settings.profiles:
             raise ValueError("a live transcoder needs profiles")
@@ -104,21 +159,21 @@ class LiveTranscoder:
         self.settings = settings
         self.stats = LadderStats()
         self._loop = asyncio.get_running_loop()
-        self._transcoder = Transcoder(settings.profiles, accel=settings.accel, nice=settings.nice)
-        self._executor = ThreadPoolExecutor(
-            1,
-            thread_name_prefix="lpms-ladder",
-            initializer=lower_priority,
-            initargs=(settings.nice,),
-        )
+        factory = engine if engine is not None else local_engine(settings.nice)
+        self._engine: SegmentTranscoder = factory(hls.id, settings.profiles, settings.accel)
         self._slots: deque[_Slot] = deque()
         self._in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
         self._closed = False
         self._behind_logged = False
+        self._decoder_configs: list[bytes | None] = [None] * len(settings.profiles)
         for profile in settings.profiles:
             hls.rendition(profile.name)  # listed from the start, in the profiles' order
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine.engine
 
     def submit(self, segment: Segment) -> None:
         """A new source segment (called on the loop, in order)."""
@@ -143,29 +198,30 @@ class LiveTranscoder:
             return
         self._in_flight += 1
         self._idle.clear()
-        future = self._loop.run_in_executor(
-            self._executor, self._transcoder.transcode, segment.data
-        )
-        future.add_done_callback(lambda done: self._finished(slot, done))
+        task = self._loop.create_task(self._engine.transcode(segment))
+        task.add_done_callback(lambda done: self._finished(slot, done))
 
-    def _finished(self, slot: _Slot, future: asyncio.Future[TranscodeResult]) -> None:
+    def _finished(self, slot: _Slot, task: asyncio.Future[TranscodeResult]) -> None:
         self._in_flight -= 1
         slot.done = True
-        if future.cancelled():
+        if task.cancelled():
             slot.failed = True
-        elif (error := future.exception()) is not None:
+        elif (error := task.exception()) is not None:
             slot.failed = True
             self.stats.failed += 1
-            level = logging.WARNING if isinstance(error, LPMSError) else logging.ERROR
+            expected = isinstance(error, LPMSError | EngineFailure)
+            reason = f" ({error.reason.value})" if isinstance(error, EngineFailure) else ""
             log.log(
-                level,
-                "transcoding %s segment %d failed: %s",
+                logging.WARNING if expected else logging.ERROR,
+                "transcoding %s segment %d failed%s: %s",
                 self.hls.id,
                 slot.segment.sequence,
+                reason,
                 error,
+                exc_info=None if expected else error,
             )
         else:
-            slot.result = future.result()
+            slot.result = task.result()
             self._count(slot.result)
             if self._on_transcoded is not None:
                 self._on_transcoded(slot.result)
@@ -192,11 +248,16 @@ class LiveTranscoder:
                 rendition = self.hls.rendition(profile.name)
                 if slot.result is None:
                     rendition.add_gap(slot.segment)
-                else:
-                    rendition.add(_rendition_segment(slot.segment, slot.result.outputs[index]))
+                    continue
+                output = slot.result.outputs[index]
+                known = self._decoder_configs[index]
+                if known is not None and output.decoder_config != known:
+                    rendition.discontinuity()  # a new session or source: new parameters
+                self._decoder_configs[index] = output.decoder_config
+                rendition.add(_rendition_segment(slot.segment, output))
 
     async def finish(self) -> None:
-        """Wait (bounded) for the segments in flight, then free the transcoder."""
+        """Wait (bounded) for the segments in flight, then close the session."""
         if self._closed:
             return
         self._closed = True
@@ -208,8 +269,7 @@ class LiveTranscoder:
                 self.hls.id,
                 self.settings.finish_timeout,
             )
-        await self._loop.run_in_executor(self._executor, self._transcoder.close)
-        self._executor.shutdown(wait=False)
+        await self._engine.close()
 
 
 _CODECS = {VideoCodec.H264: Codec.H264, VideoCodec.HEVC: Codec.HEVC}

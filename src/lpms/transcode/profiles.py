@@ -414,6 +414,43 @@ def profile_from_mapping(entry: Mapping[str, object], where: str = "profile") ->
         raise ProfileError(f"{where}: {exc}") from None
 
 
+def profile_to_mapping(profile: VideoProfile) -> dict[str, object]:
+    """``profile`` as LPMS's JSON profile fields, which `profile_from_mapping` reads
+    back to an equal profile: how profiles are written to TOML and sent to remote
+    transcoders (plain values, never a pickled object)."""
+    fields: dict[str, object] = {
+        "name": profile.name,
+        "width": profile.width,
+        "height": profile.height,
+        "bitrate": profile.bitrate,
+    }
+    if profile.framerate is not None:
+        fields["fps"] = profile.framerate.numerator
+        fields["fpsDen"] = profile.framerate.denominator
+    fields["aspectRatio"] = profile.aspect_ratio
+    if isinstance(profile.gop, GOPFrames):
+        fields["gop"] = f"{profile.gop.frames}f"
+    elif isinstance(profile.gop, GOPSeconds):
+        fields["gop"] = _decimal(profile.gop.seconds, f"GOP of profile {profile.name}")
+    fields["encoder"] = profile.codec.value
+    if profile.h264_profile is not None:
+        fields["profile"] = profile.h264_profile.value
+    fields["preset"] = profile.preset
+    return fields
+
+
+def _decimal(number: Fraction, what: str) -> str:
+    """`number` written exactly in decimal (``"0.5"``), as profile files write GOPs."""
+    digits = 0
+    while (number * 10**digits).denominator != 1:
+        digits += 1
+        if digits > 30:
+            raise ProfileError(f"{what} ({number} s) cannot be written as a decimal number")
+    scaled = number * 10**digits
+    text = str(scaled.numerator).rjust(digits + 1, "0")
+    return f"{text[:-digits]}.{text[-digits:]}" if digits else text
+
+
 def _profile_from_fields(entry: Mapping[str, object]) -> VideoProfile:
     width = _required_int(entry, "width")
     height = _required_int(entry, "height")

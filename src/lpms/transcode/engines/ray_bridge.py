@@ -1,0 +1,215 @@
+"""The Ray engine's driver: a child process of the server that holds the Ray
+connection and one actor per live stream.
+
+Kept out of the server's process on purpose: a Ray driver that loses its cluster
+may block or exit its whole process, and the server must keep relaying and
+cutting the source whatever Ray does. The server starts this as ``python -m
+lpms.transcode.engines.ray_bridge FD`` and talks over the socket FD with
+`multiprocessing.connection` messages of plain values (tuples of str, int, float,
+bytes and dicts; `lpms.transcode.wire` for ladders and results):
+
+server -> driver: ``("start", options)``, ``("open", key, ladder, accel, resources)``,
+``("segment", key, call, data)``, ``("reset", key)``, ``("close", key)``, ``("stop",)``.
+driver -> server: ``("ready", info)`` or ``("failed", message)``; then
+``("opened", key, recreated)``, ``("done", call, result, info)``,
+``("error", call, reason, message)``. End of file on either side ends it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+import threading
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from typing import Any
+
+from lpms.errors import LPMSError
+from lpms.transcode.engines import FailureReason
+from lpms.transcode.engines.ray_runtime import RayUnavailable, connect
+
+log = logging.getLogger("lpms.ray")
+
+
+class SegmentActor:
+    """A warm `Transcoder` for one stream, living in a Ray worker."""
+
+    def __init__(self, ladder: dict[str, Any], accel: str) -> None:
+        from lpms.transcode.session import Transcoder
+        from lpms.transcode.wire import ladder_from_wire
+
+        self._transcoder = Transcoder(ladder_from_wire(ladder), accel=accel)
+
+    def ready(self) -> dict[str, Any]:
+        import ray
+
+        return {"pid": os.getpid(), "node": ray.get_runtime_context().get_node_id()}
+
+    def transcode(self, data: bytes) -> dict[str, Any]:
+        """The wire result, or ``{"error": message}`` for a segment that cannot be
+        transcoded (the session goes on with the next one)."""
+        from lpms.transcode.wire import result_to_wire
+
+        try:
+            return result_to_wire(self._transcoder.transcode(data))
+        except LPMSError as exc:
+            return {"error": str(exc)}
+
+
+@dataclass
+class _Session:
+    ladder: dict[str, Any]
+    accel: str
+    resources: dict[str, float]
+    actor: Any = None
+    made: int = 0
+    calls: set[int] = field(default_factory=set)
+
+
+class _Driver:
+    def __init__(self, conn: Connection, ray: Any) -> None:
+        self.conn = conn
+        self.ray = ray
+        self.sessions: dict[str, _Session] = {}
+        self._send_lock = threading.Lock()
+        self._lock = threading.RLock()  # callbacks may run inside a call that holds it
+        self._actor_class = ray.remote(max_restarts=0, max_task_retries=0)(SegmentActor)
+        self._system_errors = (ray.exceptions.RaySystemError, ray.exceptions.GetTimeoutError)
+        self._lost_errors = (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError)
+
+    def send(self, *message: object) -> None:
+        with self._send_lock:
+            try:
+                self.conn.send(message)
+            except OSError:
+                os._exit(0)  # the server is gone: so is this driver (and a private Ray)
+
+    def run(self) -> None:
+        while True:
+            try:
+                message = self.conn.recv()
+            except (EOFError, OSError):
+                return
+            kind, args = message[0], message[1:]
+            if kind == "stop":
+                return
+            with self._lock:
+                getattr(self, f"_on_{kind}")(*args)
+
+    def _on_open(
+        self, key: str, ladder: dict[str, Any], accel: str, resources: dict[str, float]
+    ) -> None:
+        self.sessions[key] = _Session(ladder, accel, resources)
+        self._make_actor(key)
+
+    def _make_actor(self, key: str) -> None:
+        session = self.sessions[key]
+        options = {k: v for k, v in session.resources.items() if v > 0}
+        session.actor = self._actor_class.options(**options).remote(session.ladder, session.accel)
+        session.made += 1
+        recreated = session.made > 1
+        actor = session.actor
+
+        def ready(future: Any) -> None:
+            try:
+                info = future.result()
+            except Exception as exc:  # its node died, or it could not be placed
+                self._lost(key, actor, f"the session could not start: {exc}")
+                return
+            self.send("opened", key, recreated, info)
+
+        actor.ready.remote().future().add_done_callback(ready)
+
+    def _lost(self, key: str, actor: Any, why: str) -> None:
+        with self._lock:
+            session = self.sessions.get(key)
+            if session is None or session.actor is not actor:
+                return
+            log.warning("Ray session of %s lost: %s", key, why)
+            self._kill(session)
+            self._make_actor(key)
+
+    def _kill(self, session: _Session) -> None:
+        if session.actor is not None:
+            with contextlib.suppress(Exception):  # already gone
+                self.ray.kill(session.actor, no_restart=True)
+            session.actor = None
+
+    def _on_segment(self, key: str, call: int, data: bytes) -> None:
+        session = self.sessions.get(key)
+        if session is None or session.actor is None:
+            self.send("error", call, FailureReason.WORKER_LOST.value, "no session for the stream")
+            return
+        actor = session.actor
+        ref = actor.transcode.remote(data)
+
+        def done(future: Any) -> None:
+            try:
+                result = future.result()
+            except self._lost_errors as exc:
+                self.send("error", call, FailureReason.WORKER_LOST.value, _first_line(exc))
+                self._lost(key, actor, _first_line(exc))
+                return
+            except self._system_errors as exc:
+                self.send("error", call, FailureReason.UNREACHABLE.value, _first_line(exc))
+                return
+            except Exception as exc:
+                self.send("error", call, FailureReason.ERROR.value, _first_line(exc))
+                return
+            if "error" in result:
+                self.send("error", call, FailureReason.ERROR.value, str(result["error"]))
+            else:
+                self.send("done", call, result)
+
+        ref.future().add_done_callback(done)
+
+    def _on_reset(self, key: str) -> None:
+        session = self.sessions.get(key)
+        if session is not None:
+            self._kill(session)
+            self._make_actor(key)
+
+    def _on_close(self, key: str) -> None:
+        session = self.sessions.pop(key, None)
+        if session is not None:
+            self._kill(session)
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip() or type(error).__name__
+    return text.splitlines()[0][:300]
+
+
+def main(argv: list[str]) -> int:
+    conn = Connection(int(argv[1]))
+    logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
+    try:
+        kind, options = conn.recv()
+    except (EOFError, OSError):
+        return 0
+    assert kind == "start"
+    try:
+        ray = connect(options["address"], timeout=options["timeout"], num_cpus=options["num_cpus"])
+    except RayUnavailable as exc:
+        conn.send(("failed", str(exc)))
+        return 2
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    conn.send(("ready", {"nodes": len(nodes), "resources": ray.cluster_resources()}))
+    driver = _Driver(conn, ray)
+    try:
+        driver.run()
+    finally:
+        for session in list(driver.sessions.values()):
+            driver._kill(session)
+        ray.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    # Run as -m, this file is __main__; the actor class must come from the module's
+    # real name, which Ray's workers import.
+    from lpms.transcode.engines import ray_bridge
+
+    sys.exit(ray_bridge.main(sys.argv))
