@@ -362,6 +362,12 @@ class RenditionEncoder:
             encoder.gop_size = interval or 1
             options["sc_threshold"] = "0"
         options.update(_codec_options(self._codec, profile))
+        if self._codec == "libx264":
+            # Left to itself x264 derives the level from the bitrate, which steering
+            # changes from segment to segment: a new level is a new decoder
+            # configuration, and players are told of a discontinuity for it.
+            top = round(profile.bitrate * MAX_RATE_SCALE)
+            options["level"] = h264_level(width, height, rate or _ASSUMED_FRAMERATE, top)
         encoder.options = options
         try:
             encoder.open()
@@ -517,6 +523,41 @@ def share_frame(frame: av.VideoFrame) -> av.VideoFrame:
         if frame.colorspace == _BT470BG:
             frame.colorspace = _SMPTE170M
     return frame
+
+
+# H.264 levels (ITU-T H.264 Table A-1): macroblocks per second, macroblocks per frame,
+# bitrate in kb/s (the Baseline/Main figure: within every profile's).
+_H264_LEVELS = (
+    ("1.0", 1485, 99, 64),
+    ("1.1", 3000, 396, 192),
+    ("1.2", 6000, 396, 384),
+    ("1.3", 11880, 396, 768),
+    ("2.0", 11880, 396, 2000),
+    ("2.1", 19800, 792, 4000),
+    ("2.2", 20250, 1620, 4000),
+    ("3.0", 40500, 1620, 10000),
+    ("3.1", 108000, 3600, 14000),
+    ("3.2", 216000, 5120, 20000),
+    ("4.0", 245760, 8192, 20000),
+    ("4.1", 245760, 8192, 50000),
+    ("4.2", 522240, 8704, 50000),
+    ("5.0", 589824, 22080, 135000),
+    ("5.1", 983040, 36864, 240000),
+    ("5.2", 2073600, 36864, 240000),
+    ("6.0", 4177920, 139264, 240000),
+    ("6.1", 8355840, 139264, 480000),
+    ("6.2", 16711680, 139264, 800000),
+)
+
+
+def h264_level(width: int, height: int, rate: Fraction, bitrate: int) -> str:
+    """The lowest H.264 level that holds this size, frame rate and bitrate (b/s)."""
+    frame = ((width + 15) // 16) * ((height + 15) // 16)
+    per_second = frame * float(rate)
+    for name, max_rate, max_frame, max_kbps in _H264_LEVELS:
+        if frame <= max_frame and per_second <= max_rate and bitrate <= max_kbps * 1000:
+            return name
+    return _H264_LEVELS[-1][0]
 
 
 def _codec_options(codec: str, profile: VideoProfile) -> dict[str, str]:

@@ -10,6 +10,7 @@ clear error rather than a pickled object that half works.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -53,10 +54,17 @@ def ladder_to_wire(profiles: Sequence[VideoProfile]) -> dict[str, Any]:
 
 
 def ladder_from_wire(message: Mapping[str, Any]) -> tuple[VideoProfile, ...]:
+    if not isinstance(message, Mapping):
+        raise TranscodeError(f"wire ladder: a mapping expected, not {type(message).__name__}")
     _check_version(message, "ladder")
     entries = message.get("profiles")
     if not isinstance(entries, list) or not entries:
         raise TranscodeError("wire ladder: 'profiles' must be a non-empty list")
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, Mapping):
+            raise TranscodeError(
+                f"wire ladder profiles[{i}]: a mapping expected, not {type(entry).__name__}"
+            )
     return tuple(
         profile_from_mapping(entry, f"wire ladder profiles[{i}]") for i, entry in enumerate(entries)
     )
@@ -118,11 +126,21 @@ def result_from_wire(message: object, profiles: Sequence[VideoProfile]) -> Trans
         index=message["index"],
         decoded_frames=message["decoded_frames"],
         decoded_pixels=message["decoded_pixels"],
-        duration=float(message["duration"]),
-        elapsed=float(message["elapsed"]),
+        duration=_seconds(message, "duration"),
+        elapsed=_seconds(message, "elapsed"),
         outputs=tuple(made),
         skipped_packets=message["skipped_packets"],
     )
+
+
+def _seconds(message: Mapping[str, Any], name: str) -> float:
+    try:
+        value = float(message[name])
+    except OverflowError:
+        value = math.inf
+    if not math.isfinite(value) or value < 0:
+        raise TranscodeError(f"wire result: {name!r} must be a finite number of seconds")
+    return value
 
 
 def _check_version(message: Mapping[str, Any], what: str) -> None:

@@ -11,15 +11,18 @@ import asyncio
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from lpms.errors import LPMSError
 from lpms.hls.segmenter import Segment
 from lpms.transcode.accel import Accel
-from lpms.transcode.engines import Engine, EngineObserver
+from lpms.transcode.engines import Engine, EngineObserver, FailureReason
 from lpms.transcode.profiles import VideoProfile
 from lpms.transcode.rendition import lower_priority
 from lpms.transcode.session import Transcoder, TranscodeResult
 
 
 class LocalEngine:
+    """A `SegmentTranscoder` on this machine; failures are the segment's own."""
+
     engine = Engine.LOCAL
 
     def __init__(
@@ -38,7 +41,12 @@ class LocalEngine:
 
     async def transcode(self, segment: Segment) -> TranscodeResult:
         loop = asyncio.get_running_loop()
-        result, started = await loop.run_in_executor(self._executor, self._run, segment.data)
+        try:
+            result, started = await loop.run_in_executor(self._executor, self._run, segment.data)
+        except LPMSError:
+            if self._observer is not None:
+                self._observer.engine_failure(self.engine, FailureReason.ERROR)
+            raise
         if self._observer is not None:  # from the thread's start: waiting is not overhead
             spent = time.perf_counter() - started
             self._observer.engine_call(self.engine, max(0.0, spent - result.elapsed))

@@ -20,9 +20,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import queue
 import sys
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -31,6 +32,11 @@ from lpms.transcode.engines import FailureReason
 from lpms.transcode.engines.ray_runtime import RayUnavailable, connect
 
 log = logging.getLogger("lpms.ray")
+
+RESTART_BACKOFF = 0.25
+"""Seconds before a session whose actor could not start is tried again, doubling
+with each failure in a row up to `RESTART_BACKOFF_MAX`."""
+RESTART_BACKOFF_MAX = 5.0
 
 
 class SegmentActor:
@@ -65,16 +71,24 @@ class _Session:
     resources: dict[str, float]
     actor: Any = None
     made: int = 0
-    calls: set[int] = field(default_factory=set)
+    failed_starts: int = 0  # in a row: a dead node may be offered again until Ray knows
 
 
 class _Driver:
+    """Runs every Ray call on one thread (this process's main thread).
+
+    Ray completes futures on its own threads, and a Ray call made from one of those
+    (a new actor made as a lost one is reported) may never complete; so completion
+    callbacks only answer the server and queue work here. The server's messages
+    come through the same queue, read by a thread of their own.
+    """
+
     def __init__(self, conn: Connection, ray: Any) -> None:
         self.conn = conn
         self.ray = ray
         self.sessions: dict[str, _Session] = {}
+        self._work: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
         self._send_lock = threading.Lock()
-        self._lock = threading.RLock()  # callbacks may run inside a call that holds it
         self._actor_class = ray.remote(max_restarts=0, max_task_retries=0)(SegmentActor)
         self._system_errors = (ray.exceptions.RaySystemError, ray.exceptions.GetTimeoutError)
         self._lost_errors = (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError)
@@ -86,17 +100,22 @@ class _Driver:
             except OSError:
                 os._exit(0)  # the server is gone: so is this driver (and a private Ray)
 
-    def run(self) -> None:
+    def _read(self) -> None:
         while True:
             try:
                 message = self.conn.recv()
             except (EOFError, OSError):
+                self._work.put(("stop",))
                 return
-            kind, args = message[0], message[1:]
+            self._work.put(message)
+
+    def run(self) -> None:
+        threading.Thread(target=self._read, name="lpms-ray-server", daemon=True).start()
+        while True:
+            kind, *args = self._work.get()
             if kind == "stop":
                 return
-            with self._lock:
-                getattr(self, f"_on_{kind}")(*args)
+            getattr(self, f"_on_{kind}")(*args)
 
     def _on_open(
         self, key: str, ladder: dict[str, Any], accel: str, resources: dict[str, float]
@@ -116,19 +135,36 @@ class _Driver:
             try:
                 info = future.result()
             except Exception as exc:  # its node died, or it could not be placed
-                self._lost(key, actor, f"the session could not start: {exc}")
+                self._work.put(("lost", key, actor, f"the session could not start: {exc}", True))
                 return
+            self._work.put(("started", key, actor))
             self.send("opened", key, recreated, info)
 
         actor.ready.remote().future().add_done_callback(ready)
 
-    def _lost(self, key: str, actor: Any, why: str) -> None:
-        with self._lock:
-            session = self.sessions.get(key)
-            if session is None or session.actor is not actor:
-                return
-            log.warning("Ray session of %s lost: %s", key, why)
-            self._kill(session)
+    def _on_started(self, key: str, actor: Any) -> None:
+        session = self.sessions.get(key)
+        if session is not None and session.actor is actor:
+            session.failed_starts = 0
+
+    def _on_lost(self, key: str, actor: Any, why: str, starting: bool = False) -> None:
+        session = self.sessions.get(key)
+        if session is None or session.actor is not actor:
+            return  # closed, or replaced already
+        log.warning("Ray session of %s lost: %s", key, _first_line(why))
+        self._kill(session)
+        if not starting:
+            self._make_actor(key)
+            return
+        # Placed on a node Ray has not yet found dead: try again, backing off.
+        session.failed_starts += 1
+        delay = min(RESTART_BACKOFF_MAX, RESTART_BACKOFF * 2 ** (session.failed_starts - 1))
+        timer = threading.Timer(delay, self._work.put, args=(("remake", key, session),))
+        timer.daemon = True
+        timer.start()
+
+    def _on_remake(self, key: str, session: _Session) -> None:
+        if self.sessions.get(key) is session and session.actor is None:
             self._make_actor(key)
 
     def _kill(self, session: _Session) -> None:
@@ -150,7 +186,7 @@ class _Driver:
                 result = future.result()
             except self._lost_errors as exc:
                 self.send("error", call, FailureReason.WORKER_LOST.value, _first_line(exc))
-                self._lost(key, actor, _first_line(exc))
+                self._work.put(("lost", key, actor, _first_line(exc)))
                 return
             except self._system_errors as exc:
                 self.send("error", call, FailureReason.UNREACHABLE.value, _first_line(exc))
@@ -177,7 +213,7 @@ class _Driver:
             self._kill(session)
 
 
-def _first_line(error: BaseException) -> str:
+def _first_line(error: BaseException | str) -> str:
     text = str(error).strip() or type(error).__name__
     return text.splitlines()[0][:300]
 
