@@ -8,6 +8,7 @@ what a player would see, FFmpeg's warnings included.
 
 from __future__ import annotations
 
+import hashlib
 import io
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -38,11 +39,15 @@ def make_clip(
     container: str = "mpegts",
     video_bitrate: int = 2_000_000,
     start: float = 0.0,
+    b_frames: int = 0,
+    open_gop: bool = False,
 ) -> bytes:
     """Encode test pattern (H.264, ultrafast, a keyframe every ``gop_frames``, none
-    elsewhere) and, unless ``audio`` is None, a tone in that codec; each part is
-    encoded at its size, timestamps running on, into one video track. Timestamps
-    begin at ``start`` seconds (lpms's segmenter begins at 1 s)."""
+    elsewhere; ``b_frames`` B-frames in a row; with ``open_gop`` x264's open GOPs,
+    keyframes that are recovery points rather than IDR) and, unless ``audio`` is
+    None, a tone in that codec; each part is encoded at its size, timestamps running
+    on, into one video track. Timestamps begin at ``start`` seconds (lpms's
+    segmenter begins at 1 s)."""
     parts = [parts] if isinstance(parts, Part) else parts
     buffer = io.BytesIO()
     out = av.open(buffer, "w", format=container)
@@ -55,7 +60,7 @@ def make_clip(
         # The stream's own encoder for the first part; later parts' packets (new
         # SPS/PPS in-band) go into the same track.
         encoder = video.codec_context if index == 0 else av.CodecContext.create("libx264", "w")
-        _setup_encoder(encoder, part, fps, gop_frames, video_bitrate)
+        _setup_encoder(encoder, part, fps, gop_frames, video_bitrate, b_frames, open_gop)
         source = av.open(
             f"testsrc2=size={part.width}x{part.height}:rate={fps}:duration={part.seconds}",
             format="lavfi",
@@ -94,7 +99,15 @@ def make_clip(
     return buffer.getvalue()
 
 
-def _setup_encoder(encoder: Any, part: Part, fps: int, gop_frames: int, bitrate: int) -> None:
+def _setup_encoder(
+    encoder: Any,
+    part: Part,
+    fps: int,
+    gop_frames: int,
+    bitrate: int,
+    b_frames: int,
+    open_gop: bool,
+) -> None:
     encoder.width, encoder.height, encoder.pix_fmt = part.width, part.height, "yuv420p"
     encoder.time_base = VIDEO_TIME_BASE
     encoder.framerate = Fraction(fps)
@@ -104,7 +117,10 @@ def _setup_encoder(encoder: Any, part: Part, fps: int, gop_frames: int, bitrate:
         "g": str(gop_frames),
         "keyint_min": str(gop_frames),
         "sc_threshold": "0",
+        "bf": str(b_frames),
     }
+    if open_gop:
+        encoder.options = {**encoder.options, "x264-params": "open-gop=1"}
 
 
 def _at(packet: av.Packet) -> float:
@@ -216,3 +232,35 @@ def probe(media: bytes | str, *, format: str | None = None) -> Probed:
         f"{name}: {message.strip()}" for level, name, message in logs if level <= av.logging.WARNING
     ]
     return probed
+
+
+def audio_packets(media: bytes | str) -> list[tuple[int | None, str]]:
+    """Each audio packet of ``media`` as (pts, digest of its payload), in file order:
+    two files carry the same audio exactly when these are equal."""
+    source = io.BytesIO(media) if isinstance(media, bytes) else media
+    with av.open(source, "r") as container:
+        if not container.streams.audio:
+            return []
+        stream = container.streams.audio[0]
+        return [
+            (packet.pts, hashlib.sha1(bytes(packet)).hexdigest())
+            for packet in container.demux(stream)
+            if packet.size
+        ]
+
+
+def thumbnails(media: bytes | str, size: tuple[int, int] = (32, 18)) -> dict[int, bytes]:
+    """Each decoded video frame of ``media`` by PTS, shrunk to ``size`` in grey: two
+    encodes of the same frames look alike at that size, a damaged frame does not."""
+    source = io.BytesIO(media) if isinstance(media, bytes) else media
+    with av.open(source, "r") as container:
+        return {
+            frame.pts: bytes(frame.reformat(width=size[0], height=size[1], format="gray").planes[0])
+            for frame in container.decode(video=0)
+            if frame.pts is not None
+        }
+
+
+def thumbnail_difference(one: bytes, other: bytes) -> float:
+    """Mean absolute difference of two thumbnails' grey levels (0 to 255)."""
+    return sum(abs(a - b) for a, b in zip(one, other, strict=True)) / len(one)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -14,10 +15,18 @@ from typing import Any, NoReturn, TextIO
 from lpms import __version__
 from lpms.errors import LPMSError
 from lpms.logs import configure_logging
-from lpms.transcode.accel import Accel
+from lpms.transcode.accel import Accel, check_accel
+from lpms.transcode.chunks import DEFAULT_CHUNK_SECONDS, DEFAULT_CHUNK_TIMEOUT
+from lpms.transcode.engines import Engine
 from lpms.transcode.probe import probe
-from lpms.transcode.profiles import PRESETS, format_bitrate, format_framerate, load_profiles
-from lpms.transcode.session import Transcoder
+from lpms.transcode.profiles import (
+    PRESETS,
+    VideoProfile,
+    format_bitrate,
+    format_framerate,
+    load_profiles,
+)
+from lpms.transcode.session import Transcoder, TranscodeResult
 
 log = logging.getLogger("lpms")
 
@@ -74,12 +83,46 @@ def _add_transcode_parser(commands: Any) -> None:
         "--outdir", default=".", help="where OUTDIR/PROFILE.ts go (default: here)"
     )
     transcode.add_argument(
+        "--engine",
+        choices=[e.value for e in Engine],
+        default=Engine.LOCAL.value,
+        help="local (default: this machine) or ray (keyframe-cut chunks across a Ray "
+        "cluster, joined into the same outputs)",
+    )
+    transcode.add_argument(
+        "--ray-address",
+        help="with --engine ray: the cluster's HOST:PORT, or local for a private Ray "
+        "runtime (default: $RAY_ADDRESS, else local)",
+    )
+    transcode.add_argument(
+        "--chunk-seconds",
+        type=_positive_seconds,
+        help=f"with --engine ray: chunk length, cut at the first keyframe after it "
+        f"(default {DEFAULT_CHUNK_SECONDS:g})",
+    )
+    transcode.add_argument(
+        "--chunk-timeout",
+        type=_positive_seconds,
+        help=f"with --engine ray: seconds a chunk may take once those before it are done "
+        f"(default {DEFAULT_CHUNK_TIMEOUT:g})",
+    )
+    transcode.add_argument(
         "--progress",
         action=argparse.BooleanOptionalAction,
         default=None,
         help="progress bar on stderr (default: when stderr is a terminal)",
     )
     transcode.set_defaults(log_level="warning")
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds: {text!r}")
+    return value
 
 
 def print_profiles() -> int:
@@ -150,12 +193,15 @@ def run_transcode(args: argparse.Namespace) -> int:
         profiles = load_profiles(args.profiles)
         show_progress = sys.stderr.isatty() if args.progress is None else args.progress
         bar = ProgressBar(sys.stderr) if show_progress else None
-        with Transcoder(profiles, accel=args.accel) as transcoder:
-            try:
-                result = transcoder.transcode_file(args.input, args.outdir, progress=bar)
-            finally:
-                if bar is not None:
-                    bar.finish()
+        try:
+            if args.engine == Engine.RAY.value:
+                result = _transcode_on_ray(args, profiles, bar)
+            else:
+                with Transcoder(profiles, accel=args.accel) as transcoder:
+                    result = transcoder.transcode_file(args.input, args.outdir, progress=bar)
+        finally:
+            if bar is not None:
+                bar.finish()
     except (LPMSError, OSError) as exc:
         print(f"lpms transcode: {exc}", file=sys.stderr)
         return 1
@@ -179,6 +225,41 @@ def run_transcode(args: argparse.Namespace) -> int:
         )
     print_table(rows)
     return 0
+
+
+def _transcode_on_ray(
+    args: argparse.Namespace, profiles: Sequence[VideoProfile], bar: ProgressBar | None
+) -> TranscodeResult:
+    """``--engine ray``: the file's chunks as tasks on the cluster, joined here."""
+    from lpms.transcode.chunks import ChunkedFile, transcode_in_chunks
+    from lpms.transcode.engines.ray_chunks import RayChunkRunner
+
+    address = args.ray_address or os.environ.get("RAY_ADDRESS", "").strip() or "local"
+    accel = Accel.parse(args.accel)
+    for profile in profiles:  # refused here, not by every worker
+        check_accel(accel, profile.codec)
+    runner = RayChunkRunner(address, profiles, accel)
+    seconds = args.chunk_seconds or DEFAULT_CHUNK_SECONDS
+
+    def planned(chunked: ChunkedFile) -> None:
+        print(
+            f"{chunked.count} chunk(s) of about {seconds:g} s on Ray at {address}: "
+            f"{runner.nodes} node(s), {runner.cpus} CPU(s)"
+        )
+
+    try:
+        return transcode_in_chunks(
+            args.input,
+            args.outdir,
+            [p.name for p in profiles],
+            runner,
+            seconds=seconds,
+            progress=bar,
+            on_plan=planned,
+            chunk_timeout=args.chunk_timeout or DEFAULT_CHUNK_TIMEOUT,
+        )
+    finally:
+        runner.close()
 
 
 def _kbps(bitrate: int) -> str:
@@ -233,6 +314,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "profiles":
         return print_profiles()
     if args.command == "transcode":
+        if args.engine != Engine.RAY.value:
+            ray_only = ("ray_address", "chunk_seconds", "chunk_timeout")
+            given = [f"--{name.replace('_', '-')}" for name in ray_only if getattr(args, name)]
+            if given:
+                print(f"lpms transcode: {', '.join(given)} needs --engine ray", file=sys.stderr)
+                return 2
         return run_transcode(args)
     if args.command == "probe":
         return run_probe(args)

@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lpms.errors import TranscodeError
+from lpms.transcode.chunks import Chunk, run_chunk
 from lpms.transcode.profiles import (
     INTRA_ONLY,
     MAX_BITRATE,
@@ -37,6 +38,8 @@ from lpms.transcode.rendition import RenditionOutput
 from lpms.transcode.session import Transcoder, TranscodeResult
 from lpms.transcode.wire import (
     WIRE_VERSION,
+    chunk_from_wire,
+    chunk_to_wire,
     ladder_from_wire,
     ladder_to_wire,
     result_from_wire,
@@ -550,3 +553,65 @@ def test_damaged_result_raises_only_transcode_error(
     except TranscodeError:
         return
     assert isinstance(result, TranscodeResult)
+
+
+# --- chunks of a file (lpms transcode --engine ray) ---------------------------------
+
+
+def _chunk(**fields: Any) -> Chunk:
+    values: dict[str, Any] = {
+        "index": 3,
+        "start": 30.0,
+        "seconds": 10.0,
+        "data": b"\x47" * 188,
+        "shift": Fraction(17, 375),
+        "framerate": Fraction(30000, 1001),
+    }
+    values.update(fields)
+    return Chunk(**values)
+
+
+@pytest.mark.parametrize("framerate", [Fraction(30000, 1001), Fraction(25), None])
+def test_chunk_request_round_trips(framerate: Fraction | None) -> None:
+    chunk = _chunk(framerate=framerate)
+    message = chunk_to_wire(TINY_LADDER, "software", chunk)
+    assert_plain(message)
+    request = chunk_from_wire(pickle.loads(pickle.dumps(message)))
+    assert request.profiles == tuple(TINY_LADDER)
+    assert request.accel == "software"
+    assert (request.index, request.data) == (chunk.index, chunk.data)
+    assert request.shift == chunk.shift
+    assert request.framerate == framerate
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("version", WIRE_VERSION + 1, "version"),
+        ("shift", [1, 0], "'shift'"),
+        ("shift", [1.5, 2], "'shift'"),
+        ("shift", [True, 2], "'shift'"),
+        ("shift", "17/375", "'shift'"),
+        ("framerate", [30, -1], "'framerate'"),
+        ("data", "not bytes", "'data'"),
+        ("index", True, "'index'"),
+        ("ladder", [], "'ladder'"),
+    ],
+)
+def test_bad_chunk_request_is_refused_by_field(field: str, value: object, message: str) -> None:
+    wire = chunk_to_wire(TINY_LADDER, "software", _chunk())
+    wire[field] = value
+    with pytest.raises(TranscodeError, match=message):
+        chunk_from_wire(wire)
+
+
+@pytest.mark.parametrize("wire", [None, [], "chunk", 3])
+def test_chunk_request_that_is_not_a_mapping_is_refused(wire: object) -> None:
+    with pytest.raises(TranscodeError, match="mapping"):
+        chunk_from_wire(wire)
+
+
+def test_a_chunk_that_is_not_media_comes_back_as_an_error_not_a_crash() -> None:
+    answer = run_chunk(chunk_to_wire(TINY_LADDER, "software", _chunk(data=b"junk" * 100)))
+    assert set(answer) == {"error"}
+    assert "not readable media" in answer["error"]

@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import logging
+import math
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -53,7 +54,8 @@ MAX_SEGMENT_BYTES = 256 << 20
 AAC_BITRATE = 128_000
 """Bitrate of the AAC track made when the source's audio is not AAC (or MP3)."""
 
-_COPIED_AUDIO = {"aac": "aac", "mp3": "mp3", "mp3float": "mp3"}
+COPIED_AUDIO = {"aac": "aac", "mp3": "mp3", "mp3float": "mp3"}
+"""Audio codecs (by decoder name) copied into every output, as what they are."""
 _ADTS_SYNC = 0xFFF0
 
 
@@ -168,6 +170,45 @@ class Transcoder:
                 for file in files:
                     file.close()
 
+    def transcode_chunk(
+        self,
+        chunk: bytes | bytearray | memoryview,
+        *,
+        shift: Fraction = Fraction(0),
+        framerate: Fraction | None = None,
+        first: Fraction | None = None,
+        end: Fraction | None = None,
+    ) -> TranscodeResult:
+        """Transcode one chunk of a file (`lpms.transcode.chunks`) into one MPEG-TS
+        piece per profile, as `transcode_file` would have made that stretch of it:
+        keyframes where the source has them, each profile at its bitrate as it is.
+
+        ``shift``: seconds every timestamp is moved back by (the chunk was cut with
+        its file's timestamps moved on, so that none is negative). ``framerate``:
+        the file's, which a chunk of a few seconds may not tell as exactly. Only
+        frames shown from ``first`` and before ``end`` (seconds, once shifted; None:
+        no bound) are encoded and counted; the others are there to be decoded from.
+        The pieces' continuity counters are left for whoever joins them."""
+        self._check_open()
+        data = _segment_bytes(chunk)
+        index = self._segments
+        self._segments += 1
+        try:
+            container = av.open(io.BytesIO(data), "r")
+        except av.FFmpegError as exc:
+            raise TranscodeError(f"chunk {index} is not readable media: {exc.strerror}") from None
+        sinks: list[BinaryIO] = [io.BytesIO() for _ in self._encoders]
+        with container:
+            return self._run(
+                container,
+                sinks,
+                index,
+                "source",
+                shift=shift,
+                framerate=framerate,
+                window=(first, end),
+            )
+
     def close(self) -> None:
         """Stop the encoders' threads and free the decoder."""
         if self._closed:
@@ -192,16 +233,22 @@ class Transcoder:
         index: int,
         force_keyframes: str,
         progress: ProgressCallback | None = None,
+        *,
+        shift: Fraction = Fraction(0),
+        framerate: Fraction | None = None,
+        window: tuple[Fraction | None, Fraction | None] = (None, None),
     ) -> TranscodeResult:
         started = time.perf_counter()
         if not container.streams.video:
             raise TranscodeError(f"segment {index} has no video track")
         video = container.streams.video[0]
         audio_in = container.streams.audio[0] if container.streams.audio else None
-        audio = _AudioPath.for_stream(audio_in) if audio_in is not None else None
+        audio = AudioPath.for_stream(audio_in) if audio_in is not None else None
         decoder = self._decoder_for(video)
         time_base = video.time_base or Fraction(1, 90000)
-        framerate = _framerate(video)
+        framerate = framerate or stream_framerate(video)
+        back = _Shift(shift)
+        shows = _window(window, time_base)
         segments = force_keyframes == "first"
         for encoder, sink in zip(self._encoders, sinks, strict=True):
             encoder.begin(
@@ -215,15 +262,19 @@ class Transcoder:
             for packet in container.demux(streams):
                 if packet.size == 0:
                     continue  # the demuxer's end-of-stream marker: drained below
+                back.apply(packet)
                 if packet.stream is video:
                     for frame in self._decode(decoder, packet, counts):
+                        if not shows(frame.pts):
+                            continue
                         self._dispatch(frame, counts, force_keyframes, time_base)
                         if progress is not None and frame.pts is not None:
                             progress(float(frame.pts * time_base) - counts.start_seconds, total)
                 elif audio is not None:
                     self._send_audio(audio.packets(packet))
             for frame in self._decode(decoder, None, counts):
-                self._dispatch(frame, counts, force_keyframes, time_base)
+                if shows(frame.pts):
+                    self._dispatch(frame, counts, force_keyframes, time_base)
             if audio is not None:
                 self._send_audio(audio.finish())
         except (av.FFmpegError, LPMSError) as exc:
@@ -312,6 +363,46 @@ class Transcoder:
             raise TranscodeError("the transcoder is closed")
 
 
+def _window(
+    window: tuple[Fraction | None, Fraction | None], time_base: Fraction
+) -> Callable[[int | None], bool]:
+    """Whether a frame's PTS is in ``window`` (seconds, either bound None for none)."""
+    first, end = window
+    if first is None and end is None:
+        return lambda pts: True
+    low = None if first is None else math.ceil(first / time_base)
+    high = None if end is None else math.ceil(end / time_base)
+
+    def shows(pts: int | None) -> bool:
+        if pts is None:
+            return False
+        return (low is None or pts >= low) and (high is None or pts < high)
+
+    return shows
+
+
+class _Shift:
+    """Moves packets' timestamps back by a number of seconds, in each one's time base."""
+
+    __slots__ = ("_seconds", "_ticks")
+
+    def __init__(self, seconds: Fraction) -> None:
+        self._seconds = seconds
+        self._ticks: dict[Fraction, int] = {}
+
+    def apply(self, packet: av.Packet[Any]) -> None:
+        if not self._seconds or packet.time_base is None:
+            return
+        time_base = Fraction(packet.time_base)
+        ticks = self._ticks.get(time_base)
+        if ticks is None:
+            ticks = self._ticks[time_base] = round(self._seconds / time_base)
+        if packet.pts is not None:
+            packet.pts -= ticks
+        if packet.dts is not None:
+            packet.dts -= ticks
+
+
 @dataclass(slots=True)
 class _Counts:
     frames: int = 0
@@ -352,7 +443,8 @@ def _results(futures: list[Future[RenditionOutput]], index: int) -> tuple[Rendit
     return tuple(outputs)
 
 
-def _framerate(stream: av.video.stream.VideoStream) -> Fraction | None:
+def stream_framerate(stream: av.video.stream.VideoStream) -> Fraction | None:
+    """A video stream's frame rate as its container tells it, or None for none usable."""
     for rate in (stream.average_rate, stream.guessed_rate, stream.base_rate):
         if rate and 0 < rate <= 1000:
             return Fraction(rate)
@@ -378,13 +470,13 @@ def _segment_bytes(segment: bytes | bytearray | memoryview | str | os.PathLike[s
     return data
 
 
-class _AudioPath:
+class AudioPath:
     """How a source audio track reaches the outputs: copied (AAC, as ADTS in TS; MP3)
     or decoded and encoded once to AAC for every output."""
 
     def __init__(self, stream: av.audio.stream.AudioStream) -> None:
         context = stream.codec_context
-        self.copy_as = _COPIED_AUDIO.get(context.codec.name)
+        self.copy_as = COPIED_AUDIO.get(context.codec.name)
         self.extradata = bytes(context.extradata or b"")
         rate = context.sample_rate or 48000
         self._decoder: av.AudioCodecContext | None = None
@@ -400,7 +492,7 @@ class _AudioPath:
         self.track = AudioTrack("aac", self._rate, Fraction(1, self._rate))
 
     @classmethod
-    def for_stream(cls, stream: av.audio.stream.AudioStream) -> _AudioPath | None:
+    def for_stream(cls, stream: av.audio.stream.AudioStream) -> AudioPath | None:
         try:
             return cls(stream)
         except (av.FFmpegError, ValueError) as exc:

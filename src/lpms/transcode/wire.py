@@ -12,12 +12,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import TYPE_CHECKING, Any
 
 from lpms.errors import TranscodeError
 from lpms.transcode.profiles import VideoProfile, profile_from_mapping, profile_to_mapping
 from lpms.transcode.rendition import RenditionOutput
 from lpms.transcode.session import TranscodeResult
+
+if TYPE_CHECKING:
+    from lpms.transcode.chunks import Chunk
 
 WIRE_VERSION = 1
 """Bumped whenever a field is added, removed or changes meaning."""
@@ -68,6 +73,83 @@ def ladder_from_wire(message: Mapping[str, Any]) -> tuple[VideoProfile, ...]:
     return tuple(
         profile_from_mapping(entry, f"wire ladder profiles[{i}]") for i, entry in enumerate(entries)
     )
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkRequest:
+    """A chunk of a file as a worker receives it (`lpms.transcode.chunks`)."""
+
+    profiles: tuple[VideoProfile, ...]
+    accel: str
+    index: int
+    data: bytes
+    shift: Fraction
+    framerate: Fraction | None
+    first: Fraction | None
+    end: Fraction | None
+
+
+def chunk_to_wire(profiles: Sequence[VideoProfile], accel: str, chunk: Chunk) -> dict[str, Any]:
+    """A chunk to transcode through ``profiles``; fractions go as [numerator,
+    denominator] pairs."""
+    return {
+        "version": WIRE_VERSION,
+        "ladder": ladder_to_wire(profiles),
+        "accel": accel,
+        "index": chunk.index,
+        "data": chunk.data,
+        "shift": _fraction_to_wire(chunk.shift),
+        "framerate": _maybe_fraction_to_wire(chunk.framerate),
+        "first": _maybe_fraction_to_wire(chunk.first),
+        "end": _maybe_fraction_to_wire(chunk.end),
+    }
+
+
+def chunk_from_wire(message: object) -> ChunkRequest:
+    if not isinstance(message, Mapping):
+        raise TranscodeError(f"wire chunk: a mapping expected, not {type(message).__name__}")
+    _check_version(message, "chunk")
+    _check_fields(
+        message,
+        {"ladder": Mapping, "accel": str, "index": int, "data": bytes, "shift": list},
+        "wire chunk",
+    )
+    return ChunkRequest(
+        profiles=ladder_from_wire(message["ladder"]),
+        accel=message["accel"],
+        index=message["index"],
+        data=message["data"],
+        shift=_fraction_from_wire(message["shift"], "shift"),
+        framerate=_maybe_fraction_from_wire(message, "framerate"),
+        first=_maybe_fraction_from_wire(message, "first"),
+        end=_maybe_fraction_from_wire(message, "end"),
+    )
+
+
+def _fraction_to_wire(value: Fraction) -> list[int]:
+    return [value.numerator, value.denominator]
+
+
+def _maybe_fraction_to_wire(value: Fraction | None) -> list[int] | None:
+    return None if value is None else _fraction_to_wire(value)
+
+
+def _maybe_fraction_from_wire(message: Mapping[str, Any], name: str) -> Fraction | None:
+    if name not in message:
+        raise TranscodeError(f"wire chunk: field {name!r} is missing")
+    value = message[name]
+    return None if value is None else _fraction_from_wire(value, name)
+
+
+def _fraction_from_wire(value: object, name: str) -> Fraction:
+    if (
+        not isinstance(value, list)
+        or len(value) != 2
+        or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+        or value[1] <= 0
+    ):
+        raise TranscodeError(f"wire chunk: {name!r} must be [numerator, denominator > 0]")
+    return Fraction(value[0], value[1])
 
 
 def result_to_wire(result: TranscodeResult) -> dict[str, Any]:
