@@ -31,6 +31,7 @@ class Codec(enum.Enum):
     VP9 = "vp9"
     AAC = "aac"
     MP3 = "mp3"
+    OPUS = "opus"
     AMF0 = "amf0"
     OPAQUE = "opaque"
 
