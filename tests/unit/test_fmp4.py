@@ -5,6 +5,7 @@ and by FFmpeg's own MP4 demuxer (the samples come out as they went in)."""
 from __future__ import annotations
 
 import io
+import itertools
 import struct
 from collections.abc import Iterator
 
@@ -134,7 +135,7 @@ def test_ffmpeg_reads_back_every_sample_of_h264_and_aac() -> None:
     # Decode times from 0 (the MP4's first is below it, for its B-frames), 90 kHz.
     ticks = [round(p.dts * time_base * VIDEO_TIMESCALE) for p in frames]
     ticks = [t - ticks[0] for t in ticks]
-    durations = [b - a for a, b in zip(ticks, ticks[1:], strict=False)] + [3000]
+    durations = [b - a for a, b in itertools.pairwise(ticks)] + [3000]
     offsets = [round((p.pts - p.dts) * time_base * VIDEO_TIMESCALE) for p in frames]
     samples = [
         Sample(bytes(p), duration, p.is_keyframe, offset)
