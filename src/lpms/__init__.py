@@ -29,7 +29,8 @@ _EXPORTS: dict[str, str] = {
     "TranscodeError": "lpms.errors",
     "Segment": "lpms.hls.segmenter",
     "SegmenterOptions": "lpms.hls.segmenter",
-    "HLSSettings": "lpms.hls.store",
+    "HLSFormat": "lpms.hls.settings",
+    "HLSSettings": "lpms.hls.settings",
     "HLSStream": "lpms.hls.store",
     "HLSRequest": "lpms.http.hls",
     "Codec": "lpms.media.packet",
@@ -75,6 +76,7 @@ __all__ = [
     "GOPSeconds",
     "H264Profile",
     "HLSError",
+    "HLSFormat",
     "HLSRequest",
     "HLSSettings",
     "HLSStream",
@@ -122,7 +124,8 @@ if TYPE_CHECKING:
         TranscodeError,
     )
     from lpms.hls.segmenter import Segment, SegmenterOptions
-    from lpms.hls.store import HLSSettings, HLSStream
+    from lpms.hls.settings import HLSFormat, HLSSettings
+    from lpms.hls.store import HLSStream
     from lpms.http.hls import HLSRequest
     from lpms.media.packet import Codec, CodecConfig, MediaPacket, TrackKind
     from lpms.media.stream import Stream, StreamEnded, StreamLimits, Subscription

@@ -26,7 +26,7 @@ from lpms.transcode.profiles import (
     format_framerate,
     load_profiles,
 )
-from lpms.transcode.session import Transcoder, TranscodeResult
+from lpms.transcode.session import Transcoder, TranscodeResult, container_for, output_name
 
 log = logging.getLogger("lpms")
 
@@ -211,6 +211,7 @@ def run_transcode(args: argparse.Namespace) -> int:
     )
     rows = [("PROFILE", "RESOLUTION", "FRAMES", "FPS", "BITRATE", "SIZE", "SPEED", "OUTPUT")]
     for output in result.outputs:
+        codec = output.profile.codec
         rows.append(
             (
                 output.profile.name,
@@ -220,7 +221,7 @@ def run_transcode(args: argparse.Namespace) -> int:
                 _kbps(output.bitrate),
                 f"{output.size / 1e6:.2f} MB",
                 f"{result.speed:.2f}x",
-                str(Path(args.outdir) / f"{output.profile.name}.ts"),
+                str(Path(args.outdir) / output_name(output.profile, container_for(codec))),
             )
         )
     print_table(rows)

@@ -42,7 +42,7 @@ from typing import Any, Generic, TypeVar
 
 from lpms.auth import AuthSettings
 from lpms.errors import ConfigError, LPMSError
-from lpms.hls.store import HLSSettings
+from lpms.hls.settings import HLSSettings
 from lpms.media.stream import StreamLimits
 from lpms.rtmp.settings import ListenerSettings
 from lpms.transcode.accel import Accel

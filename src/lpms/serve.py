@@ -26,8 +26,9 @@ from lpms.config import (
     to_toml,
 )
 from lpms.errors import ConfigError, LPMSError
+from lpms.hls.settings import HLSFormat
 from lpms.logs import configure_logging
-from lpms.transcode.accel import Accel, check_accel
+from lpms.transcode.accel import TS_CODECS, Accel, check_accel
 from lpms.transcode.engines import Engine
 
 log = logging.getLogger("lpms")
@@ -90,6 +91,25 @@ _SETTING_FLAGS: tuple[tuple[str, str, str, dict[str, Any]], ...] = (
         "hls.segment_duration",
         f"HLS target segment length in seconds (default {_default('hls.segment_duration')})",
         {"type": _number_in(float, 0.5, 60.0), "metavar": "SECONDS"},
+    ),
+    (
+        "--hls-format",
+        "hls.format",
+        "HLS segments: fmp4 (CMAF: low-latency HLS and DASH from the same files, every "
+        f"codec) or ts (MPEG-TS, classic HLS) (default {_default('hls.format')})",
+        {"choices": [f.value for f in HLSFormat]},
+    ),
+    (
+        "--no-low-latency",
+        "hls.low_latency",
+        "fMP4 HLS without LL-HLS parts (whole segments only)",
+        {"action": "store_const", "const": False},
+    ),
+    (
+        "--part-duration",
+        "hls.part_duration",
+        f"LL-HLS part length in seconds, at most (default {_default('hls.part_duration')})",
+        {"type": _number_in(float, 0.1, 60.0), "metavar": "SECONDS"},
     ),
     (
         "--hls-window",
@@ -275,6 +295,13 @@ def _check_serve_settings(settings: Settings) -> None:
             "hls.record needs a workdir: give --workdir DIR, LPMS_WORKDIR or workdir in the "
             "config file"
         )
+    if settings.hls.format is HLSFormat.TS:
+        for profile in settings.transcode.profiles:
+            if profile.codec not in TS_CODECS:
+                raise ConfigError(
+                    f"transcode.profiles: {profile.name} is {profile.codec.value}, which "
+                    "MPEG-TS cannot carry: use hls.format fmp4 (--hls-format fmp4, the default)"
+                )
 
 
 async def _serve(settings: Settings) -> None:

@@ -23,6 +23,7 @@ from lpms.config import Settings
 from lpms.errors import HLSError, LPMSError, StreamError
 from lpms.hls.live import LiveSegmenter
 from lpms.hls.segmenter import Segment, SegmenterOptions
+from lpms.hls.settings import HLSFormat
 from lpms.hls.store import SOURCE, HLSStore, HLSStream, Rendition
 from lpms.hls.viewers import HLSViewers
 from lpms.http.app import make_app
@@ -37,8 +38,10 @@ from lpms.rtmp.listener import (
     RTMPRequest,
     start_rtmp_listener,
 )
+from lpms.rtmp.settings import ListenerSettings
 from lpms.transcode.engines import Engine, EngineFactory
 from lpms.transcode.live import LiveTranscoder, local_engine
+from lpms.transcode.rendition import OutputContainer
 from lpms.transcode.session import TranscodeResult
 from lpms.webhooks import (
     PLAY_END,
@@ -201,11 +204,11 @@ class LPMS:
                 max_segment_bytes=hls_settings.max_segment_bytes,
             )
         hls = self.hls.open(stream.id)
-        source = hls.rendition(SOURCE)  # first in the master playlist
+        hls.rendition(SOURCE)  # first in the master playlist
         ladder = self._start_ladder(hls)
         segmenter = LiveSegmenter(
             stream,
-            source,
+            hls,
             options,
             on_end=self._segmenter_ended,
             on_segment=ladder.submit if ladder is not None else None,
@@ -236,7 +239,21 @@ class LPMS:
     def _engine_factory(self) -> EngineFactory:
         if self._ray is not None:
             return self._ray.session
-        return local_engine(self.settings.transcode.nice, self.metrics)
+        return local_engine(self.settings.transcode.nice, self.metrics, self._rendition_output())
+
+    def _rendition_output(self) -> OutputContainer:
+        """Renditions as the HLS format wants them: CMAF video, or MPEG-TS."""
+        if self.settings.hls.format is HLSFormat.FMP4:
+            return OutputContainer.CMAF
+        return OutputContainer.MPEGTS
+
+    def _listener_settings(self) -> ListenerSettings:
+        """``rtmp``, with publishers read often enough for low-latency HLS's parts."""
+        rtmp = self.settings.rtmp
+        limit = self.settings.hls.max_read_interval
+        if limit is not None and rtmp.read_interval > limit:
+            return replace(rtmp, read_interval=limit)
+        return rtmp
 
     def _segmenter_ended(self, segmenter: LiveSegmenter) -> None:
         stream_id = segmenter.stream.id
@@ -286,11 +303,11 @@ class LPMS:
         if settings.transcode.profiles and settings.transcode.engine is Engine.RAY:
             from lpms.transcode.engines.ray import RayEngineHost  # only with lpms[ray]
 
-            ray = RayEngineHost(settings.transcode, self.metrics)
+            ray = RayEngineHost(settings.transcode, self.metrics, self._rendition_output().value)
             await ray.start()
             self._ray = ray
         self._rtmp_server, self._rtmp_connections = await start_rtmp_listener(
-            self, settings.host, settings.rtmp_port, settings.rtmp, self.metrics
+            self, settings.host, settings.rtmp_port, self._listener_settings(), self.metrics
         )
         http = settings.http
         app = make_app(self, http.max_body_bytes)
@@ -544,7 +561,7 @@ class LPMS:
             rendition=name,
             sequence=segment.sequence,
             duration_s=round(segment.duration, 3),
-            uri=f"/{stream_id}/{name}/{segment.sequence}.ts",
+            uri=f"/{stream_id}/{name}/{rendition.segment_uri(segment.sequence)}",
         )
 
     def _transcode_behind(self, stream_id: str, segment: Segment, waiting: int) -> None:

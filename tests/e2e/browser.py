@@ -1,9 +1,13 @@
-"""A real browser player for end-to-end tests: hls.js in Debian's headless Chromium.
+"""A real browser player for end-to-end tests: hls.js (or Shaka Player, for DASH) in
+Debian's headless Chromium.
 
-`play_hls` serves ``browser/player.html`` and hls.js (from npm: ``make browser-deps``
-installs it into ``browser/node_modules``) on loopback, opens the page in headless
-Chromium with the stream's URL in the query, and collects what the page posts every
-250 ms: the video element's clock, state and size, and every error hls.js raises.
+`play_hls` serves ``browser/player.html``, hls.js and Shaka Player (from npm: ``make
+browser-deps`` installs them into ``browser/node_modules``) on loopback, opens the page
+in headless Chromium with the stream's URL in the query, and collects what the page
+posts every 250 ms: the video element's clock, state and size, how far behind the
+wall clock the frame on screen is, and every error the player raises. With
+``stamps=True`` the page also reads the capture time that bench/latency.py's publisher
+draws into each frame and reports, for every frame it presents, how long ago that was.
 The stream is on another origin than the page, so its server must send CORS headers,
 as it must for any browser player.
 
@@ -36,6 +40,7 @@ from aiohttp import web
 BROWSER_DIR = Path(__file__).parent / "browser"
 PLAYER_PAGE = BROWSER_DIR / "player.html"
 HLS_JS = BROWSER_DIR / "node_modules" / "hls.js" / "dist" / "hls.min.js"
+SHAKA = BROWSER_DIR / "node_modules" / "shaka-player" / "dist" / "shaka-player.compiled.js"
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser")
 INSTALL_CHROMIUM = "apt-get install -y --no-install-recommends chromium"
@@ -93,8 +98,11 @@ def find_chromium() -> str:
 
 
 def find_hls_js() -> Path:
-    if not HLS_JS.is_file():
-        raise BrowserUnavailable(f"hls.js is not installed at {HLS_JS}: {INSTALL_HLS_JS}")
+    for script in (HLS_JS, SHAKA):
+        if not script.is_file():
+            raise BrowserUnavailable(
+                f"{script.name} is not installed at {script}: {INSTALL_HLS_JS}"
+            )
     return HLS_JS
 
 
@@ -128,6 +136,9 @@ class PlaybackSample:
     video_width: int
     video_height: int
     buffered_end: float
+    latency: float | None = None  # seconds from the shown frame's wall-clock time to now
+    live_edge_latency: float | None = None  # hls.js: seconds behind the playlist's live edge
+    target_latency: float | None = None  # hls.js: what it aims for
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +168,10 @@ class PlaybackReport:
     samples: list[PlaybackSample] = field(default_factory=list)
     errors: list[PlayerError] = field(default_factory=list)
     environment: dict[str, Any] = field(default_factory=dict)  # user agent, hls.js, MSE
+    # With stamps=True: (when it was reported, seconds since its capture) for each
+    # frame presented, and how many frames had a stamp that did not read.
+    stamp_latencies: list[tuple[float, float]] = field(default_factory=list)
+    unreadable_stamps: int = 0
     chromium_command: list[str] = field(default_factory=list)
     chromium_exit: int | None = None  # None: still running when the harness killed it
     chromium_stderr: str = ""  # its last lines
@@ -181,6 +196,17 @@ class PlaybackReport:
         if not ready:
             return 0.0
         return max(s.current_time for s in ready) - ready[0].current_time
+
+    def latencies(self, after: float = 0.0) -> list[float]:
+        """Each report's latency, from ``after`` seconds past the first frame."""
+        start = self.first_frame_at
+        if start is None:
+            return []
+        return [
+            s.latency
+            for s in self.samples
+            if s.latency is not None and s.at >= start + after and not s.paused
+        ]
 
     @property
     def video_size(self) -> tuple[int, int] | None:
@@ -213,17 +239,34 @@ async def play_hls(
     start_timeout: float = START_TIMEOUT_S,
     interval: float = REPORT_INTERVAL_S,
     stop_when_ended: bool = True,
+    player: str = "hls",
+    low_latency: bool = False,
+    stamps: bool = False,
+    catch_up: float = 1.0,
 ) -> PlaybackReport:
-    """Play ``url`` with hls.js in headless Chromium for ``seconds`` after the page's
-    first report (at most ``start_timeout`` away), or until a fatal error, the end of
-    the stream, or Chromium exiting. Raises `BrowserUnavailable` if Chromium or
-    hls.js is missing."""
+    """Play ``url`` with hls.js (``player="shaka"``: Shaka Player, which plays DASH
+    too; ``low_latency``: hls.js's LL-HLS mode) in headless Chromium for ``seconds``
+    after the page's first report (at most ``start_timeout`` away), or until a fatal
+    error, the end of the stream, or Chromium exiting (``stamps``: read each presented
+    frame's capture stamp, see `PlaybackReport.stamp_latencies`; ``catch_up``: hls.js's
+    maxLiveSyncPlaybackRate, how much faster it may play to get back to its target
+    latency). Raises `BrowserUnavailable` if
+    Chromium or a player is missing."""
     chromium = require_browser()
     hls_js = find_hls_js()
     report = PlaybackReport(url)
     reports: asyncio.Queue[dict[str, Any]] = asyncio.Queue(REPORT_QUEUE_SIZE)
     async with _page_server(hls_js, reports) as page_port:
-        query = urlencode({"src": url, "interval": round(interval * 1000)})
+        query = urlencode(
+            {
+                "src": url,
+                "interval": round(interval * 1000),
+                "player": player,
+                "lowLatency": "1" if low_latency else "0",
+                "stamps": "1" if stamps else "0",
+                "catchUp": f"{catch_up:g}",
+            }
+        )
         page_url = f"http://127.0.0.1:{page_port}/?{query}"
         with tempfile.TemporaryDirectory(
             prefix="lpms-chromium-", ignore_cleanup_errors=True
@@ -267,6 +310,17 @@ async def _collect(
             return
 
 
+def _latency(body: dict[str, Any]) -> float | None:
+    playing, now = body.get("playing_date"), body.get("wall_clock")
+    if playing is None or now is None:
+        return None
+    return (float(now) - float(playing)) / 1000
+
+
+def _optional_float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
 def _read_report(report: PlaybackReport, body: dict[str, Any], at: float) -> PlaybackSample:
     try:
         sample = PlaybackSample(
@@ -278,6 +332,9 @@ def _read_report(report: PlaybackReport, body: dict[str, Any], at: float) -> Pla
             video_width=int(body["video_width"]),
             video_height=int(body["video_height"]),
             buffered_end=float(body["buffered_end"]),
+            latency=_latency(body),
+            live_edge_latency=_optional_float(body.get("live_edge_latency")),
+            target_latency=_optional_float(body.get("target_latency")),
         )
         errors = [
             PlayerError(
@@ -290,10 +347,14 @@ def _read_report(report: PlaybackReport, body: dict[str, Any], at: float) -> Pla
             )
             for error in body["errors"]
         ]
+        stamps = [(at, float(ms) / 1000) for ms in body.get("stamp_latencies", ())]
+        unreadable = int(body.get("unreadable_stamps", 0))
     except (KeyError, TypeError, ValueError) as exc:
         raise BrowserError(f"unreadable report from the page: {body!r}") from exc
     report.samples.append(sample)
     report.errors += errors
+    report.stamp_latencies += stamps
+    report.unreadable_stamps += unreadable
     if "environment" in body:
         report.environment = dict(body["environment"])
     return sample
@@ -309,6 +370,9 @@ async def _page_server(hls_js: Path, reports: asyncio.Queue[dict[str, Any]]) -> 
     async def script(request: web.Request) -> web.StreamResponse:
         return web.FileResponse(hls_js)
 
+    async def shaka(request: web.Request) -> web.StreamResponse:
+        return web.FileResponse(SHAKA)
+
     async def receive_report(request: web.Request) -> web.Response:
         body = await request.json()
         if not isinstance(body, dict):
@@ -322,6 +386,7 @@ async def _page_server(hls_js: Path, reports: asyncio.Queue[dict[str, Any]]) -> 
     app = web.Application(client_max_size=1024 * 1024)
     app.router.add_get("/", page)
     app.router.add_get("/hls.min.js", script)
+    app.router.add_get("/shaka.js", shaka)
     app.router.add_post("/report", receive_report)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
     await runner.setup()

@@ -49,9 +49,13 @@ def make_clip(
     video: bool = True,
     size: tuple[int, int] = (CLIP_WIDTH, CLIP_HEIGHT),
     lossless: bool = False,
+    video_codec: str = "libx264",
+    audio_codec: str = "aac",
 ) -> Clip:
     """Encode ``seconds`` of test pattern (H.264) and tone (AAC) into FLV;
-    ``lossless`` for the bitrate of a 4K camera (tens of Mbit/s) at a small cost."""
+    ``lossless`` for the bitrate of a 4K camera (tens of Mbit/s) at a small cost.
+    ``video_codec="libx265"`` or ``audio_codec="libopus"``: FFmpeg 8's FLV muxer
+    writes those as Enhanced RTMP (FourCC) tags, as OBS 30 sends them."""
     buffer = io.BytesIO()
     out = av.open(buffer, "w", format="flv")
     sources = []
@@ -60,23 +64,28 @@ def make_clip(
             f"testsrc2=size={size[0]}x{size[1]}:rate={CLIP_FPS}:duration={seconds}",
             format="lavfi",
         )
-        vout = out.add_stream("libx264", rate=CLIP_FPS)
+        vout = out.add_stream(video_codec, rate=CLIP_FPS)
         vout.width, vout.height, vout.pix_fmt = size[0], size[1], "yuv420p"
-        vout.options = {
-            "preset": "ultrafast",
-            "g": str(gop_frames),
-            "keyint_min": str(gop_frames),
-            "sc_threshold": "0",
-            "bf": "2",
-        }
+        if video_codec == "libx265":
+            keyint = f"keyint={gop_frames}:min-keyint={gop_frames}:scenecut=0"
+            vout.options = {"preset": "ultrafast", "x265-params": f"log-level=error:{keyint}"}
+        else:
+            vout.options = {
+                "preset": "ultrafast",
+                "g": str(gop_frames),
+                "keyint_min": str(gop_frames),
+                "sc_threshold": "0",
+                "bf": "2",
+            }
         if lossless:
             vout.options["qp"] = "0"
         else:
             vout.bit_rate = 400_000
         sources.append((vsrc, vout))
     if audio:
-        asrc = av.open(f"sine=frequency=440:sample_rate=44100:duration={seconds}", format="lavfi")
-        aout = out.add_stream("aac", rate=44100)
+        rate = 48000 if audio_codec == "libopus" else 44100  # Opus has no 44.1 kHz
+        asrc = av.open(f"sine=frequency=440:sample_rate={rate}:duration={seconds}", format="lavfi")
+        aout = out.add_stream(audio_codec, rate=rate)
         aout.bit_rate = 96_000
         sources.append((asrc, aout))
     encoded = []

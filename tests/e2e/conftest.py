@@ -4,7 +4,9 @@ it with FFmpeg's RTMP client in child processes."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
+import os
 import pickle
 import sys
 import tempfile
@@ -16,6 +18,7 @@ from typing import Any
 import pytest
 
 from lpms import LPMS, Settings, Stream
+from tests.e2e.browser import BrowserUnavailable, PlaybackReport, play_hls
 from tests.e2e.clients import Clip, Decoded, Received, make_clip
 
 CLIENT_TIMEOUT = 60.0
@@ -48,16 +51,40 @@ def clip12(tmp_path_factory: pytest.TempPathFactory) -> ClipFile:
     return clip_file(tmp_path_factory, 12.0)
 
 
-@pytest.fixture
-async def server(request: pytest.FixtureRequest) -> AsyncIterator[LPMS]:
-    """The server on its defaults; ``indirect`` parametrization passes `Settings`."""
-    settings = getattr(request, "param", None) or Settings()
-    lpms = LPMS(host="127.0.0.1", rtmp_port=0, http_port=0, settings=settings)
+@pytest.fixture(scope="session")
+def long_clip(tmp_path_factory: pytest.TempPathFactory) -> ClipFile:
+    """Two minutes, for a `LivePublisher`: longer than any test needs (a bound, not a
+    pace)."""
+    return clip_file(tmp_path_factory, 120.0)
+
+
+@contextlib.asynccontextmanager
+async def serving(settings: Settings | None = None) -> AsyncIterator[LPMS]:
+    """The server with ``settings`` on loopback, on ports the OS picks, closed after."""
+    lpms = LPMS(host="127.0.0.1", rtmp_port=0, http_port=0, settings=settings or Settings())
     await lpms.start()
     try:
         yield lpms
     finally:
         await lpms.close()
+
+
+@pytest.fixture
+async def server(request: pytest.FixtureRequest) -> AsyncIterator[LPMS]:
+    """The server on its defaults; ``indirect`` parametrization passes `Settings`."""
+    async with serving(getattr(request, "param", None)) as lpms:
+        yield lpms
+
+
+async def play_in_browser(url: str, **options: Any) -> PlaybackReport:
+    """`play_hls`; without Chromium or the players the test is skipped, or fails
+    where LPMS_REQUIRE_BROWSER is set (as .ci/run sets it)."""
+    try:
+        return await play_hls(url, **options)
+    except BrowserUnavailable as exc:
+        if os.environ.get("LPMS_REQUIRE_BROWSER"):
+            raise AssertionError(f"the browser test cannot run: {exc}") from exc
+        pytest.skip(str(exc))
 
 
 def rtmp_url(server: LPMS, path: str) -> str:

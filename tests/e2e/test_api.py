@@ -4,6 +4,7 @@ plays: what an operator's dashboard, scraper or event receiver would see."""
 from __future__ import annotations
 
 import asyncio
+import re
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -256,10 +257,13 @@ async def test_webhook_events_arrive_in_order(receiver: Receiver, clip: ClipFile
     assert play_end["protocol"] == "rtmp"
     assert play_end["dropped_packets"] == 0
     segments = [e for e in events if e["event"] == "segment_ready"]
-    assert len(segments) == 3
-    assert [s["sequence"] for s in segments] == sorted(s["sequence"] for s in segments)
-    assert all(s["rendition"] == "source" for s in segments)
-    assert segments[0]["uri"] == f"/stream/hooked/source/{segments[0]['sequence']}.ts"
+    # CMAF: the video (source) and the audio rendition each get their segments.
+    for rendition in ("source", "audio"):
+        mine = [s for s in segments if s["rendition"] == rendition]
+        assert len(mine) == 3
+        assert [s["sequence"] for s in mine] == sorted(s["sequence"] for s in mine)
+        expected = rf"/stream/hooked/{rendition}/[0-9a-f]{{8}}/{mine[0]['sequence']}\.m4s"
+        assert re.fullmatch(expected, mine[0]["uri"]), mine[0]["uri"]
 
 
 async def test_a_dead_webhook_endpoint_does_not_disturb_streaming(clip: ClipFile) -> None:

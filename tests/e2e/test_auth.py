@@ -173,11 +173,11 @@ async def test_hook_refuses_play_over_rtmp_and_hls(hook: Hook, clip12: ClipFile)
         # Allowed now: a playlist, then its segments (no query of their own) on the grant.
         hook.status["play"] = 200
         calls = len(hook.calls)
-        playlist = await wait_for_playlist(f"{base}/paid.m3u8?t=2")
-        segment = next(line for line in playlist.splitlines() if line.endswith(".ts"))
-        status, body = await http_get(f"{base}/{segment}")
+        playlist = await wait_for_playlist(f"{base}/paid/source.m3u8?t=2")
+        segment = next(line for line in playlist.splitlines() if line.endswith(".m4s"))
+        status, body = await http_get(f"{base}/paid/{segment}")
         assert status == 200
-        assert body[:1] == b"G"  # MPEG-TS sync byte
+        assert body[4:8] == b"moof"  # a CMAF fragment
         assert len(hook.calls) == calls + 1, "the grant covers the segment"
         assert hook.calls[-1]["protocol"] == "hls"
         assert hook.calls[-1]["query"] == {"t": "2"}
@@ -192,7 +192,7 @@ async def wait_for_playlist(url: str, within: float = 15.0) -> str:
     deadline = loop.time() + within
     while loop.time() < deadline:
         status, body = await http_get(url)
-        if status == 200 and b".ts" in body:
+        if status == 200 and b"#EXTINF" in body:
             return body.decode()
         await asyncio.sleep(0.2)
     raise AssertionError(f"{url} listed no segment within {within}s")

@@ -388,7 +388,10 @@ async def deliver(publisher: Publisher, clips: ClipStore, workdir: Path) -> Deli
             delivery.received[player_id] = fingerprint(str(workdir / f"{player_id}.flv"))
         hls_url = f"http://127.0.0.1:{server.http_port}/stream/{name}.m3u8"
         try:
-            await wait_for_endlist(hls_url)
+            # The master playlist never ends; the source's media playlist does (the
+            # audio rendition's, for an audio-only stream).
+            track = "audio" if publisher.clip.id == "audio-only" else "source"
+            await wait_for_endlist(hls_url.replace(".m3u8", f"/{track}.m3u8"))
             delivery.received[HLS_PLAYER] = await fingerprint_url(
                 hls_url, workdir / "hls.json", HLS_READ_WITHIN
             )

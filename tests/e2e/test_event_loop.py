@@ -35,7 +35,7 @@ async def test_serve_relays_and_segments_on_each_event_loop(
         loop = asyncio.get_running_loop()
         url = f"rtmp://127.0.0.1:{rtmp_port}/stream/loop"
         publisher = asyncio.create_task(publish(url, clip12))
-        playlist = f"http://127.0.0.1:{http_port}/stream/loop.m3u8"
+        playlist = f"http://127.0.0.1:{http_port}/stream/loop/source.m3u8"
         deadline = loop.time() + PLAYLIST_WITHIN_S
         while not await asyncio.to_thread(playlist_lists_a_segment, playlist):
             assert loop.time() < deadline, "no HLS segment listed"

@@ -1,5 +1,6 @@
-"""HLS end to end: FFmpeg publishes over RTMP, FFmpeg's HLS demuxer and the m3u8
-package read back what the server serves."""
+"""HLS end to end, in both formats (CMAF, the default, and MPEG-TS): FFmpeg publishes
+over RTMP, FFmpeg's HLS demuxer and the m3u8 package read back what the server
+serves. (LL-HLS and DASH: tests/e2e/test_llhls.py.)"""
 
 from __future__ import annotations
 
@@ -14,7 +15,16 @@ import aiohttp
 import m3u8
 import pytest
 
-from lpms import LPMS, HLSError, HLSRequest, HLSSettings, RTMPRequest, Settings, Stream
+from lpms import (
+    LPMS,
+    HLSError,
+    HLSFormat,
+    HLSRequest,
+    HLSSettings,
+    RTMPRequest,
+    Settings,
+    Stream,
+)
 from tests.e2e.clients import CLIP_FPS, CLIP_HEIGHT, CLIP_WIDTH
 from tests.e2e.conftest import (
     ClipFile,
@@ -32,6 +42,9 @@ from tests.flv_file import flv_packets
 pytestmark = pytest.mark.e2e
 
 SEGMENT_S = 2.0
+CMAF = HLSSettings()
+TS = HLSSettings(format=HLSFormat.TS)
+BOTH = pytest.mark.parametrize("hls_server", [CMAF, TS], indirect=True, ids=["cmaf", "ts"])
 
 
 @pytest.fixture(scope="session")
@@ -75,6 +88,17 @@ async def wait_for_endlist(url: str, within: float = 15.0) -> m3u8.M3U8:
     raise AssertionError(f"{url} has no EXT-X-ENDLIST within {within:.1f}s")
 
 
+def media_url(server: LPMS, stream_id: str, kind: str = "video") -> str:
+    """A track's media playlist: the source's (MPEG-TS: its audio too), or a CMAF
+    stream's audio rendition."""
+    name = "audio" if kind == "audio" and server.settings.hls.format is HLSFormat.FMP4 else "source"
+    return http_url(server, f"{stream_id}/{name}.m3u8")
+
+
+def segment_ext(server: LPMS) -> str:
+    return ".m4s" if server.settings.hls.format is HLSFormat.FMP4 else ".ts"
+
+
 @pytest.fixture
 async def hls_server(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[LPMS]:
     """A server with HLS settings from ``indirect`` parametrization (default: defaults)."""
@@ -88,6 +112,7 @@ async def hls_server(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIte
         await server.close()
 
 
+@BOTH
 async def test_live_then_complete_playlist_that_ffmpeg_decodes(
     hls_server: LPMS, clip12: ClipFile
 ) -> None:
@@ -96,14 +121,14 @@ async def test_live_then_complete_playlist_that_ffmpeg_decodes(
     publisher = start_publish(rtmp_url(server, "stream/live"), clip12)
     await wait_for_stream(server, "stream/live")
     first_frame = asyncio.get_running_loop().time()
-    live = await wait_for_playlist(url, within=SEGMENT_S + 1.5)
+    live = await wait_for_playlist(media_url(server, "stream/live"), within=SEGMENT_S + 1.5)
     reachable_after = asyncio.get_running_loop().time() - first_frame
     assert not live.is_endlist
-    assert live.segments, "a live playlist lists at least one segment"
+    assert live.segments, "a live playlist lists at least one segment (or part)"
     assert reachable_after <= SEGMENT_S + 1.5
 
     await asyncio.wait_for(publisher, 30)
-    playlist = await wait_for_endlist(url)
+    playlist = await wait_for_endlist(media_url(server, "stream/live"))
     durations = [segment.duration for segment in playlist.segments]
     assert sum(durations) == pytest.approx(12.0, abs=0.5)
     for duration in durations:
@@ -133,7 +158,10 @@ async def test_live_then_complete_playlist_that_ffmpeg_decodes(
     assert max(frame_gaps) == pytest.approx(1 / CLIP_FPS, abs=0.002)
 
 
+@pytest.mark.parametrize("hls_server", [TS], indirect=True)
 async def test_every_segment_starts_with_a_keyframe(hls_server: LPMS, clip12: ClipFile) -> None:
+    """Each MPEG-TS segment decodes on its own from a keyframe (a CMAF segment needs its
+    init segment: tests/integration/test_cmaf.py)."""
     server = hls_server
     await publish(rtmp_url(server, "stream/keys"), clip12, realtime=False)
     playlist = await wait_for_endlist(http_url(server, "stream/keys.m3u8"))
@@ -144,9 +172,10 @@ async def test_every_segment_starts_with_a_keyframe(hls_server: LPMS, clip12: Cl
         assert decoded.video_keyframes[0], f"{segment.uri} does not start on a keyframe"
 
 
+@BOTH
 async def test_publisher_returning_gives_a_discontinuity(hls_server: LPMS, clip: ClipFile) -> None:
     server = hls_server
-    url = http_url(server, "stream/again.m3u8")
+    url = media_url(server, "stream/again")
     await publish(rtmp_url(server, "stream/again"), clip)
     first = await wait_for_endlist(url)
     await publish(rtmp_url(server, "stream/again"), clip)
@@ -164,15 +193,16 @@ async def test_publisher_returning_gives_a_discontinuity(hls_server: LPMS, clip:
     assert flags.index(True) == len(first.segments)
     sequences = [playlist.media_sequence + i for i in range(len(playlist.segments))]
     assert sequences == sorted(set(sequences))
-    decoded = await decode_hls(url)
+    decoded = await decode_hls(http_url(server, "stream/again.m3u8"))
     assert decoded.error is None
     assert len(decoded.video_pts) == 2 * len(clip.clip.of_kind("video"))
 
 
+@BOTH
 async def test_audio_only_stream(hls_server: LPMS, audio_clip: ClipFile) -> None:
     server = hls_server
     await publish(rtmp_url(server, "stream/radio"), audio_clip)
-    playlist = await wait_for_endlist(http_url(server, "stream/radio.m3u8"))
+    playlist = await wait_for_endlist(media_url(server, "stream/radio", "audio"))
     assert sum(s.duration for s in playlist.segments) == pytest.approx(6.0, abs=0.5)
     decoded = await decode_hls(http_url(server, "stream/radio.m3u8"))
     assert decoded.error is None
@@ -181,10 +211,15 @@ async def test_audio_only_stream(hls_server: LPMS, audio_clip: ClipFile) -> None
     assert _rising(decoded.audio_pts)
 
 
-@pytest.mark.parametrize("hls_server", [HLSSettings(window=3)], indirect=True)
+@pytest.mark.parametrize(
+    "hls_server",
+    [HLSSettings(window=3), HLSSettings(window=3, format=HLSFormat.TS)],
+    indirect=True,
+    ids=["cmaf", "ts"],
+)
 async def test_sliding_window_slides(hls_server: LPMS, clip12: ClipFile) -> None:
     server = hls_server
-    url = http_url(server, "stream/window.m3u8")
+    url = media_url(server, "stream/window")
     publisher = start_publish(rtmp_url(server, "stream/window"), clip12)
     await wait_for_stream(server, "stream/window")
     seen_sequences: set[int] = set()
@@ -192,18 +227,19 @@ async def test_sliding_window_slides(hls_server: LPMS, clip12: ClipFile) -> None
         status, _, body = await fetch(url)
         if status == 200:
             playlist = m3u8.loads(body.decode())
-            assert len(playlist.segments) <= 3
+            assert len([s for s in playlist.segments if s.uri]) <= 3
             seen_sequences.add(playlist.media_sequence)
         await asyncio.sleep(0.25)
     await publisher
     playlist = await wait_for_endlist(url)
     assert len(playlist.segments) == 3
     assert len(seen_sequences) >= 3, "the media sequence moved as segments slid out"
-    decoded = await decode_hls(url)
+    decoded = await decode_hls(http_url(server, "stream/window.m3u8"))
     assert decoded.error is None
     assert len(decoded.video_pts) == pytest.approx(3 * SEGMENT_S * CLIP_FPS, abs=CLIP_FPS)
 
 
+@pytest.mark.parametrize("hls_server", [TS], indirect=True)
 async def test_hls_alias_and_http_behaviour(hls_server: LPMS, clip: ClipFile) -> None:
     server = hls_server
     await publish(rtmp_url(server, "stream/test"), clip, realtime=False)
@@ -228,7 +264,7 @@ async def test_hls_alias_and_http_behaviour(hls_server: LPMS, clip: ClipFile) ->
     assert status == 200
     assert segment == file.read_bytes()
     assert headers["Content-Type"] == "video/mp2t"
-    assert headers["Cache-Control"] == "public, max-age=86400, immutable"
+    assert headers["Cache-Control"] == "public, max-age=31536000, immutable"
     assert headers["Access-Control-Allow-Origin"] == "*"
     assert headers["Accept-Ranges"] == "bytes"
     assert segment[0] == 0x47
@@ -283,7 +319,7 @@ async def test_application_callbacks_and_segment_rtmp_to_hls(clip: ClipFile) -> 
         await publish(rtmp_url(server, "stream/wanted"), clip, realtime=False)
         await publish(rtmp_url(server, "stream/unwanted"), clip, realtime=False)
         assert segmented == ["stream/wanted"]
-        await wait_for_endlist(http_url(server, "stream/wanted.m3u8"))
+        await wait_for_endlist(media_url(server, "stream/wanted"))
         status, _, _ = await fetch(http_url(server, "stream/unwanted.m3u8"))
         assert status == 404
         status, _, body = await fetch(http_url(server, "custom/playlist.m3u8"))
@@ -293,13 +329,16 @@ async def test_application_callbacks_and_segment_rtmp_to_hls(clip: ClipFile) -> 
         await server.close()
 
 
-async def test_recording_plays_after_restart(tmp_path: Path, clip: ClipFile) -> None:
-    settings = Settings(workdir=str(tmp_path), hls=HLSSettings(record=True))
+@pytest.mark.parametrize("hls_format", list(HLSFormat), ids=lambda f: f.value)
+async def test_recording_plays_after_restart(
+    tmp_path: Path, clip: ClipFile, hls_format: HLSFormat
+) -> None:
+    settings = Settings(workdir=str(tmp_path), hls=HLSSettings(record=True, format=hls_format))
     server = LPMS(host="127.0.0.1", rtmp_port=0, http_port=0, settings=settings)
     await server.start()
     try:
         await publish(rtmp_url(server, "stream/rec"), clip)
-        live = await wait_for_endlist(http_url(server, "stream/rec.m3u8"))
+        live = await wait_for_endlist(media_url(server, "stream/rec"))
         assert live.playlist_type == "vod"
     finally:
         await server.close()
@@ -309,7 +348,7 @@ async def test_recording_plays_after_restart(tmp_path: Path, clip: ClipFile) -> 
     restarted = LPMS(host="127.0.0.1", rtmp_port=0, http_port=0, settings=settings)
     await restarted.start()
     try:
-        playlist = await wait_for_endlist(http_url(restarted, "stream/rec.m3u8"))
+        playlist = await wait_for_endlist(media_url(restarted, "stream/rec"))
         assert sum(s.duration for s in playlist.segments) == pytest.approx(6.0, abs=0.5)
         decoded = await decode_hls(http_url(restarted, "stream/rec.m3u8"))
         assert decoded.error is None
@@ -318,6 +357,7 @@ async def test_recording_plays_after_restart(tmp_path: Path, clip: ClipFile) -> 
         await restarted.close()
 
 
+@BOTH
 async def test_a_full_disk_keeps_relay_and_hls_going(
     hls_server: LPMS, clip: ClipFile, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -334,36 +374,44 @@ async def test_a_full_disk_keeps_relay_and_hls_going(
         publisher = start_publish(url, clip)
         stream = await wait_for_stream(server, "stream/full")
         player = asyncio.create_task(play(url))
-        live = await wait_for_playlist(http_url(server, "stream/full.m3u8"), within=15)
+        live = await wait_for_playlist(media_url(server, "stream/full"), within=15)
         assert server.streams.get("stream/full") is stream
-        status, _, segment = await fetch(http_url(server, f"stream/{live.segments[0].uri}"))
+        segment_uri = next((s.uri for s in live.segments if s.uri), None)
+        while segment_uri is None:  # (CMAF: parts come first)
+            live = await wait_for_playlist(media_url(server, "stream/full"), within=15)
+            segment_uri = next((s.uri for s in live.segments if s.uri), None)
+        status, _, segment = await fetch(http_url(server, f"stream/full/{segment_uri}"))
         assert status == 200
-        assert segment[0] == 0x47
+        assert segment[0] == 0x47 if segment_ext(server) == ".ts" else segment[4:8] == b"moof"
         assert await asyncio.wait_for(publisher, 30) == len(clip.clip.packets)
         received = await player
     first = received.of_kind("video")[0]
     clip_video = clip.clip.of_kind("video")
     joined_at = next(i for i, p in enumerate(clip_video) if p.payload == first.payload)
     assert_whole_stream_from(received, clip.clip, joined_at)
-    playlist = await wait_for_endlist(http_url(server, "stream/full.m3u8"))
+    playlist = await wait_for_endlist(media_url(server, "stream/full"))
     assert playlist.segments
     assert server.metrics.value("lpms_segment_write_errors_total") >= len(playlist.segments)
     logged = [r for r in caplog.records if "stream/full" in r.getMessage()]
     assert len(logged) == 1, [r.getMessage() for r in logged]
 
 
-async def test_private_segment_dir_is_gone_after_close(clip: ClipFile) -> None:
-    server = LPMS(host="127.0.0.1", rtmp_port=0, http_port=0)  # no workdir
+@pytest.mark.parametrize("hls_format", list(HLSFormat), ids=lambda f: f.value)
+async def test_private_segment_dir_is_gone_after_close(
+    clip: ClipFile, hls_format: HLSFormat
+) -> None:
+    settings = Settings(hls=HLSSettings(format=hls_format))
+    server = LPMS(host="127.0.0.1", rtmp_port=0, http_port=0, settings=settings)  # no workdir
     await server.start()
     try:
         await publish(rtmp_url(server, "stream/tmp"), clip, realtime=False)
-        playlist = await wait_for_endlist(http_url(server, "stream/tmp.m3u8"))
+        playlist = await wait_for_endlist(media_url(server, "stream/tmp"))
         await server.hls.disk.written()
         root = server.hls.disk.private_dir
         assert root is not None
-        assert sorted(p.name for p in root.rglob("*.ts")) == sorted(
-            s.uri.rsplit("/", 1)[1] for s in playlist.segments
-        )
+        assert sorted(
+            p.name for p in (root / "0" / "source").rglob(f"*{segment_ext(server)}")
+        ) == sorted(s.uri.rsplit("/", 1)[1] for s in playlist.segments)
     finally:
         await server.close()
     assert not root.exists()
@@ -388,7 +436,7 @@ async def test_segmenting_a_stream_the_application_feeds(clip: ClipFile) -> None
             stream.write(packet)
             await asyncio.sleep(0)
         stream.end()
-        playlist = await wait_for_endlist(http_url(server, "app/own.m3u8"))
+        playlist = await wait_for_endlist(media_url(server, "app/own"))
         assert sum(s.duration for s in playlist.segments) == pytest.approx(6.0, abs=0.5)
         decoded = await decode_hls(http_url(server, "app/own.m3u8"))
         assert decoded.error is None

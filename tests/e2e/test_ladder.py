@@ -1,19 +1,24 @@
-"""The live ABR ladder end to end: FFmpeg publishes over RTMP, the server transcodes
-every source segment, and FFmpeg's HLS demuxer and the m3u8 package read back the
-master playlist and every variant."""
+"""The live ABR ladder end to end, in both formats: FFmpeg publishes over RTMP, the
+server transcodes every source segment, and FFmpeg's HLS demuxer and the m3u8 package
+read back the master playlist and every variant. (CMAF variants are video alone, with
+the stream's audio a rendition of its own; MPEG-TS ones carry the audio too.)"""
 
 from __future__ import annotations
 
 import asyncio
+import io
+import logging
 from collections.abc import AsyncIterator
+from urllib.parse import urljoin
 
+import av
 import m3u8
 import pytest
 
-from lpms import LPMS, Settings, output_size, parse_profiles
+from lpms import LPMS, HLSFormat, HLSSettings, Settings, output_size, parse_profiles
 from lpms.transcode.live import TranscodeSettings
 from tests.e2e.clients import CLIP_HEIGHT, CLIP_WIDTH
-from tests.e2e.conftest import ClipFile, decode_hls, publish, rtmp_url
+from tests.e2e.conftest import ClipFile, clip_file, decode_hls, publish, rtmp_url
 from tests.e2e.test_hls import fetch, http_url, wait_for_endlist
 
 pytestmark = pytest.mark.e2e
@@ -21,9 +26,12 @@ pytestmark = pytest.mark.e2e
 PROFILES = parse_profiles("P360p30fps16x9,P240p30fps16x9")
 
 
-@pytest.fixture
-async def ladder_server() -> AsyncIterator[LPMS]:
-    settings = Settings(transcode=TranscodeSettings(profiles=PROFILES))
+@pytest.fixture(params=list(HLSFormat), ids=lambda f: f.value)
+async def ladder_server(request: pytest.FixtureRequest) -> AsyncIterator[LPMS]:
+    settings = Settings(
+        hls=HLSSettings(format=request.param),
+        transcode=TranscodeSettings(profiles=PROFILES),
+    )
     server = LPMS(host="127.0.0.1", rtmp_port=0, http_port=0, settings=settings)
     await server.start()
     try:
@@ -33,8 +41,26 @@ async def ladder_server() -> AsyncIterator[LPMS]:
 
 
 def _number(uri: str) -> str:
-    """``RENDITION/N.ts`` -> ``N``."""
-    return uri.rsplit("/", 1)[-1].removesuffix(".ts")
+    """``RENDITION/N.ts`` (``RENDITION/EPOCH/N.m4s``) -> ``N``."""
+    return uri.rsplit("/", 1)[-1].removesuffix(".ts").removesuffix(".m4s")
+
+
+def _cmaf(server: LPMS) -> bool:
+    return server.settings.hls.format is HLSFormat.FMP4
+
+
+async def _first_frame_is_a_keyframe(
+    server: LPMS, playlist_url: str, segment: m3u8.Segment
+) -> bool:
+    """Decodes the segment (after its init segment, for CMAF) with PyAV."""
+    data = b""
+    if segment.init_section is not None:
+        _, _, data = await fetch(urljoin(playlist_url, segment.init_section.uri))
+    status, _, body = await fetch(urljoin(playlist_url, segment.uri))
+    assert status == 200
+    with av.open(io.BytesIO(data + body)) as container:
+        frame = next(container.decode(video=0))
+    return bool(frame.key_frame)
 
 
 async def _master(server: LPMS, path: str) -> m3u8.M3U8:
@@ -77,9 +103,12 @@ async def test_live_ladder_variants_line_up_with_the_source(
         assert info.resolution == output_size(profile, CLIP_WIDTH, CLIP_HEIGHT)
         assert info.codecs is not None
         assert info.codecs.startswith("avc1.")
-        assert "mp4a.40.2" in info.codecs
+        assert "mp4a.40.2" in info.codecs  # its own audio, or the audio rendition's
+        assert info.frame_rate == 30.0
         assert 0 < info.bandwidth < by_uri["abr/source.m3u8"].bandwidth * 20
+        assert (info.audio == "audio") == _cmaf(server)
 
+    audio_frames = len(clip.clip.of_kind("audio"))
     for profile in PROFILES:
         width, height = output_size(profile, CLIP_WIDTH, CLIP_HEIGHT)
         url = http_url(server, f"stream/abr/{profile.name}.m3u8")
@@ -89,12 +118,13 @@ async def test_live_ladder_variants_line_up_with_the_source(
         assert decoded.video_size == (width, height)
         source_frames = len(clip.clip.of_kind("video"))
         assert len(decoded.video_pts) == source_frames  # 30 fps in, 30 fps out
-        assert len(decoded.audio_pts) == len(clip.clip.of_kind("audio"))
+        assert len(decoded.audio_pts) == (0 if _cmaf(server) else audio_frames)
         # Every variant segment opens on a keyframe, like the source's.
         for segment in playlists[profile.name].segments:
-            one = await decode_hls(http_url(server, f"stream/abr/{segment.uri}"))
-            assert one.error is None
-            assert one.video_keyframes[0], f"{profile.name}/{segment.uri} starts on no keyframe"
+            assert await _first_frame_is_a_keyframe(server, url, segment), segment.uri
+    if _cmaf(server):
+        audio = await decode_hls(http_url(server, "stream/abr/audio.m3u8"))
+        assert len(audio.audio_pts) == audio_frames
 
 
 async def test_ladder_keeps_source_timestamps(ladder_server: LPMS, clip: ClipFile) -> None:
@@ -137,10 +167,43 @@ async def test_ladder_behind_real_time_drops_rendition_segments_not_source(
         assert status in (200, 404)
 
 
-async def test_stream_without_profiles_serves_a_media_playlist(
-    server: LPMS, clip: ClipFile
-) -> None:
+@pytest.mark.parametrize(
+    "server",
+    [Settings(), Settings(hls=HLSSettings(format=HLSFormat.TS))],
+    indirect=True,
+    ids=["cmaf", "ts"],
+)
+async def test_stream_without_profiles_serves_the_source(server: LPMS, clip: ClipFile) -> None:
+    """MPEG-TS: the source's media playlist at APP/NAME.m3u8 (today's output); CMAF: a
+    master playlist of the source and its audio rendition."""
     await publish(rtmp_url(server, "stream/plain"), clip, realtime=False)
-    playlist = await wait_for_endlist(http_url(server, "stream/plain.m3u8"))
-    assert not playlist.is_variant
+    await wait_for_endlist(http_url(server, "stream/plain/source.m3u8"))
+    status, _, body = await fetch(http_url(server, "stream/plain.m3u8"))
+    assert status == 200
+    top = m3u8.loads(body.decode())
+    if server.settings.hls.format is HLSFormat.TS:
+        assert not top.is_variant
+        assert top.is_endlist
+    else:
+        assert [p.uri for p in top.playlists] == ["plain/source.m3u8"]
+        assert [m.uri for m in top.media] == ["plain/audio.m3u8"]
     await asyncio.sleep(0)
+
+
+async def test_an_audio_only_stream_gets_no_video_renditions_and_one_line_saying_so(
+    ladder_server: LPMS, tmp_path_factory: pytest.TempPathFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = ladder_server
+    radio = clip_file(tmp_path_factory, 6.0, video=False)
+    with caplog.at_level(logging.INFO, logger="lpms"):
+        await publish(rtmp_url(server, "stream/radio"), radio)
+        track = "audio" if _cmaf(server) else "source"
+        await wait_for_endlist(http_url(server, f"stream/radio/{track}.m3u8"))
+    said = [r.getMessage() for r in caplog.records if "stream/radio" in r.getMessage()]
+    assert sum("has no video" in line for line in said) == 1, said
+    assert not any("failed" in line for line in said), said
+    status, _, body = await fetch(http_url(server, "stream/radio.m3u8"))
+    assert status == 200
+    top = m3u8.loads(body.decode())
+    listed = [p.uri for p in top.playlists] if top.is_variant else []
+    assert not any(profile.name in uri for profile in PROFILES for uri in listed)

@@ -89,7 +89,8 @@ async def test_signal_during_publish_leaves_a_complete_recording(
         publisher = asyncio.create_task(
             publish(f"rtmp://127.0.0.1:{rtmp_port}/stream/shut", clip12)
         )
-        playlist = tmp_path / "stream" / "shut.m3u8"
+        top = tmp_path / "stream" / "shut.m3u8"  # the master playlist, written at the end
+        playlist = tmp_path / "stream" / "shut" / "source.m3u8"
 
         def two_segments() -> bool:
             return playlist.is_file() and playlist.read_text().count("#EXTINF") >= 2
@@ -114,7 +115,8 @@ async def test_signal_during_publish_leaves_a_complete_recording(
         assert (playlist.parent / segment.uri).is_file(), segment.uri
     recorded_seconds = sum(s.duration for s in recorded.segments)
     assert recorded_seconds >= 4.0  # at least the two segments seen before the signal
-    decoded = await decode_hls(str(playlist))
+    assert top.is_file()
+    decoded = await decode_hls(str(top))
     assert decoded.error is None
     assert decoded.warnings == []
     assert decoded.video_keyframes

@@ -22,9 +22,10 @@ from av.video.reformatter import VideoReformatter
 
 import lpms
 from lpms import TranscodeError, Transcoder, TranscodeResult
+from lpms.hls.fmp4 import read_fragmented_video
 from lpms.transcode.accel import Accel, check_accel
 from lpms.transcode.profiles import PRESETS, VideoCodec, VideoProfile, output_size
-from lpms.transcode.rendition import share_frame
+from lpms.transcode.rendition import OutputContainer, share_frame
 from tests.integration.test_segmenter import continuity_follows
 from tests.media import Part, Probed, make_clip, probe, split_at_keyframes
 
@@ -484,19 +485,47 @@ def test_unknown_accel() -> None:
 
 
 @pytest.mark.parametrize("codec", [VideoCodec.VP9, VideoCodec.AV1], ids=lambda c: c.value)
-@pytest.mark.parametrize("accel", ["software", "nvidia"])
-def test_vp9_and_av1_are_refused_with_a_reason(codec: VideoCodec, accel: str) -> None:
+def test_vp9_and_av1_in_mpeg_ts_are_refused_with_a_reason(codec: VideoCodec) -> None:
     threads = thread_names()
     profile = VideoProfile("web", 640, 360, 1_000_000, codec=codec)
-    # In software after a good profile: no encoder starts before all are checked. (On
-    # nvidia first, or the missing GPU is what is reported.)
-    good = PRESETS["P144p30fps16x9"]
-    profiles = [good, profile] if accel == "software" else [profile, good]
-    with pytest.raises(TranscodeError, match=codec.value) as caught:
-        Transcoder(profiles, accel=accel)
-    message = str(caught.value)
-    assert "fMP4" in message or "no VP9 encoder for the nvidia accel" in message
+    # After a good profile: no encoder starts before all are checked.
+    profiles = [PRESETS["P144p30fps16x9"], profile]
+    with pytest.raises(TranscodeError, match=f"{codec.value} cannot go into MPEG-TS") as caught:
+        Transcoder(profiles, output=OutputContainer.MPEGTS)
+    assert "fmp4" in str(caught.value)
     assert thread_names() == threads
+
+
+def test_vp9_has_no_nvidia_encoder() -> None:
+    profile = VideoProfile("web", 640, 360, 1_000_000, codec=VideoCodec.VP9)
+    with pytest.raises(TranscodeError, match=r"(?i)no vp9 encoder for the nvidia accel"):
+        Transcoder([profile], accel="nvidia")
+
+
+@pytest.mark.parametrize(
+    ("codec", "decoder"),
+    [(VideoCodec.AV1, "av1"), (VideoCodec.VP9, "vp9"), (VideoCodec.HEVC, "hevc")],
+    ids=lambda value: getattr(value, "value", value),
+)
+def test_av1_vp9_and_hevc_renditions_as_cmaf(
+    clip_segments: list[bytes], codec: VideoCodec, decoder: str
+) -> None:
+    """Each segment comes out as a fragmented MP4 of the video alone, FFmpeg's
+    configuration record in it, at the profile's size and rate, every frame there."""
+    profile = VideoProfile("web", 256, 144, 300_000, Fraction(30), codec=codec)
+    with Transcoder([profile], output=OutputContainer.CMAF) as transcoder:
+        result = transcoder.transcode(clip_segments[0])
+    [output] = result.outputs
+    assert output.data[4:8] == b"ftyp"
+    video = read_fragmented_video(output.data)
+    assert video.config.codec.value == decoder
+    assert output.decoder_config == video.config.extradata
+    probed = probe(output.data)
+    assert probed.errors == []
+    assert set(probed.video_sizes) == {(256, 144)}
+    assert probed.frames == result.decoded_frames
+    assert probed.audio_codec is None  # video only: the audio is a rendition of its own
+    assert probed.first_packet_keyframe
 
 
 def test_no_profiles() -> None:

@@ -586,7 +586,7 @@ def test_the_example_config_is_every_setting_at_its_default() -> None:
 
 def test_the_example_explains_settings_from_the_dataclasses() -> None:
     text = EXAMPLE.read_text()
-    assert "# HLS output: segment length, live window" in text  # HLSSettings' docstring
+    assert "# HLS output: format, segment and part length" in text  # HLSSettings' docstring
     assert "# Connections the kernel may hold for accept()" in text  # a field's comment
     assert "# Seconds an idle keep-alive connection stays open.\nkeepalive_timeout = 75.0" in text
     assert "# One of: software, nvidia.\naccel = " in text

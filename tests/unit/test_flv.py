@@ -736,3 +736,47 @@ def test_the_fast_paths_for_common_tags_match_the_general_parser(
             except MediaError as exc:
                 results.append(str(exc))
         assert results[0] == results[1]
+
+
+def test_opus_from_ffmpeg_is_opus_with_its_id_header() -> None:
+    """FFmpeg 8's FLV muxer writes Opus as Enhanced RTMP v2 audio (FourCC "Opus"):
+    the SequenceStart's Opus ID header becomes the track's configuration, and every
+    coded frame is an Opus packet of it; the tags still relay byte for byte."""
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format="flv") as out:
+        stream = out.add_stream("libopus", rate=48000)
+        with av.open("sine=frequency=440:duration=1:sample_rate=48000", format="lavfi") as tone:
+            for frame in [*tone.decode(audio=0), None]:
+                for packet in stream.encode(frame):
+                    out.mux(packet)
+    tags = [(ts, body) for kind, ts, body in flv_tags(buffer.getvalue()) if kind == FLV_TAG_AUDIO]
+    demuxer = FLVDemuxer()
+    packets = [demuxer.demux_audio(ts, body) for ts, body in tags]
+    header = packets[0]
+    assert header is not None
+    assert header.is_config
+    assert header.config is not None
+    assert header.config.codec is Codec.OPUS
+    assert header.config.extradata.startswith(b"OpusHead")
+    assert (header.config.sample_rate, header.config.channels) == (48000, 2)  # its default
+    frames = [p for p in packets if p is not None and p.codec is Codec.OPUS and not p.is_config]
+    assert len(frames) >= 48  # a second of 20 ms packets
+    assert all(p.config is header.config for p in frames)
+    for (_, body), packet in zip(tags, packets, strict=True):
+        assert packet is not None
+        assert packet.flv_header + packet.payload == body
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"OpusHead\x01",
+        b"OpusTags" + bytes(11),
+        b"OpusHead\x10\x02" + bytes(9),
+        b"OpusHead\x01\x00" + bytes(9),
+    ],
+)
+def test_an_opus_sequence_start_that_is_no_id_header_is_refused(head: bytes) -> None:
+    body = bytes((0x90,)) + b"Opus" + head
+    with pytest.raises(MediaError, match="Opus"):
+        FLVDemuxer().demux_audio(0, body)

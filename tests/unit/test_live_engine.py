@@ -16,6 +16,7 @@ import m3u8  # type: ignore[import-untyped]
 import pytest
 
 from lpms.hls.segmenter import Segment
+from lpms.hls.settings import HLSFormat
 from lpms.hls.store import SOURCE, HLSSettings, HLSStream, Rendition
 from lpms.media.packet import Codec, CodecConfig
 from lpms.metrics import Metrics
@@ -194,7 +195,9 @@ def make_ladder(
     """A stream with its source rendition and a ladder of `PROFILES` on a fake
     engine; cue keys are offsets from the first sequence number."""
     listings = Listings()
-    hls = HLSStream(stream_id, HLSSettings(window=10), None, on_segment=listings)
+    hls = HLSStream(
+        stream_id, HLSSettings(format=HLSFormat.TS, window=10), None, on_segment=listings
+    )
     first = hls.rendition(SOURCE).next_sequence
     factory = factory if factory is not None else FakeFactory()
     factory.cues.update({first + offset: cue for offset, cue in (cues or {}).items()})
@@ -495,7 +498,9 @@ def local_ladder(
     observer: RecordingObserver | Metrics | None, profiles: tuple[VideoProfile, ...] = TINY
 ) -> Ladder:
     listings = Listings()
-    hls = HLSStream("live/local", HLSSettings(window=10), None, on_segment=listings)
+    hls = HLSStream(
+        "live/local", HLSSettings(format=HLSFormat.TS, window=10), None, on_segment=listings
+    )
     first = hls.rendition(SOURCE).next_sequence
     transcoder = LiveTranscoder(
         hls,

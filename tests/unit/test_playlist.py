@@ -439,14 +439,32 @@ def test_codecs_string_for_mp3() -> None:
         (Codec.AAC, b"\x12"),  # truncated
         (Codec.AAC, bytes.fromhex("16900000")),  # reserved sampling frequency index 13
         (Codec.AAC, bytes.fromhex("0210")),  # object type 0 is no codec
-        (Codec.AV1, bytes.fromhex("81000c00")),
+        (Codec.AV1, bytes.fromhex("0100")),  # no av1C marker and version
         (Codec.VP9, b""),
+        (Codec.VP9, bytes.fromhex("000a00")),  # bit depth 0
         (Codec.OPAQUE, b"\x01\x02"),
         (Codec.AMF0, b""),
     ],
 )
 def test_codecs_string_unknown_or_malformed(codec: Codec, extradata: bytes) -> None:
     assert codecs_string(codec, extradata) is None
+
+
+@pytest.mark.parametrize(
+    ("codec", "extradata", "expected"),
+    [
+        # av1C (AV1 ISOBMFF binding 2.3): profile 0, level 8 (4.0), Main tier, 8 bit.
+        (Codec.AV1, bytes.fromhex("81080c00"), "av01.0.08M.08"),
+        # Profile 0, level 13 (5.1), High tier, 10 bit.
+        (Codec.AV1, bytes.fromhex("810dc000"), "av01.0.13H.10"),
+        # vpcC as a FullBox payload (version 1, flags 0), and bare: profile 0, level 3.1.
+        (Codec.VP9, bytes.fromhex("01000000001f8002020200"), "vp09.00.31.08"),
+        (Codec.VP9, bytes.fromhex("021f a0 020202".replace(" ", "")), "vp09.02.31.10"),
+        (Codec.OPUS, b"OpusHead", "opus"),
+    ],
+)
+def test_codecs_string_of_cmaf_codecs(codec: Codec, extradata: bytes, expected: str) -> None:
+    assert codecs_string(codec, extradata) == expected
 
 
 # -- properties -----------------------------------------------------------------------

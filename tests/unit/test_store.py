@@ -15,6 +15,7 @@ import m3u8
 import pytest
 
 from lpms.hls.segmenter import Segment
+from lpms.hls.settings import HLSFormat
 from lpms.hls.store import (
     SOURCE,
     HLSSettings,
@@ -42,7 +43,9 @@ def segment(sequence: int, duration: float = 2.0, size: int = 188 * 100) -> Segm
 
 
 def test_window_slides_and_memory_stays_bounded() -> None:
-    rendition = Rendition(SOURCE, HLSSettings(window=3, extra_segments=2), first_sequence=10)
+    rendition = Rendition(
+        SOURCE, HLSSettings(format=HLSFormat.TS, window=3, extra_segments=2), first_sequence=10
+    )
     for sequence in range(10, 20):
         rendition.add(segment(sequence))
     playlist = m3u8.loads(rendition.media_playlist())
@@ -56,7 +59,9 @@ def test_window_slides_and_memory_stays_bounded() -> None:
 def test_gap_keeps_numbering_in_step_and_serves_nothing() -> None:
     """A rendition that skipped a segment lists its place with EXT-X-GAP, so its
     segment numbers and times stay those of the other renditions."""
-    rendition = Rendition("P360p30fps16x9", HLSSettings(window=4), first_sequence=5)
+    rendition = Rendition(
+        "P360p30fps16x9", HLSSettings(format=HLSFormat.TS, window=4), first_sequence=5
+    )
     rendition.add(segment(5))
     rendition.add_gap(segment(6))
     rendition.add(segment(7))
@@ -80,7 +85,7 @@ def test_gap_keeps_numbering_in_step_and_serves_nothing() -> None:
 
 
 def test_discontinuity_and_its_sequence() -> None:
-    rendition = Rendition(SOURCE, HLSSettings(window=2), first_sequence=0)
+    rendition = Rendition(SOURCE, HLSSettings(format=HLSFormat.TS, window=2), first_sequence=0)
     rendition.add(segment(0))
     rendition.end()
     assert m3u8.loads(rendition.media_playlist()).is_endlist
@@ -97,7 +102,9 @@ def test_discontinuity_and_its_sequence() -> None:
 
 
 def test_target_duration_grows_but_never_lies() -> None:
-    rendition = Rendition(SOURCE, HLSSettings(segment_duration=2.0), first_sequence=0)
+    rendition = Rendition(
+        SOURCE, HLSSettings(format=HLSFormat.TS, segment_duration=2.0), first_sequence=0
+    )
     rendition.add(segment(0, 2.0))
     assert rendition.target_duration == 2
     rendition.add(segment(1, 4.6))
@@ -107,7 +114,7 @@ def test_target_duration_grows_but_never_lies() -> None:
 
 
 def test_master_playlist_describes_the_source() -> None:
-    settings = HLSSettings()
+    settings = HLSSettings(format=HLSFormat.TS)
     store = HLSStore(settings)
     hls = store.open("stream/test")
     assert hls.top_playlist() is None  # nothing to play yet
@@ -125,7 +132,7 @@ def test_master_playlist_describes_the_source() -> None:
 
 
 async def test_grace_period_then_freed() -> None:
-    store = HLSStore(HLSSettings(grace_period=0.05))
+    store = HLSStore(HLSSettings(format=HLSFormat.TS, grace_period=0.05))
     hls = store.open("stream/a")
     hls.rendition(SOURCE).add(segment(hls.rendition(SOURCE).next_sequence))
     store.close(hls)
@@ -140,7 +147,7 @@ async def test_grace_period_then_freed() -> None:
 
 
 def test_ended_streams_make_room_for_new_ones() -> None:
-    store = HLSStore(HLSSettings(), max_streams=2)
+    store = HLSStore(HLSSettings(format=HLSFormat.TS), max_streams=2)
     first = store.open("a/1")
     store.open("a/2")
     first.end()
@@ -150,7 +157,7 @@ def test_ended_streams_make_room_for_new_ones() -> None:
 
 
 def test_recording_lays_files_out_like_the_urls(tmp_path: Path) -> None:
-    store = HLSStore(HLSSettings(record=True, window=2), workdir=str(tmp_path))
+    store = HLSStore(HLSSettings(format=HLSFormat.TS, record=True, window=2), workdir=str(tmp_path))
     hls = store.open("stream/rec")
     rendition = hls.rendition(SOURCE)
     for _ in range(4):
@@ -204,7 +211,7 @@ def _files(root: Path) -> list[str]:
 
 
 async def test_segments_leave_memory_once_written(tmp_path: Path) -> None:
-    store = HLSStore(HLSSettings(), workdir=str(tmp_path))
+    store = HLSStore(HLSSettings(format=HLSFormat.TS), workdir=str(tmp_path))
     rendition = store.open("stream/disk").rendition(SOURCE)
     first = rendition.next_sequence
     written = segment(first)
@@ -229,7 +236,9 @@ async def test_segments_leave_memory_once_written(tmp_path: Path) -> None:
 
 
 async def test_files_that_slide_out_are_deleted(tmp_path: Path) -> None:
-    store = HLSStore(HLSSettings(window=2, extra_segments=1), workdir=str(tmp_path))
+    store = HLSStore(
+        HLSSettings(format=HLSFormat.TS, window=2, extra_segments=1), workdir=str(tmp_path)
+    )
     rendition = store.open("stream/slide").rendition(SOURCE)
     first = rendition.next_sequence
     for sequence in range(first, first + 6):
@@ -247,7 +256,7 @@ async def test_files_that_slide_out_are_deleted(tmp_path: Path) -> None:
 async def test_a_segment_is_never_served_half_written(tmp_path: Path) -> None:
     """While its write is under way a segment is served whole from memory; the
     final file name appears only when the file is complete."""
-    store = HLSStore(HLSSettings(), workdir=str(tmp_path))
+    store = HLSStore(HLSSettings(format=HLSFormat.TS), workdir=str(tmp_path))
     started, release = threading.Event(), threading.Event()
     real_write = store.disk.write_file
 
@@ -273,7 +282,7 @@ async def test_a_segment_is_never_served_half_written(tmp_path: Path) -> None:
 async def test_a_full_disk_is_counted_logged_once_and_served_from_memory(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    settings = HLSSettings(window=2, extra_segments=1)
+    settings = HLSSettings(format=HLSFormat.TS, window=2, extra_segments=1)
     store = HLSStore(settings, workdir=str(tmp_path))
     errors: list[None] = []
     store.on_write_error = lambda: errors.append(None)
@@ -310,7 +319,7 @@ async def test_a_full_disk_is_counted_logged_once_and_served_from_memory(
 async def test_an_unwritable_workdir_keeps_segments_in_memory(tmp_path: Path) -> None:
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("")
-    store = HLSStore(HLSSettings(), workdir=str(blocker / "work"))
+    store = HLSStore(HLSSettings(format=HLSFormat.TS), workdir=str(blocker / "work"))
     errors: list[None] = []
     store.on_write_error = lambda: errors.append(None)
     rendition = store.open("stream/nowhere").rendition(SOURCE)
@@ -324,7 +333,7 @@ async def test_an_unwritable_workdir_keeps_segments_in_memory(tmp_path: Path) ->
 
 
 async def test_private_temp_dir_is_removed_at_close() -> None:
-    store = HLSStore(HLSSettings())
+    store = HLSStore(HLSSettings(format=HLSFormat.TS))
     assert store.disk.private_dir is None  # made on first use
     rendition = store.open("stream/tmp").rendition(SOURCE)
     rendition.add(segment(rendition.next_sequence))
@@ -341,7 +350,7 @@ async def test_private_temp_dir_is_removed_at_close() -> None:
 async def test_private_temp_dir_is_removed_without_close() -> None:
     """An application that never closes the store (an error on its way out) still
     leaves no directory behind once the store is gone."""
-    store = HLSStore(HLSSettings())
+    store = HLSStore(HLSSettings(format=HLSFormat.TS))
     rendition = store.open("stream/lost").rendition(SOURCE)
     rendition.add(segment(rendition.next_sequence))
     await store.disk.written()
@@ -354,7 +363,7 @@ async def test_private_temp_dir_is_removed_without_close() -> None:
 
 
 async def test_freed_stream_leaves_the_disk(tmp_path: Path) -> None:
-    store = HLSStore(HLSSettings(grace_period=0), workdir=str(tmp_path))
+    store = HLSStore(HLSSettings(format=HLSFormat.TS, grace_period=0), workdir=str(tmp_path))
     hls = store.open("stream/gone")
     rendition = hls.rendition(SOURCE)
     rendition.add(segment(rendition.next_sequence))
@@ -379,7 +388,10 @@ async def test_freed_stream_leaves_the_disk(tmp_path: Path) -> None:
 
 
 async def test_recording_writes_each_segment_once_and_serves_it(tmp_path: Path) -> None:
-    store = HLSStore(HLSSettings(record=True, window=2, extra_segments=0), workdir=str(tmp_path))
+    store = HLSStore(
+        HLSSettings(format=HLSFormat.TS, record=True, window=2, extra_segments=0),
+        workdir=str(tmp_path),
+    )
     writes: list[Path] = []
     real_write = store.disk.write_file
 

@@ -74,6 +74,7 @@ class CutPart:
     end_ms: int
     independent: bool
     packets: list[CutPacket] = field(default_factory=list)
+    program_date_time: datetime | None = None  # its segment's, on a segment's first part
 
     @property
     def duration(self) -> float:
@@ -110,6 +111,7 @@ Prepare = Callable[[MediaPacket, CodecConfig], bytes]
 class _Open:
     sequence: int
     start_ms: int
+    start_pts: int  # of its first frame, where the next segment's distance is measured
     video: CodecConfig | None
     audio: CodecConfig | None
     part: CutPart
@@ -133,7 +135,10 @@ class Cutter:
         *,
         first_sequence: int = 0,
         clock: Callable[[], float],
+        start_ms: int = START_OFFSET_MS,
     ) -> None:
+        """``start_ms``: where the first segment starts on the cut timeline (a publisher
+        returning to a CMAF stream carries on its timeline, past the last one's)."""
         self.options = options
         self.next_sequence = first_sequence
         self._codecs = codecs
@@ -144,7 +149,8 @@ class Cutter:
         self._video_config: CodecConfig | None = None
         self._audio_config: CodecConfig | None = None
         self._has_video = False
-        self._base_ms = 0  # stream dts that becomes START_OFFSET_MS
+        self._start_ms = start_ms
+        self._base_ms = 0  # stream dts that becomes start_ms
         self._started = False
         self._wallclock_base = 0.0
         self._open: _Open | None = None
@@ -236,7 +242,9 @@ class Cutter:
             return True
         if segment.video != self._video_config or segment.audio != self._audio_config:
             return True
-        return self._timeline_dts(packet) - segment.start_ms >= self._target_ms
+        # Measured in presentation time: an encoder's decode delay may differ from one
+        # keyframe to the next (x265's first GOP), and 2 s GOPs must make 2 s segments.
+        return packet.pts - self._base_ms - segment.start_pts >= self._target_ms
 
     def _timeline_dts(self, packet: MediaPacket) -> int:
         """The packet's decode time on the cut timeline (rebased, above its track's
@@ -248,13 +256,15 @@ class Cutter:
     def _start(self, packet: MediaPacket) -> None:
         if not self._started:
             self._started = True
-            self._base_ms = packet.dts - START_OFFSET_MS
-            self._wallclock_base = self._clock() - START_OFFSET_MS / 1000
+            self._base_ms = packet.dts - self._start_ms
+            self._wallclock_base = self._clock() - self._start_ms / 1000
         start = self._timeline_dts(packet)
         sequence = self.next_sequence
         self.next_sequence += 1
-        part = CutPart(sequence, 0, start, start, independent=True)
-        self._open = _Open(sequence, start, self._video_config, self._audio_config, part)
+        when = datetime.fromtimestamp(self._wallclock_base + start / 1000, UTC)
+        part = CutPart(sequence, 0, start, start, independent=True, program_date_time=when)
+        start_pts = packet.pts - self._base_ms
+        self._open = _Open(sequence, start, start_pts, self._video_config, self._audio_config, part)
 
     def _close(self, next_dts: int | None) -> list[CutEvent]:
         """End the open segment where the next one starts (``next_dts``, on the cut
@@ -295,9 +305,13 @@ class Cutter:
     def _close_part(self, segment: _Open, end_ms: int) -> CutPart:
         part = segment.part
         part.end_ms = max(end_ms, part.start_ms + 1)
+        timeline = self._has_video
         for video, last in segment.last_packet.items():
             if last.duration == 0:  # its track's next packet is not here yet
-                last.duration = self._interval[video] or max(part.end_ms - last.dts, 1)
+                if video == timeline and part.end_ms > last.dts:
+                    last.duration = part.end_ms - last.dts  # the next one starts the next part
+                else:
+                    last.duration = self._interval[video] or max(part.end_ms - last.dts, 1)
         segment.parts += 1
         segment.part = CutPart(segment.sequence, part.index + 1, part.end_ms, part.end_ms, False)
         return part

@@ -293,3 +293,174 @@ def _trun_entry(sample: Sample) -> bytes:
 
 def fragments_duration(samples: Iterable[Sample]) -> int:
     return sum(sample.duration for sample in samples)
+
+
+# -- reading (what FFmpeg's mp4 muxer writes, for a transcoder's renditions) -----------
+
+_TFHD_BASE_DATA_OFFSET = 0x000001
+_TFHD_SAMPLE_DESCRIPTION = 0x000002
+_TFHD_DEFAULT_DURATION = 0x000008
+_TFHD_DEFAULT_SIZE = 0x000010
+_TFHD_DEFAULT_FLAGS = 0x000020
+_TRUN_FIRST_SAMPLE_FLAGS = 0x000004
+_NON_SYNC = 0x0001_0000
+_SAMPLE_ENTRY_CODECS = {
+    b"avc1": (Codec.H264, b"avcC"),
+    b"avc3": (Codec.H264, b"avcC"),
+    b"hvc1": (Codec.HEVC, b"hvcC"),
+    b"hev1": (Codec.HEVC, b"hvcC"),
+    b"av01": (Codec.AV1, b"av1C"),
+    b"vp09": (Codec.VP9, b"vpcC"),
+}
+_VISUAL_ENTRY_SIZE = 78  # 8.5.2.2: the VisualSampleEntry fields before its boxes
+
+
+@dataclass(frozen=True, slots=True)
+class ReadSample:
+    data: bytes
+    decode_time: int
+    duration: int
+    composition_offset: int
+    keyframe: bool
+
+
+@dataclass(frozen=True, slots=True)
+class FragmentedVideo:
+    """The one video track of a fragmented MP4: its configuration and samples."""
+
+    config: CodecConfig
+    timescale: int
+    samples: tuple[ReadSample, ...]
+
+
+def _boxes(data: bytes | memoryview, start: int, end: int) -> list[tuple[bytes, int, int]]:
+    found = []
+    while start + 8 <= end:
+        size, kind = struct.unpack_from(">I4s", data, start)
+        header = 8
+        if size == 1:
+            if start + 16 > end:
+                break
+            size = struct.unpack_from(">Q", data, start + 8)[0]
+            header = 16
+        elif size == 0:
+            size = end - start
+        if size < header or start + size > end:
+            raise HLSError(f"fMP4: box {kind!r} of {size} bytes does not fit")
+        found.append((kind, start + header, start + size))
+        start += size
+    return found
+
+
+def _find(data: bytes, start: int, end: int, path: Sequence[bytes]) -> tuple[int, int]:
+    for kind in path:
+        match = next(((s, e) for k, s, e in _boxes(data, start, end) if k == kind), None)
+        if match is None:
+            raise HLSError(f"fMP4: no {kind.decode(errors='replace')} box")
+        start, end = match
+    return start, end
+
+
+def read_fragmented_video(data: bytes) -> FragmentedVideo:
+    """The video track of a fragmented MP4 (an init segment and ``moof``/``mdat``
+    fragments, as FFmpeg's mp4 muxer writes with ``empty_moov``): its codec
+    configuration record, timescale and every sample with its decode time."""
+    top = _boxes(data, 0, len(data))
+    moov = next(((s, e) for k, s, e in top if k == b"moov"), None)
+    if moov is None:
+        raise HLSError("fMP4: no moov box")
+    mdia = _find(data, *moov, (b"trak", b"mdia"))
+    mdhd = _find(data, *mdia, (b"mdhd",))
+    version = data[mdhd[0]]
+    timescale = struct.unpack_from(">I", data, mdhd[0] + (20 if version == 1 else 12))[0]
+    stsd = _find(data, *mdia, (b"minf", b"stbl", b"stsd"))
+    entries = _boxes(data, stsd[0] + 8, stsd[1])
+    if not entries or entries[0][0] not in _SAMPLE_ENTRY_CODECS:
+        raise HLSError("fMP4: the track is not H.264, HEVC, AV1 or VP9 video")
+    kind, entry_start, entry_end = entries[0]
+    codec, record_kind = _SAMPLE_ENTRY_CODECS[kind]
+    width, height = struct.unpack_from(">HH", data, entry_start + 24)
+    record = _find(data, entry_start + _VISUAL_ENTRY_SIZE, entry_end, (record_kind,))
+    config = CodecConfig(codec, bytes(data[record[0] : record[1]]), width, height)
+    samples: list[ReadSample] = []
+    for box_kind, start, end in top:
+        if box_kind == b"moof":
+            samples += _fragment_samples(data, start - 8, start, end)
+    return FragmentedVideo(config, timescale, tuple(samples))
+
+
+def _fragment_samples(data: bytes, moof_start: int, start: int, end: int) -> list[ReadSample]:
+    traf = _find(data, start, end, (b"traf",))
+    tfhd = _find(data, *traf, (b"tfhd",))
+    flags = struct.unpack_from(">I", data, tfhd[0])[0] & 0xFFFFFF
+    position = tfhd[0] + 8  # past version, flags and track_ID
+    base = moof_start
+    if flags & _TFHD_BASE_DATA_OFFSET:
+        base = struct.unpack_from(">Q", data, position)[0]
+        position += 8
+    if flags & _TFHD_SAMPLE_DESCRIPTION:
+        position += 4
+    default_duration = default_size = default_flags = 0
+    if flags & _TFHD_DEFAULT_DURATION:
+        default_duration = struct.unpack_from(">I", data, position)[0]
+        position += 4
+    if flags & _TFHD_DEFAULT_SIZE:
+        default_size = struct.unpack_from(">I", data, position)[0]
+        position += 4
+    if flags & _TFHD_DEFAULT_FLAGS:
+        default_flags = struct.unpack_from(">I", data, position)[0]
+    tfdt = _find(data, *traf, (b"tfdt",))
+    if data[tfdt[0]] == 1:
+        decode_time = struct.unpack_from(">Q", data, tfdt[0] + 4)[0]
+    else:
+        decode_time = struct.unpack_from(">I", data, tfdt[0] + 4)[0]
+    samples = []
+    for kind, run_start, _run_end in _boxes(data, *traf):
+        if kind != b"trun":
+            continue
+        version_flags, count = struct.unpack_from(">II", data, run_start)
+        run_flags, run_version = version_flags & 0xFFFFFF, version_flags >> 24
+        position = run_start + 8
+        offset = base
+        if run_flags & _TRUN_DATA_OFFSET:
+            offset = base + struct.unpack_from(">i", data, position)[0]
+            position += 4
+        first_flags = None
+        if run_flags & _TRUN_FIRST_SAMPLE_FLAGS:
+            first_flags = struct.unpack_from(">I", data, position)[0]
+            position += 4
+        for number in range(count):
+            duration, size, sample_flags, composition = (
+                default_duration,
+                default_size,
+                default_flags,
+                0,
+            )
+            if run_flags & _TRUN_SAMPLE_DURATION:
+                duration = struct.unpack_from(">I", data, position)[0]
+                position += 4
+            if run_flags & _TRUN_SAMPLE_SIZE:
+                size = struct.unpack_from(">I", data, position)[0]
+                position += 4
+            if run_flags & _TRUN_SAMPLE_FLAGS:
+                sample_flags = struct.unpack_from(">I", data, position)[0]
+                position += 4
+            elif number == 0 and first_flags is not None:
+                sample_flags = first_flags
+            if run_flags & _TRUN_COMPOSITION_OFFSET:
+                composition = struct.unpack_from(">i" if run_version else ">I", data, position)[0]
+                position += 4
+            if offset + size > len(data):
+                raise HLSError("fMP4: a sample runs past the end of the data")
+            samples.append(
+                ReadSample(
+                    bytes(data[offset : offset + size]),
+                    decode_time,
+                    duration,
+                    composition,
+                    not sample_flags & _NON_SYNC,
+                )
+            )
+            offset += size
+            decode_time += duration
+    return samples

@@ -10,6 +10,7 @@ because a player fed such a playlist stalls or skips instead of failing loudly.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from collections.abc import Iterable, Sequence
@@ -24,8 +25,12 @@ from lpms.media.flv import parse_aac_config
 from lpms.media.packet import Codec
 
 # Version 3 is the first with decimal-floating-point EXTINF durations (RFC 8216 section
-# 7); nothing written here needs more, and older players accept it.
+# 7); MPEG-TS playlists need nothing more, and older players accept it. EXT-X-MAP in a
+# playlist of whole segments needs 6, EXT-X-SKIP (a delta update) 9 (RFC 8216bis 8); a
+# playlist says no more than it needs (6.2.1).
 PROTOCOL_VERSION: Final = 3
+MAP_VERSION: Final = 6
+SKIP_VERSION: Final = 9
 
 PlaylistType = Literal["EVENT", "VOD"]
 
@@ -70,6 +75,59 @@ class SegmentEntry:
     program_date_time: datetime | None = None
     discontinuity: bool = False
     gap: bool = False
+    map_uri: str | None = None  # its init segment (fMP4): EXT-X-MAP where it changes
+    parts: tuple[PartEntry, ...] = ()  # listed with EXT-X-PART while near the live edge
+
+
+@dataclass(frozen=True, slots=True)
+class PartEntry:
+    """One LL-HLS part (RFC 8216bis 4.4.4.9): a stretch of its segment, shorter than
+    the part target, ``independent`` when it starts with a keyframe."""
+
+    uri: str
+    duration: float
+    independent: bool = False
+    gap: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class OpenSegment:
+    """The segment still being cut: its parts so far, and the tags that must come
+    before its first one (4.4.4.9: DISCONTINUITY, MAP and PROGRAM-DATE-TIME)."""
+
+    parts: tuple[PartEntry, ...]
+    program_date_time: datetime | None = None
+    discontinuity: bool = False
+    map_uri: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RenditionReport:
+    """Another rendition's live edge (4.4.5.4), so a player can switch without a
+    playlist request first: its last segment's number, or its last part's."""
+
+    uri: str
+    last_msn: int
+    last_part: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LowLatency:
+    """What makes a media playlist low-latency (RFC 8216bis): the part target, the
+    segment in progress and the next part's hint, and the other renditions' edges.
+    ``skipped``: segments left out of a delta update (``_HLS_skip=YES``)."""
+
+    part_target: float
+    open_segment: OpenSegment | None = None
+    preload_hint: str | None = None
+    reports: tuple[RenditionReport, ...] = ()
+    skipped: int = 0
+
+    @property
+    def part_hold_back(self) -> float:
+        """3 part targets: the spec's SHOULD (4.4.3.8), enough for a player to
+        always have the next part hinted or listed."""
+        return 3 * self.part_target
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +147,18 @@ class Variant:
     codecs: str | None = None
     frame_rate: float | None = None
     name: str | None = None
+    audio_group: str | None = None  # AUDIO: the EXT-X-MEDIA group it plays with
+
+
+@dataclass(frozen=True, slots=True)
+class AudioGroup:
+    """An audio rendition (RFC 8216 4.3.4.1 EXT-X-MEDIA, TYPE=AUDIO) that every video
+    variant names in its AUDIO attribute: the stream's one audio track, served apart
+    from the video (CMAF)."""
+
+    group_id: str
+    name: str
+    uri: str
 
 
 # -- media playlists ---------------------------------------------------------------
@@ -101,8 +171,12 @@ def render_media_playlist(
     discontinuity_sequence: int = 0,
     ended: bool = False,
     playlist_type: PlaylistType | None = None,
+    low_latency: LowLatency | None = None,
 ) -> str:
-    """The text of a media playlist (RFC 8216 4.3.3) listing ``segments`` in order.
+    """The text of a media playlist (RFC 8216 4.3.3) listing ``segments`` in order;
+    with ``low_latency``, an LL-HLS one (RFC 8216bis): parts of the segments near the
+    live edge (those given ``parts``), the segment in progress, and its next part's
+    hint. An ended playlist lists whole segments only.
 
     ``target_duration`` is what the caller has promised so far: RFC 8216 6.2.1 forbids
     changing it during a stream, so it is not derived here from the segments listed
@@ -111,25 +185,96 @@ def render_media_playlist(
     give later segments the wrong numbers on the next reload.
     """
     _check_media_header(target_duration, discontinuity_sequence, ended, playlist_type)
-    media_sequence = segments[0].sequence if segments else 0
+    skipped = low_latency.skipped if low_latency is not None else 0
+    media_sequence = segments[0].sequence - skipped if segments else 0
+    fmp4 = any(segment.map_uri for segment in segments)
+    version = SKIP_VERSION if skipped else MAP_VERSION if fmp4 else PROTOCOL_VERSION
     lines = [
         "#EXTM3U",
-        f"#EXT-X-VERSION:{PROTOCOL_VERSION}",
+        f"#EXT-X-VERSION:{version}",
         f"#EXT-X-TARGETDURATION:{target_duration}",
-        f"#EXT-X-MEDIA-SEQUENCE:{media_sequence}",
     ]
+    if low_latency is not None and not ended:
+        lines += _low_latency_header(low_latency, target_duration)
+    lines.append(f"#EXT-X-MEDIA-SEQUENCE:{media_sequence}")
     if discontinuity_sequence:
         lines.append(f"#EXT-X-DISCONTINUITY-SEQUENCE:{discontinuity_sequence}")
     if playlist_type is not None:
         lines.append(f"#EXT-X-PLAYLIST-TYPE:{playlist_type}")
     # Every segment starts with a keyframe and its decoder configuration.
     lines.append("#EXT-X-INDEPENDENT-SEGMENTS")
+    if skipped:
+        lines.append(f"#EXT-X-SKIP:SKIPPED-SEGMENTS={skipped}")
+    current_map: str | None = None
     for index, segment in enumerate(segments):
-        _check_sequence(segment, media_sequence + index)
-        lines.extend(_segment_lines(segment, target_duration))
+        _check_sequence(segment, media_sequence + skipped + index)
+        if segment.map_uri is not None and segment.map_uri != current_map:
+            current_map = segment.map_uri
+            segment = dataclasses.replace(segment, map_uri=current_map)
+        else:
+            segment = dataclasses.replace(segment, map_uri=None)
+        lines.extend(_segment_lines(segment, target_duration, with_parts=not ended))
+    if low_latency is not None and not ended:
+        lines += _live_edge_lines(low_latency, current_map)
     if ended:
         lines.append("#EXT-X-ENDLIST")
     return _text(lines)
+
+
+def _low_latency_header(low_latency: LowLatency, target_duration: int) -> list[str]:
+    """EXT-X-SERVER-CONTROL (4.4.3.8) and EXT-X-PART-INF (4.4.3.7). Every media
+    playlist of a stream says the same here (6.2.4): the values depend only on the
+    target durations, which are the same for all of a stream's renditions."""
+    part_target = _decimal(low_latency.part_target, "part target")
+    if low_latency.part_target <= 0 or low_latency.part_target > target_duration:
+        raise PlaylistError(f"part target {part_target} must be in (0, {target_duration}] s")
+    return [
+        "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,"
+        f"CAN-SKIP-UNTIL={_decimal(6.0 * target_duration, 'skip boundary')},"
+        f"PART-HOLD-BACK={_decimal(low_latency.part_hold_back, 'part hold back')}",
+        f"#EXT-X-PART-INF:PART-TARGET={part_target}",
+    ]
+
+
+def _live_edge_lines(low_latency: LowLatency, current_map: str | None) -> list[str]:
+    """The segment in progress (its tags, then its parts), the next part's hint, and
+    the other renditions' reports."""
+    lines: list[str] = []
+    open_segment = low_latency.open_segment
+    if open_segment is not None and open_segment.parts:
+        if open_segment.discontinuity:
+            lines.append("#EXT-X-DISCONTINUITY")
+        if open_segment.map_uri is not None and open_segment.map_uri != current_map:
+            lines.append(f'#EXT-X-MAP:URI="{_checked_uri(open_segment.map_uri)}"')
+        if open_segment.program_date_time is not None:
+            when = _program_date_time(open_segment.program_date_time, "segment in progress")
+            lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{when}")
+        lines.extend(_part_line(part) for part in open_segment.parts)
+    if low_latency.preload_hint is not None:
+        uri = _checked_uri(low_latency.preload_hint)
+        lines.append(f'#EXT-X-PRELOAD-HINT:TYPE=PART,URI="{uri}"')
+    for report in low_latency.reports:
+        attributes = f'URI="{_checked_uri(report.uri)}",LAST-MSN={report.last_msn}'
+        if report.last_part is not None:
+            attributes += f",LAST-PART={report.last_part}"
+        lines.append(f"#EXT-X-RENDITION-REPORT:{attributes}")
+    return lines
+
+
+def _part_line(part: PartEntry) -> str:
+    duration = _extinf_duration(part.duration, part.uri)
+    attributes = f'DURATION={duration},URI="{_checked_uri(part.uri)}"'
+    if part.independent:
+        attributes += ",INDEPENDENT=YES"
+    if part.gap:
+        attributes += ",GAP=YES"
+    return f"#EXT-X-PART:{attributes}"
+
+
+def _decimal(seconds: float, what: str) -> str:
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise PlaylistError(f"{what} must be a positive number of seconds, not {seconds}")
+    return f"{seconds:.3f}".rstrip("0").rstrip(".")
 
 
 def target_duration_for(durations: Iterable[float], minimum: int) -> int:
@@ -177,7 +322,9 @@ def _check_sequence(segment: SegmentEntry, expected: int) -> None:
         )
 
 
-def _segment_lines(segment: SegmentEntry, target_duration: int) -> list[str]:
+def _segment_lines(
+    segment: SegmentEntry, target_duration: int, with_parts: bool = True
+) -> list[str]:
     duration = _extinf_duration(segment.duration, segment.uri)
     if _rounded_seconds(duration) > target_duration:
         raise PlaylistError(
@@ -187,9 +334,13 @@ def _segment_lines(segment: SegmentEntry, target_duration: int) -> list[str]:
     lines = []
     if segment.discontinuity:
         lines.append("#EXT-X-DISCONTINUITY")
+    if segment.map_uri is not None:
+        lines.append(f'#EXT-X-MAP:URI="{_checked_uri(segment.map_uri)}"')
     if segment.program_date_time is not None:
         when = _program_date_time(segment.program_date_time, segment.uri)
         lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{when}")
+    if with_parts:
+        lines.extend(_part_line(part) for part in segment.parts)
     if segment.gap:
         lines.append("#EXT-X-GAP")
     lines.append(f"#EXTINF:{duration},")
@@ -237,14 +388,21 @@ def _checked_uri(uri: str) -> str:
 # -- master playlists --------------------------------------------------------------
 
 
-def render_master_playlist(variants: Sequence[Variant]) -> str:
-    """The text of a master playlist (RFC 8216 4.3.4) offering ``variants`` in order.
+def render_master_playlist(variants: Sequence[Variant], audio: AudioGroup | None = None) -> str:
+    """The text of a master playlist (RFC 8216 4.3.4) offering ``variants`` in order,
+    with ``audio`` as their audio rendition.
 
     Players start with the first variant listed, so the caller's order is kept.
     """
     if not variants:
         raise PlaylistError("a master playlist needs at least one variant")
     lines = ["#EXTM3U", f"#EXT-X-VERSION:{PROTOCOL_VERSION}", "#EXT-X-INDEPENDENT-SEGMENTS"]
+    if audio is not None:
+        lines.append(
+            f'#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID="{_checked_name(audio.group_id)}",'
+            f'NAME="{_checked_name(audio.name)}",DEFAULT=YES,AUTOSELECT=YES,'
+            f'URI="{_checked_uri(audio.uri)}"'
+        )
     for variant in variants:
         if variant.name is not None:
             lines.append(f"# {_checked_name(variant.name)}")
@@ -271,6 +429,8 @@ def _stream_inf_attributes(variant: Variant) -> list[str]:
         if not math.isfinite(variant.frame_rate) or variant.frame_rate <= 0:
             raise PlaylistError(f"{where}: frame rate must be positive, not {variant.frame_rate}")
         attributes.append(f"FRAME-RATE={variant.frame_rate:.3f}")
+    if variant.audio_group is not None:
+        attributes.append(f'AUDIO="{_checked_name(variant.audio_group)}"')
     return attributes
 
 
@@ -314,12 +474,44 @@ def codecs_string(codec: Codec, extradata: bytes) -> str | None:
             return _avc_codecs(extradata)
         case Codec.HEVC:
             return _hevc_codecs(extradata)
+        case Codec.AV1:
+            return _av1_codecs(extradata)
+        case Codec.VP9:
+            return _vp9_codecs(extradata)
         case Codec.AAC:
             return _aac_codecs(extradata)
         case Codec.MP3:
             return _MP3_CODECS
+        case Codec.OPUS:
+            return "opus"  # the Opus-in-ISOBMFF encapsulation's codecs parameter
         case _:
             return None
+
+
+def _av1_codecs(record: bytes) -> str | None:
+    """``av01.P.LLT.DD`` (AV1 ISOBMFF binding, "Codecs Parameter String") from av1C:
+    seq_profile and seq_level_idx_0 in its second byte, seq_tier_0 and the bit-depth
+    flags in its third."""
+    if len(record) < 4 or record[0] != 0x81:  # marker 1, version 1
+        return None
+    profile, level = record[1] >> 5, record[1] & 0x1F
+    tier = "H" if record[2] & 0x80 else "M"
+    high_bitdepth, twelve_bit = record[2] & 0x40, record[2] & 0x20
+    depth = 12 if profile == 2 and high_bitdepth and twelve_bit else 10 if high_bitdepth else 8
+    return f"av01.{profile}.{level:02d}{tier}.{depth:02d}"
+
+
+def _vp9_codecs(record: bytes) -> str | None:
+    """``vp09.PP.LL.DD`` (VP codec ISO binding) from vpcC's profile, level and bit
+    depth (the record with or without its FullBox version and flags)."""
+    if len(record) >= 7 and record[0] == 1 and record[1:4] == b"\x00\x00\x00":
+        record = record[4:]
+    if len(record) < 3:
+        return None
+    profile, level, depth = record[0], record[1], record[2] >> 4
+    if depth not in (8, 10, 12):
+        return None
+    return f"vp09.{profile:02d}.{level:02d}.{depth:02d}"
 
 
 def _avc_codecs(record: bytes) -> str | None:

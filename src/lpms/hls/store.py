@@ -26,60 +26,37 @@ import dataclasses
 import itertools
 import logging
 import re
+import secrets
 import time
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 from lpms.hls.disk import SegmentDisk
-from lpms.hls.playlist import (
-    PlaylistType,
-    SegmentEntry,
-    Variant,
-    codecs_string,
-    render_master_playlist,
-    render_media_playlist,
-    target_duration_for,
-)
+from lpms.hls.playlist import AudioGroup, RenditionReport, render_master_playlist
+from lpms.hls.rendition import Container, Rendition, SegmentPlace, WriteErrors
 from lpms.hls.segmenter import Segment
+from lpms.hls.settings import HLSFormat, HLSSettings
 from lpms.memory import MemoryReleaser
-from lpms.validate import at_least
+
+__all__ = [
+    "AUDIO",
+    "SOURCE",
+    "HLSSettings",
+    "HLSStore",
+    "HLSStream",
+    "Recorder",
+    "Rendition",
+    "WriteErrors",
+    "safe_relative_path",
+]
 
 log = logging.getLogger(__name__)
 
 SOURCE = "source"
+AUDIO = "audio"  # a CMAF stream's audio rendition
+AUDIO_GROUP = "audio"
 # What a path component of a stream ID must look like to be written to disk.
 _SAFE_COMPONENT = re.compile(r"[A-Za-z0-9_~-][A-Za-z0-9._~-]{0,127}")
-
-
-@dataclass(frozen=True, slots=True)
-class HLSSettings:
-    """HLS output: segment length, live window, memory and lifetime bounds.
-
-    ``window`` segments are listed in a live playlist; ``extra_segments`` more stay
-    fetchable (on disk) for players that fetched the playlist just before it slid.
-    ``grace_period`` is how long a finished stream stays served (and how long a
-    returning publisher continues it). With ``record`` (and a ``workdir``) every
-    segment is kept on disk and the playlist becomes a growing event playlist,
-    then VOD.
-    """
-
-    enabled: bool = True
-    segment_duration: float = 2.0
-    window: int = 6
-    extra_segments: int = 3
-    grace_period: float = 60.0
-    record: bool = False
-    max_segment_bytes: int = 64 << 20
-
-    def __post_init__(self) -> None:
-        if not 0.5 <= self.segment_duration <= 60:
-            raise ValueError(
-                f"segment_duration must be 0.5 to 60 seconds, got {self.segment_duration}"
-            )
-        at_least(1, window=self.window, max_segment_bytes=self.max_segment_bytes)
-        at_least(0, extra_segments=self.extra_segments, grace_period=self.grace_period)
 
 
 def safe_relative_path(stream_id: str) -> Path | None:
@@ -90,277 +67,18 @@ def safe_relative_path(stream_id: str) -> Path | None:
     return Path(*parts)
 
 
-class WriteErrors:
-    """One stream's failed disk writes: each counted, one log line per run of them
-    (a full disk fails every write until space comes back; that is one event)."""
-
-    def __init__(self, stream_id: str, on_error: Callable[[], None] | None = None) -> None:
-        self.stream_id = stream_id
-        self._on_error = on_error
-        self.total = 0
-        self.failing = 0  # failures since the last write that worked
-
-    def failed(self, path: Path, error: OSError) -> None:
-        self.total += 1
-        self.failing += 1
-        if self._on_error is not None:
-            self._on_error()
-        if self.failing == 1:
-            log.error(
-                "HLS for %s: cannot write %s: %s; its segments are served from memory "
-                "until writing works again",
-                self.stream_id,
-                path,
-                error,
-            )
-
-    def succeeded(self) -> None:
-        if self.failing:
-            log.warning(
-                "HLS for %s: writing to disk again, after %d failed writes",
-                self.stream_id,
-                self.failing,
-            )
-            self.failing = 0
-
-
-@dataclass(frozen=True, slots=True)
-class SegmentPlace:
-    """Where one rendition's segment files go, and who hears when writing fails.
-
-    ``directory`` may raise `OSError` (the private directory cannot be made);
-    ``recorded`` files are never deleted.
-    """
-
-    disk: SegmentDisk
-    directory: Callable[[], Path]
-    recorded: bool
-    errors: WriteErrors
-
-
-class Rendition:
-    """One media playlist and the segments it lists."""
-
-    def __init__(
-        self,
-        name: str,
-        settings: HLSSettings,
-        first_sequence: int,
-        recorder: Recorder | None = None,
-        on_segment: Callable[[Rendition, Segment], None] | None = None,
-        place: SegmentPlace | None = None,
-    ) -> None:
-        self.name = name
-        self._on_segment = on_segment
-        self.settings = settings
-        self.next_sequence = first_sequence
-        self.entries: deque[SegmentEntry] = deque()
-        self.recorded: list[SegmentEntry] = []
-        self.discontinuity_sequence = 0
-        self.ended = False
-        self.last_segment: Segment | None = None
-        self.peak_bitrate = 0
-        self._bytes = 0
-        self._seconds = 0.0
-        # Fetchable segments: as bytes until their file is written (always, without
-        # a place on disk), then as files.
-        self._in_memory: dict[int, bytes] = {}
-        self._files: dict[int, Path] = {}
-        self._place = place
-        self._target = _whole_seconds(settings.segment_duration)
-        self._discontinuity_next = False
-        self._recorder = recorder
-        # Rendered text by URI prefix: players poll playlists far more often than
-        # segments arrive, so each is rendered once per change.
-        self._rendered: dict[str, str] = {}
-
-    @property
-    def target_duration(self) -> int:
-        return self._target
-
-    @property
-    def average_bitrate(self) -> int:
-        return int(self._bytes * 8 / self._seconds) if self._seconds > 0 else 0
-
-    def add(self, segment: Segment) -> None:
-        """Append a finished segment; slide the window; record it if asked to."""
-        entry = self._append_entry(segment, gap=False)
-        self._store(segment.sequence, segment.data)
-        # What the master playlist and the API read of it; its bytes are on disk.
-        self.last_segment = dataclasses.replace(segment, data=b"")
-        self._bytes += len(segment.data)
-        self._seconds += segment.duration
-        self.peak_bitrate = max(self.peak_bitrate, segment.bitrate)
-        self._slide()
-        if self._recorder is not None:
-            self.recorded.append(entry)
-            self._recorder.write_playlists(self)  # queued after the segment: in order
-        if self._on_segment is not None:
-            self._on_segment(self, segment)
-
-    @property
-    def bytes_in_memory(self) -> int:
-        """Segment bytes held in memory: files still being written (or that could
-        not be written); 0 on a quiet, healthy disk."""
-        return sum(len(data) for data in self._in_memory.values())
-
-    def _store(self, sequence: int, data: bytes) -> None:
-        """Keep ``data`` in memory and start writing its file, if there is a place."""
-        self._in_memory[sequence] = data
-        place = self._place
-        if place is None:
-            return
-        try:
-            path = place.directory() / f"{sequence}.ts"
-        except OSError as exc:
-            place.errors.failed(place.disk.workdir or Path("private directory"), exc)
-            return
-        place.disk.write(path, data, lambda error: self._written(sequence, path, error))
-
-    def _written(self, sequence: int, path: Path, error: OSError | None) -> None:
-        """A file write finished: serve the file and drop the bytes, or, when it
-        failed, keep serving the bytes while the segment is fetchable."""
-        place = self._place
-        assert place is not None
-        if error is not None:
-            place.errors.failed(path, error)
-            return
-        place.errors.succeeded()
-        self._in_memory.pop(sequence, None)
-        if sequence >= self._oldest_fetchable():
-            self._files[sequence] = path
-        elif not place.recorded:
-            place.disk.remove(path)  # slid out while it was being written
-
-    def _oldest_fetchable(self) -> int:
-        return self.next_sequence - self.settings.window - self.settings.extra_segments
-
-    def add_gap(self, segment: Segment) -> None:
-        """List ``segment``'s place (sequence, duration, time) with EXT-X-GAP: this
-        rendition has no such segment, but its numbering stays in step with the
-        others so players can switch at any segment."""
-        entry = self._append_entry(segment, gap=True)
-        self._slide()
-        if self._recorder is not None:
-            self.recorded.append(entry)
-
-    def _append_entry(self, segment: Segment, gap: bool) -> SegmentEntry:
-        entry = SegmentEntry(
-            uri=f"{segment.sequence}.ts",
-            duration=segment.duration,
-            sequence=segment.sequence,
-            program_date_time=segment.program_date_time,
-            discontinuity=self._discontinuity_next,
-            gap=gap,
-        )
-        self._discontinuity_next = False
-        self._rendered.clear()
-        self.next_sequence = segment.sequence + 1
-        self._target = target_duration_for([segment.duration], minimum=self._target)
-        self.entries.append(entry)
-        return entry
-
-    def _slide(self) -> None:
-        while len(self.entries) > self.settings.window:
-            gone = self.entries.popleft()
-            if gone.discontinuity:
-                self.discontinuity_sequence += 1
-        oldest = self._oldest_fetchable()
-        for old in [s for s in self._in_memory if s < oldest]:
-            del self._in_memory[old]
-        place = self._place
-        for old in [s for s in self._files if s < oldest]:
-            path = self._files.pop(old)
-            if place is not None and not place.recorded:
-                place.disk.remove(path)
-
-    def resume(self) -> None:
-        """A publisher returned: what follows is a discontinuity, and live again."""
-        self.ended = False
-        self._rendered.clear()
-        if self.entries or self.recorded:
-            self._discontinuity_next = True
-
-    def discontinuity(self) -> None:
-        """The next segment does not continue the last one (new encoder parameters,
-        a new timeline): EXT-X-DISCONTINUITY before it."""
-        if self.entries or self.recorded:
-            self._discontinuity_next = True
-
-    def end(self) -> None:
-        self.ended = True
-        self._rendered.clear()
-        if self._recorder is not None:
-            self._recorder.write_playlists(self)
-
-    def segment(self, sequence: int) -> bytes | Path | None:
-        """A fetchable segment: its bytes while its file is being written, then the
-        file (None once it slid out of the window and its extra segments)."""
-        data = self._in_memory.get(sequence)
-        return data if data is not None else self._files.get(sequence)
-
-    def recorded_segment(self, sequence: int) -> Path | None:
-        """Where a recorded segment is on disk (it may still be being written)."""
-        if self._recorder is None:
-            return None
-        return self._recorder.segment_path(self.name, sequence)
-
-    def media_playlist(self, uri_prefix: str = "") -> str:
-        """The live window (or the whole recording), URIs prefixed to be relative
-        to wherever the playlist is served."""
-        text = self._rendered.get(uri_prefix)
-        if text is None:
-            text = self._rendered[uri_prefix] = self._render(uri_prefix)
-        return text
-
-    def _render(self, uri_prefix: str) -> str:
-        recording = self._recorder is not None
-        entries = self.recorded if recording else list(self.entries)
-        discontinuity_sequence = 0 if recording else self.discontinuity_sequence
-        if uri_prefix:
-            entries = [_prefixed(entry, uri_prefix) for entry in entries]
-        playlist_type: PlaylistType | None = None
-        if recording:
-            playlist_type = "VOD" if self.ended else "EVENT"
-        return render_media_playlist(
-            entries,
-            target_duration=self._target,
-            discontinuity_sequence=discontinuity_sequence,
-            ended=self.ended,
-            playlist_type=playlist_type,
-        )
-
-    def variant(self, uri: str) -> Variant | None:
-        """How the master playlist describes this rendition (None before a segment)."""
-        segment = self.last_segment
-        if segment is None:
-            return None
-        codecs = [
-            codecs_string(config.codec, config.extradata)
-            for config in (segment.video, segment.audio)
-            if config is not None
-        ]
-        video = segment.video
-        frame_rate = None
-        if video is not None and segment.duration > 0 and segment.frames > 1:
-            frame_rate = round(segment.frames / segment.duration, 3)
-        return Variant(
-            uri=uri,
-            bandwidth=max(self.peak_bitrate, 1),
-            average_bandwidth=self.average_bitrate or None,
-            resolution=(video.width, video.height) if video and video.width else None,
-            codecs=",".join(c for c in codecs if c) or None,
-            frame_rate=frame_rate,
-            name=self.name,
-        )
-
-
 SegmentListener = Callable[[str, Rendition, Segment], None]
 """Told of every segment a rendition lists (for metrics and webhooks)."""
 
 
 class HLSStream:
-    """A stream's renditions, by name; the source comes first."""
+    """A stream's renditions, by name; the source comes first.
+
+    MPEG-TS: ``source`` carries video and audio, each ladder rendition its own copy.
+    CMAF: ``source`` and each ladder rendition carry video only, ``audio`` the
+    stream's audio once for all of them (an audio rendition, EXT-X-MEDIA), so the
+    same segments serve DASH's adaptation sets.
+    """
 
     def __init__(
         self,
@@ -382,10 +100,16 @@ class HLSStream:
         self.renditions: dict[str, Rendition] = {}
         self.live = True
         self.ended_at: float | None = None
-        # Sequence numbers start at the wall clock's seconds, so a stream ID that is
-        # published again after its grace period never reuses a segment URL that a
-        # CDN or browser may still hold (segments are cached for long).
+        self.container = Container.FMP4 if settings.format is HLSFormat.FMP4 else Container.TS
+        # Sequence numbers start at the wall clock's seconds, and CMAF URIs carry an
+        # epoch of this publish's own, so a stream ID published again never reuses a
+        # URL that a CDN or browser may still hold (segments are cached for a year).
         self._first_sequence = int(time.time())
+        self.epoch = secrets.token_hex(4)
+        # DASH: the wall-clock time of media time 0 of each publisher's timeline, by
+        # the segment number it starts at (a returning publisher starts a new one).
+        self.timelines: dict[int, float] = {}
+        self.timeline_end_ms = 0  # where CMAF's media timeline is up to, across publishers
 
     @property
     def name(self) -> str:
@@ -405,6 +129,9 @@ class HLSStream:
                 # The ID, not self: a cycle would hold the segments past the grace period.
                 None if listener is None else lambda r, s: listener(stream_id, r, s),
                 self._place(name),
+                container=self.container,
+                epoch=self.epoch,
+                part_target=self.settings.part_duration if self.settings.parts else None,
             )
             self.renditions[name] = rendition
         return rendition
@@ -426,9 +153,10 @@ class HLSStream:
         return root / self.key
 
     def top_playlist(self) -> str | None:
-        """What ``APP/NAME.m3u8`` serves: the master playlist with renditions, else
-        the source's media playlist (None until there is a segment)."""
-        if len(self.renditions) > 1:
+        """What ``APP/NAME.m3u8`` serves: the master playlist with renditions (always,
+        for CMAF: its audio is a rendition of its own), else the source's media
+        playlist (None until there is a segment)."""
+        if len(self.renditions) > 1 or self.container is Container.FMP4:
             return self.master_playlist()
         source = self.renditions.get(SOURCE)
         if source is None or (source.last_segment is None and not source.ended):
@@ -436,12 +164,45 @@ class HLSStream:
         return source.media_playlist(f"{self.name}/{SOURCE}/")
 
     def master_playlist(self) -> str | None:
+        audio = self.renditions.get(AUDIO) if self.container is Container.FMP4 else None
+        audio_variant = audio.variant(f"{self.name}/{AUDIO}.m3u8") if audio else None
         variants = [
             variant
             for name, rendition in self.renditions.items()
+            if name != AUDIO or self.container is Container.TS
             if (variant := rendition.variant(f"{self.name}/{name}.m3u8")) is not None
         ]
-        return render_master_playlist(variants) if variants else None
+        if audio_variant is None:
+            return render_master_playlist(variants) if variants else None
+        if not variants:  # audio only: the audio playlist is the one variant
+            return render_master_playlist([audio_variant])
+        group = AudioGroup(AUDIO_GROUP, AUDIO, audio_variant.uri)
+        with_audio = [
+            dataclasses.replace(
+                variant,
+                bandwidth=variant.bandwidth + audio_variant.bandwidth,
+                average_bandwidth=_sum(variant.average_bandwidth, audio_variant.average_bandwidth),
+                codecs=_joined(variant.codecs, audio_variant.codecs),
+                audio_group=AUDIO_GROUP,
+            )
+            for variant in variants
+        ]
+        return render_master_playlist(with_audio, audio=group)
+
+    def media_playlist(self, name: str, *, skip: bool = False) -> str | None:
+        """Rendition ``name``'s playlist as served at ``APP/NAME/RENDITION.m3u8``, with
+        LL-HLS reports of every other rendition's live edge."""
+        rendition = self.renditions.get(name)
+        if rendition is None or (rendition.last_segment is None and not rendition.has_parts):
+            return None
+        reports: tuple[RenditionReport, ...] = ()
+        if rendition.part_target is not None:
+            reports = tuple(
+                RenditionReport(f"{other}.m3u8", *self.renditions[other].last_part())
+                for other in self.renditions
+                if other != name and self.renditions[other].next_sequence > 0
+            )
+        return rendition.media_playlist(f"{name}/", reports=reports, skip=skip)
 
     def resume(self) -> None:
         self.live = True
@@ -454,6 +215,16 @@ class HLSStream:
         self.ended_at = time.monotonic()
         for rendition in self.renditions.values():
             rendition.end()
+        if self.recorder is not None and self.container is Container.FMP4:
+            self.recorder.write_master(self)
+
+
+def _sum(one: int | None, other: int | None) -> int | None:
+    return None if one is None or other is None else one + other
+
+
+def _joined(one: str | None, other: str | None) -> str | None:
+    return ",".join(c for c in (one, other) if c) or None
 
 
 class HLSStore:
@@ -591,12 +362,19 @@ class Recorder:
         self._errors = errors
 
     def write_playlists(self, rendition: Rendition) -> None:
-        """The rendition's playlist, and for the source also ``APP/NAME.m3u8``."""
+        """The rendition's playlist, and for an MPEG-TS source also ``APP/NAME.m3u8``
+        (a CMAF stream's is its master playlist, written at the end)."""
         name = rendition.name
-        self._write(self.base / f"{name}.m3u8", rendition.media_playlist(f"{name}/"))
-        if name == SOURCE:
-            top = rendition.media_playlist(f"{self.name}/{name}/")
+        text = rendition.media_playlist(f"{name}/", recording=True)
+        self._write(self.base / f"{name}.m3u8", text)
+        if name == SOURCE and rendition.container is Container.TS:
+            top = rendition.media_playlist(f"{self.name}/{name}/", recording=True)
             self._write(self.base.with_name(f"{self.name}.m3u8"), top)
+
+    def write_master(self, hls: HLSStream) -> None:
+        master = hls.master_playlist()
+        if master is not None:
+            self._write(self.base.with_name(f"{self.name}.m3u8"), master)
 
     def _write(self, path: Path, text: str) -> None:
         errors = self._errors
@@ -609,13 +387,5 @@ class Recorder:
 
         self._disk.write(path, text.encode(), done)
 
-    def segment_path(self, rendition: str, sequence: int) -> Path:
-        return self.base / rendition / f"{sequence}.ts"
-
-
-def _prefixed(entry: SegmentEntry, prefix: str) -> SegmentEntry:
-    return dataclasses.replace(entry, uri=prefix + entry.uri)
-
-
-def _whole_seconds(seconds: float) -> int:
-    return max(1, round(seconds))
+    def segment_path(self, rendition: str, uri: str) -> Path:
+        return self.base / rendition / uri

@@ -1,46 +1,74 @@
-"""HLS over HTTP: playlists and segments, with the headers players and CDNs need.
+"""HLS and DASH over HTTP: playlists, MPDs, segments, parts and init segments, with
+the headers players and CDNs need.
 
-URLs (every URI inside a playlist is relative, so any prefix or host works):
+URLs (every URI inside a playlist or MPD is relative, so any prefix or host works):
 
-- ``/APP/NAME.m3u8`` (or ``/APP/NAME_hls.m3u8``): the master playlist when the
-  stream has renditions, else the source's media playlist;
-- ``/APP/NAME/RENDITION.m3u8``: one rendition's media playlist;
-- ``/APP/NAME/RENDITION/N.ts``: a segment: a file, sent with sendfile; from memory
-  only while its file is being written (or when writing it failed).
+- ``/APP/NAME.m3u8`` (or ``/APP/NAME_hls.m3u8``): the master playlist (for MPEG-TS
+  without renditions, the source's media playlist);
+- ``/APP/NAME/RENDITION.m3u8``: one rendition's media playlist; for LL-HLS it takes
+  ``_HLS_msn``/``_HLS_part`` (blocking reload: answered once that part exists, 400
+  for one too far ahead, 503 after three target durations) and ``_HLS_skip=YES``
+  (a delta update);
+- ``/APP/NAME/RENDITION/N.ts``: an MPEG-TS segment; ``/APP/NAME/RENDITION/EPOCH/N.m4s``,
+  ``.../EPOCH/N.P.m4s`` and ``.../EPOCH/init-K.mp4``: a CMAF segment, part and init
+  segment (a request for the part a preload hint names waits for it);
+- ``/APP/NAME.mpd``: DASH over the same CMAF segments.
 
-An application can answer any of these itself (`LPMS.handle_hls_play`); what it
-leaves unanswered (None) falls through to the server's own store, and then to
-recordings on disk. Nothing here maps a URL to a file path without checking every
+Caching: segments, parts and init segments never change content (the epoch in their
+path is new at every publish that starts a stream afresh), so they are cached for a
+year, immutable; one that does not exist yet is a 404 nobody may store. Playlists
+and MPDs carry an ETag (and Last-Modified) and are answered 304 when unchanged; a
+live one is fresh for a second, a blocking reload's answer (its query in the cache
+key) for six target durations (RFC 8216bis appendix B.1).
+
+An application can answer playlists and segments itself (`LPMS.handle_hls_play`);
+what it leaves unanswered (None) falls through to the server's own store, and then
+to recordings on disk. Nothing here maps a URL to a file path without checking every
 component and that the resolved file stays inside the recording directory.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import os
 import re
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from email.utils import formatdate
 from pathlib import Path
 
 from aiohttp import web
 
 from lpms.callbacks import MaybeAwaitable, call
-from lpms.hls.store import HLSStore, HLSStream, safe_relative_path
+from lpms.dash.mpd import DASHSource, render_mpd
+from lpms.hls.rendition import Container, FilePart, Rendition
+from lpms.hls.store import AUDIO, HLSStore, HLSStream, safe_relative_path
 
 PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
+MPD_TYPE = "application/dash+xml"
 SEGMENT_TYPE = "video/mp2t"
-LIVE_PLAYLIST_CACHE = "no-cache"
+FMP4_TYPE = "video/mp4"
+LIVE_PLAYLIST_CACHE = "public, max-age=1"
 ENDED_PLAYLIST_CACHE = "public, max-age=60"
-SEGMENT_CACHE = "public, max-age=86400, immutable"
+SEGMENT_CACHE = "public, max-age=31536000, immutable"
+NOT_YET_CACHE = "no-store"
+BLOCKING_CACHED_TARGETS = 6  # a blocking reload's answer: six target durations (B.1)
+BLOCKING_TIMEOUT_TARGETS = 3  # answered 503 past three target durations (6.2.5.2)
 CORS_HEADERS = {
     "Access-Control-Allow-Origin": "*",
     "Access-Control-Allow-Methods": "GET, HEAD, OPTIONS",
-    "Access-Control-Allow-Headers": "Range",
-    "Access-Control-Expose-Headers": "Content-Length, Content-Range, Accept-Ranges",
+    "Access-Control-Allow-Headers": "Range, If-None-Match, If-Modified-Since",
+    "Access-Control-Expose-Headers": "Content-Length, Content-Range, Accept-Ranges, ETag, Date",
 }
 ALIAS_SUFFIX = "_hls"
-_SEGMENT_NAME = re.compile(r"(0|[1-9][0-9]{0,17})\.ts")
+_NUMBER = r"(0|[1-9][0-9]{0,17})"
+_SEGMENT_NAME = re.compile(rf"{_NUMBER}\.ts")
+_CMAF_NAME = re.compile(rf"{_NUMBER}(?:\.{_NUMBER})?\.m4s")
+_INIT_NAME = re.compile(rf"init-{_NUMBER}\.mp4")
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+_QUERY_NUMBER = re.compile(r"0|[1-9][0-9]{0,17}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,12 +90,12 @@ Served = Callable[[HLSRequest, int], None]
 
 def stream_path(path: str) -> tuple[str, str]:
     """(APP, NAME) of the stream an HLS path belongs to: its first two components,
-    without ``.m3u8`` and the ``_hls`` alias (``stream/test/source/7.ts`` and
-    ``stream/test_hls.m3u8`` are both ``stream``, ``test``)."""
+    without ``.m3u8``/``.mpd`` and the ``_hls`` alias (``stream/test/source/7.ts``
+    and ``stream/test_hls.m3u8`` are both ``stream``, ``test``)."""
     app, _, rest = path.partition("/")
     name = rest.split("/", 1)[0]
     if "/" not in rest:
-        name = name.removesuffix(".m3u8").removesuffix(ALIAS_SUFFIX)
+        name = name.removesuffix(".m3u8").removesuffix(".mpd").removesuffix(ALIAS_SUFFIX)
     return app, name
 
 
@@ -78,6 +106,19 @@ class HLSHandlers:
     get_master_playlist: GetPlaylist | None = None
     get_media_playlist: GetPlaylist | None = None
     get_segment: GetSegment | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Blocking:
+    """A playlist request's LL-HLS query (RFC 8216bis 6.2.5)."""
+
+    msn: int | None
+    part: int | None
+    skip: bool
+
+
+class _BadRequest(Exception):
+    pass
 
 
 class HLSRoutes:
@@ -96,14 +137,13 @@ class HLSRoutes:
         self.on_served = on_served
 
     def add_to(self, app: web.Application) -> None:
-        app.router.add_route("OPTIONS", "/{path:.+\\.(?:m3u8|ts)}", self.preflight)
+        app.router.add_route("OPTIONS", "/{path:.+\\.(?:m3u8|ts|m4s|mp4|mpd)}", self.preflight)
         app.router.add_get("/{path:.+\\.m3u8}", self.playlist)
-        app.router.add_get("/{path:.+\\.ts}", self.segment)
+        app.router.add_get("/{path:.+\\.mpd}", self.mpd)
+        app.router.add_get("/{path:.+\\.(?:ts|m4s|mp4)}", self.segment)
 
     async def preflight(self, request: web.Request) -> web.Response:
         return web.Response(status=204, headers=CORS_HEADERS)
-
-    # -- playlists ---------------------------------------------------------------
 
     async def _check(self, hls_request: HLSRequest) -> None:
         if self.authorize is None:
@@ -112,22 +152,18 @@ class HLSRoutes:
         if refused is not None:
             raise web.HTTPForbidden(text=f"{refused}\n", headers=CORS_HEADERS)
 
+    def _served(self, hls_request: HLSRequest, response: web.StreamResponse) -> web.StreamResponse:
+        if self.on_served is not None and response.status in (200, 206):
+            self.on_served(hls_request, _body_size(response))
+        return response
+
+    # -- playlists ---------------------------------------------------------------
+
     async def playlist(self, request: web.Request) -> web.StreamResponse:
         path = request.match_info["path"]
         hls_request = _hls_request(request, path)
         await self._check(hls_request)
         return self._served(hls_request, await self._playlist(request, path, hls_request))
-
-    async def segment(self, request: web.Request) -> web.StreamResponse:
-        path = request.match_info["path"]
-        hls_request = _hls_request(request, path)
-        await self._check(hls_request)
-        return self._served(hls_request, await self._segment_response(request, path, hls_request))
-
-    def _served(self, hls_request: HLSRequest, response: web.StreamResponse) -> web.StreamResponse:
-        if self.on_served is not None and response.status in (200, 206):
-            self.on_served(hls_request, _body_size(response))
-        return response
 
     async def _playlist(
         self, request: web.Request, path: str, hls_request: HLSRequest
@@ -136,70 +172,201 @@ class HLSRoutes:
             if callback is not None:
                 text = await call(callback, hls_request)
                 if text is not None:
-                    return _playlist_response(request, text, live=True)
-        found = self._live_playlist(path[: -len(".m3u8")])
-        if found is not None:
-            text, live = found
-            return _playlist_response(request, text, live=live)
+                    return _text_response(request, text, PLAYLIST_TYPE, LIVE_PLAYLIST_CACHE)
+        name = path[: -len(".m3u8")]
+        hls = self._stream(name)
+        if hls is not None:
+            text = hls.top_playlist()
+            if text is not None:
+                cache = LIVE_PLAYLIST_CACHE if hls.live else ENDED_PLAYLIST_CACHE
+                return _text_response(request, text, PLAYLIST_TYPE, cache)
+        else:
+            found = await self._media_playlist(request, name)
+            if found is not None:
+                return found
         return self._recorded(request, path, PLAYLIST_TYPE, ENDED_PLAYLIST_CACHE)
 
-    def _live_playlist(self, name: str) -> tuple[str, bool] | None:
-        """(text, live) for ``APP/NAME``, its ``_hls`` alias, or ``APP/NAME/RENDITION``."""
+    def _stream(self, name: str) -> HLSStream | None:
+        """The stream served at ``APP/NAME`` or its ``_hls`` alias."""
         hls = self.store.get(name)
         if hls is None and name.endswith(ALIAS_SUFFIX):
             hls = self.store.get(name[: -len(ALIAS_SUFFIX)])
-        if hls is not None:
-            text = hls.top_playlist()
-            return None if text is None else (text, hls.live)
+        return hls
+
+    async def _media_playlist(self, request: web.Request, name: str) -> web.StreamResponse | None:
+        """``APP/NAME/RENDITION``'s playlist, held for a blocking reload."""
         stream_id, _, rendition_name = name.rpartition("/")
         hls = self.store.get(stream_id)
         rendition = hls.renditions.get(rendition_name) if hls is not None else None
-        if hls is None or rendition is None or rendition.last_segment is None:
+        if hls is None or rendition is None:
             return None
-        # Served at APP/NAME/RENDITION.m3u8, its segments at APP/NAME/RENDITION/N.ts.
-        return rendition.media_playlist(f"{rendition_name}/"), not rendition.ended
+        try:
+            blocking = _blocking_query(request)
+        except _BadRequest as exc:
+            raise web.HTTPBadRequest(text=f"{exc}\n", headers=CORS_HEADERS) from None
+        held = rendition.part_target is not None and not rendition.ended
+        if held and blocking.msn is not None:
+            await self._hold(rendition, blocking.msn, blocking.part)
+        text = hls.media_playlist(rendition_name, skip=blocking.skip and held)
+        if text is None:
+            return None
+        if not hls.live or rendition.ended:
+            cache = ENDED_PLAYLIST_CACHE
+        elif held and blocking.msn is not None:
+            cache = f"public, max-age={BLOCKING_CACHED_TARGETS * rendition.target_duration}"
+        else:
+            cache = LIVE_PLAYLIST_CACHE
+        return _text_response(request, text, PLAYLIST_TYPE, cache, rendition.modified)
 
-    # -- segments ----------------------------------------------------------------
+    async def _hold(self, rendition: Rendition, msn: int, part: int | None) -> None:
+        """Wait until ``rendition`` holds segment ``msn`` (part ``part``), or answer
+        400 for one too far ahead and 503 once three target durations have passed."""
+        last_msn = rendition.next_sequence - 1
+        open_msn, open_parts = rendition.next_part()
+        part_target = rendition.part_target or 1.0
+        advance_limit = 3 / part_target if part_target < 1 else 3  # 6.2.5.2
+        ahead = msn > last_msn + 2
+        if part is not None and msn >= open_msn:
+            parts_ahead = (
+                part
+                - open_parts
+                + (msn - open_msn) * round(rendition.settings.segment_duration / part_target)
+            )
+            ahead = ahead or parts_ahead > advance_limit
+        if ahead:
+            raise web.HTTPBadRequest(
+                text=f"_HLS_msn={msn} _HLS_part={part} is too far ahead of the playlist\n",
+                headers=CORS_HEADERS,
+            )
+        deadline = time.monotonic() + BLOCKING_TIMEOUT_TARGETS * rendition.target_duration
+        while not rendition.has(msn, part) and not rendition.ended:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise web.HTTPServiceUnavailable(
+                    text="the playlist did not get that part in time\n",
+                    headers={"Cache-Control": NOT_YET_CACHE, **CORS_HEADERS},
+                )
+            try:
+                async with asyncio.timeout(remaining):
+                    await rendition.changed()
+            except TimeoutError:
+                continue
+
+    # -- DASH ----------------------------------------------------------------------
+
+    async def mpd(self, request: web.Request) -> web.StreamResponse:
+        path = request.match_info["path"]
+        hls_request = _hls_request(request, path)
+        await self._check(hls_request)
+        hls = self._stream(path[: -len(".mpd")])
+        text = None
+        if hls is not None and hls.container is Container.FMP4:
+            videos = [r for name, r in hls.renditions.items() if name != AUDIO]
+            source = DASHSource(
+                name=hls.name,
+                videos=[r for r in videos if r.timing],
+                audio=hls.renditions.get(AUDIO),
+                timelines=hls.timelines,
+                segment_duration=hls.settings.segment_duration,
+                ended=not hls.live,
+            )
+            text = render_mpd(source, time.time())
+        if text is None:
+            raise web.HTTPNotFound(
+                text=f"no such DASH stream: /{path}\n",
+                headers={"Cache-Control": NOT_YET_CACHE, **CORS_HEADERS},
+            )
+        cache = LIVE_PLAYLIST_CACHE if hls is not None and hls.live else ENDED_PLAYLIST_CACHE
+        return self._served(hls_request, _text_response(request, text, MPD_TYPE, cache))
+
+    # -- segments, parts, init segments ----------------------------------------------
+
+    async def segment(self, request: web.Request) -> web.StreamResponse:
+        path = request.match_info["path"]
+        hls_request = _hls_request(request, path)
+        await self._check(hls_request)
+        return self._served(hls_request, await self._segment_response(request, path, hls_request))
 
     async def _segment_response(
         self, request: web.Request, path: str, hls_request: HLSRequest
     ) -> web.StreamResponse:
+        content_type = SEGMENT_TYPE if path.endswith(".ts") else FMP4_TYPE
         if self.handlers.get_segment is not None:
             data = await call(self.handlers.get_segment, hls_request)
             if data is not None:
-                return _bytes_response(request, data, SEGMENT_TYPE, SEGMENT_CACHE)
-        found = self._segment(path)
-        if isinstance(found, Path) and "Range" in request.headers:
+                return _bytes_response(request, data, content_type, SEGMENT_CACHE)
+        found = await self._media(path)
+        if isinstance(found, tuple):
+            found = await _read_part(found)
+        elif isinstance(found, Path) and "Range" in request.headers:
             found = await _read(found)  # ranges answered as they always were (below)
         if isinstance(found, bytes):
-            return _bytes_response(request, found, SEGMENT_TYPE, SEGMENT_CACHE)
+            return _bytes_response(request, found, content_type, SEGMENT_CACHE)
         if isinstance(found, Path) and found.is_file():
-            return _file_response(found, SEGMENT_TYPE, SEGMENT_CACHE)
-        return self._recorded(request, path, SEGMENT_TYPE, SEGMENT_CACHE)
+            return _file_response(found, content_type, SEGMENT_CACHE)
+        return self._recorded(request, path, content_type, SEGMENT_CACHE)
 
-    def _segment(self, path: str) -> bytes | Path | None:
+    async def _media(self, path: str) -> bytes | Path | FilePart | None:
+        """A segment, part or init segment of a live (or recently ended) stream."""
         prefix, _, file_name = path.rpartition("/")
-        stream_id, _, rendition_name = prefix.rpartition("/")
-        match = _SEGMENT_NAME.fullmatch(file_name)
-        hls: HLSStream | None = self.store.get(stream_id)
-        if match is None or hls is None:
+        rendition = self._rendition_at(prefix)
+        if rendition is not None:  # APP/NAME/RENDITION/N.ts
+            match = _SEGMENT_NAME.fullmatch(file_name)
+            if match is None or rendition.container is not Container.TS:
+                return None
+            sequence = int(match.group(1))
+            return rendition.segment(sequence) or rendition.recorded_segment(sequence)
+        prefix, _, epoch = prefix.rpartition("/")
+        rendition = self._rendition_at(prefix)
+        if rendition is None or rendition.container is not Container.FMP4:
             return None
-        rendition = hls.renditions.get(rendition_name)
-        if rendition is None:
+        if epoch != rendition.epoch:
+            return None  # another publish's: only a recording can have it
+        init = _INIT_NAME.fullmatch(file_name)
+        if init is not None:
+            return rendition.init(int(init.group(1)))
+        match = _CMAF_NAME.fullmatch(file_name)
+        if match is None:
             return None
         sequence = int(match.group(1))
-        return rendition.segment(sequence) or rendition.recorded_segment(sequence)
+        if match.group(2) is None:
+            return rendition.segment(sequence) or rendition.recorded_segment(sequence)
+        index = int(match.group(2))
+        if rendition.part(sequence, index) is None and rendition.next_part() == (sequence, index):
+            await self._hold_part(rendition, sequence, index)
+        return rendition.part(sequence, index)
+
+    async def _hold_part(self, rendition: Rendition, sequence: int, index: int) -> None:
+        """The part a preload hint names is answered as soon as it is complete
+        (RFC 8216bis 6.2.6); after three target durations, a 404 nobody stores."""
+        deadline = time.monotonic() + BLOCKING_TIMEOUT_TARGETS * rendition.target_duration
+        while rendition.part(sequence, index) is None and not rendition.ended:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            try:
+                async with asyncio.timeout(remaining):
+                    await rendition.changed()
+            except TimeoutError:
+                return
+
+    def _rendition_at(self, prefix: str) -> Rendition | None:
+        stream_id, _, rendition_name = prefix.rpartition("/")
+        hls: HLSStream | None = self.store.get(stream_id)
+        return hls.renditions.get(rendition_name) if hls is not None else None
 
     # -- recordings ----------------------------------------------------------------
 
     def _recorded(
         self, request: web.Request, path: str, content_type: str, cache: str
     ) -> web.StreamResponse:
-        """A file under the recording directory, or 404."""
+        """A file under the recording directory, or 404 (not stored: it may be a
+        segment or part still to come)."""
         file = self._recording_file(path)
         if file is None:
             raise web.HTTPNotFound(
-                text=f"no such stream or segment: /{path}\n", headers=CORS_HEADERS
+                text=f"no such stream or segment: /{path}\n",
+                headers={"Cache-Control": NOT_YET_CACHE, **CORS_HEADERS},
             )
         return _file_response(file, content_type, cache)
 
@@ -217,6 +384,25 @@ class HLSRoutes:
         if not file.is_relative_to(root) or not file.is_file():
             return None
         return file
+
+
+def _blocking_query(request: web.Request) -> _Blocking:
+    """``_HLS_msn``, ``_HLS_part`` and ``_HLS_skip``, checked (RFC 8216bis 6.2.5)."""
+    query = request.query
+    msn = _query_number(query.get("_HLS_msn"), "_HLS_msn")
+    part = _query_number(query.get("_HLS_part"), "_HLS_part")
+    if part is not None and msn is None:
+        raise _BadRequest("_HLS_part needs _HLS_msn")
+    skip = query.get("_HLS_skip") in ("YES", "v2")
+    return _Blocking(msn, part, skip)
+
+
+def _query_number(value: str | None, name: str) -> int | None:
+    if value is None:
+        return None
+    if _QUERY_NUMBER.fullmatch(value) is None:
+        raise _BadRequest(f"{name} must be a whole number, not {value!r}")
+    return int(value)
 
 
 class _RecordingResponse(web.FileResponse):
@@ -248,13 +434,45 @@ async def _read(file: Path) -> bytes | None:
         return None  # deleted as it slid out: a 404, as for any segment gone
 
 
+async def _read_part(place: FilePart) -> bytes | None:
+    """A part of a segment already on disk: its slice of the file, read off the loop."""
+    file, offset, size = place
+
+    def read() -> bytes:
+        with file.open("rb") as handle:
+            return os.pread(handle.fileno(), size, offset)
+
+    try:
+        data = await asyncio.get_running_loop().run_in_executor(None, read)
+    except OSError:
+        return None
+    return data if len(data) == size else None
+
+
 def _hls_request(request: web.Request, path: str) -> HLSRequest:
     return HLSRequest(path, dict(request.query), request.remote or "")
 
 
-def _playlist_response(request: web.Request, text: str, *, live: bool) -> web.StreamResponse:
-    cache = LIVE_PLAYLIST_CACHE if live else ENDED_PLAYLIST_CACHE
-    return _bytes_response(request, text.encode(), PLAYLIST_TYPE, cache)
+def _text_response(
+    request: web.Request,
+    text: str,
+    content_type: str,
+    cache: str,
+    modified: float | None = None,
+) -> web.StreamResponse:
+    """A playlist or MPD, with an ETag of its content: 304 when the player has it."""
+    body = text.encode()
+    etag = '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"'
+    headers = {"ETag": etag, "Cache-Control": cache, **CORS_HEADERS}
+    if modified is not None:
+        headers["Last-Modified"] = formatdate(modified, usegmt=True)
+    if etag in _etags(request.headers.get("If-None-Match", "")):
+        return web.Response(status=304, headers=headers)
+    return _bytes_response(request, body, content_type, cache, extra=headers)
+
+
+def _etags(header: str) -> set[str]:
+    return {tag.strip().removeprefix("W/") for tag in header.split(",") if tag.strip()}
 
 
 def _file_response(file: Path, content_type: str, cache: str) -> web.FileResponse:
@@ -264,9 +482,13 @@ def _file_response(file: Path, content_type: str, cache: str) -> web.FileRespons
 
 
 def _bytes_response(
-    request: web.Request, data: bytes, content_type: str, cache: str
+    request: web.Request,
+    data: bytes,
+    content_type: str,
+    cache: str,
+    extra: dict[str, str] | None = None,
 ) -> web.Response:
-    headers = {"Cache-Control": cache, "Accept-Ranges": "bytes", **CORS_HEADERS}
+    headers = {"Cache-Control": cache, "Accept-Ranges": "bytes", **CORS_HEADERS, **(extra or {})}
     header = request.headers.get("Range")
     if header is None or _RANGE.fullmatch(header.strip()) is None:
         # No range, or one we do not serve (other units, several ranges): the whole

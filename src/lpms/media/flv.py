@@ -120,6 +120,8 @@ class AudioPacketType(enum.IntEnum):
 
 # Enhanced RTMP: byte 0 bit 7 of a video tag switches to the ExVideoTagHeader.
 IS_EX_HEADER = 0x80
+_OPUS_FOURCC = b"Opus"
+_OPUS_PACKET_TYPES = frozenset({AudioPacketType.SEQUENCE_START, AudioPacketType.CODED_FRAMES})
 
 _FOURCC_CODECS: dict[bytes, Codec] = {
     b"avc1": Codec.H264,
@@ -232,13 +234,31 @@ class FLVDemuxer:
             return self._demux_aac(timestamp, tag)
         if sound_format in (SoundFormat.MP3, SoundFormat.MP3_8KHZ):
             return _coded_packet(TrackKind.AUDIO, Codec.MP3, timestamp, 0, True, tag, None)
-        # Enhanced RTMP audio (Opus, FLAC, AC-3, ...) and the old codecs are relayed
+        packet_type = flags & 0x0F
+        ex_header = sound_format == SoundFormat.EX_HEADER
+        # A FourCC read and not Opus stays in the header of a packet relayed as it came.
+        if (
+            ex_header
+            and packet_type in _OPUS_PACKET_TYPES
+            and tag.remaining >= 4
+            and tag.pull_bytes(4) == _OPUS_FOURCC
+        ):
+            return self._demux_opus(timestamp, packet_type, tag)
+        # Other Enhanced RTMP audio (FLAC, AC-3, ...) and the old codecs are relayed
         # untouched; a SequenceStart is marked as config so late players get it too.
-        is_config = (
-            sound_format == SoundFormat.EX_HEADER
-            and (flags & 0x0F) == AudioPacketType.SEQUENCE_START
-        )
+        is_config = ex_header and packet_type == AudioPacketType.SEQUENCE_START
         return _opaque_packet(TrackKind.AUDIO, timestamp, True, tag, is_config=is_config)
+
+    def _demux_opus(self, timestamp: int, packet_type: int, tag: _TagCursor) -> MediaPacket | None:
+        """Enhanced RTMP v2 Opus: a SequenceStart carries the Opus ID header (RFC 7845
+        5.1, "OpusHead"), CodedFrames one Opus packet each."""
+        if packet_type == AudioPacketType.SEQUENCE_START:
+            header, record = self._config_record(tag, "Opus")
+            config = _opus_codec_config(record)
+            self._audio_config = config
+            return _config_packet(TrackKind.AUDIO, timestamp, 0, True, header, config)
+        in_force = _matching(self._audio_config, Codec.OPUS)
+        return _coded_packet(TrackKind.AUDIO, Codec.OPUS, timestamp, 0, True, tag, in_force)
 
     def _demux_aac(self, timestamp: int, tag: _TagCursor) -> MediaPacket | None:
         aac_packet_type = tag.pull_uint8()
@@ -388,6 +408,17 @@ _VIDEO_PACKET_TYPES = frozenset(VideoPacketType)
 _SEQUENCE_START_TYPES = frozenset(
     {VideoPacketType.SEQUENCE_START, VideoPacketType.MPEG2TS_SEQUENCE_START}
 )
+
+
+def _opus_codec_config(head: bytes) -> CodecConfig:
+    """An Opus ID header (RFC 7845 5.1): "OpusHead", version, channel count, pre-skip,
+    input rate, gain, mapping family. Opus always decodes at 48 kHz."""
+    if len(head) < 19 or not head.startswith(b"OpusHead") or head[8] >> 4 != 0:
+        raise MediaError("Opus sequence start is not an Opus ID header (RFC 7845 5.1)")
+    channels = head[9]
+    if channels == 0:
+        raise MediaError("Opus ID header with no channels")
+    return CodecConfig(Codec.OPUS, bytes(head), sample_rate=48000, channels=channels)
 
 
 def _matching(config: CodecConfig | None, codec: Codec) -> CodecConfig | None:

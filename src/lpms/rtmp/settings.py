@@ -70,6 +70,8 @@ class ListenerSettings:
     a stream's start, its first players and its first HLS segment are waiting on
     every byte. A read that fills the listener's buffer is followed at once, so a
     publisher sending more than a buffer per interval is never held back by it.
+    Low-latency HLS caps the interval at a third of a part (`HLSSettings.
+    max_read_interval`): the server reads publishers at least that often.
 
     Parsing is fair: one connection parses for at most ``parse_slice`` seconds of
     CPU before the others get the event loop, and one whose bytes take more than

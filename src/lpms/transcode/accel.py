@@ -50,9 +50,8 @@ _ENCODERS: dict[Accel, dict[VideoCodec, str]] = {
     },
 }
 
-# MPEG-TS (what segments and `lpms transcode` write) carries these; VP9 and AV1 need
-# fMP4, which lpms writes once LL-HLS lands.
-SEGMENT_CODECS = frozenset({VideoCodec.H264, VideoCodec.HEVC})
+# MPEG-TS carries these; VP9 and AV1 go into fMP4 (CMAF) only.
+TS_CODECS = frozenset({VideoCodec.H264, VideoCodec.HEVC})
 
 # x264/x265 preset names to NVENC's p1 (fastest) .. p7 (slowest).
 _NVENC_PRESETS = {
@@ -74,11 +73,6 @@ def encoder_name(codec: VideoCodec, accel: Accel) -> str:
     name = _ENCODERS[accel].get(codec)
     if name is None:
         raise TranscodeError(f"no {codec.value} encoder for the {accel.value} accel")
-    if codec not in SEGMENT_CODECS:
-        raise TranscodeError(
-            f"{codec.value} output needs fMP4 segments, which lpms does not write yet; "
-            "use H.264 or HEVC"
-        )
     return name
 
 

@@ -19,15 +19,20 @@ with an EXT-X-DISCONTINUITY.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from fractions import Fraction
 
-from lpms.errors import LPMSError
+from lpms.errors import HLSError, LPMSError
+from lpms.hls.cmaf import TranscodedTrack
+from lpms.hls.fmp4 import read_fragmented_video
+from lpms.hls.rendition import CMAFTiming, Container, Rendition
 from lpms.hls.segmenter import Segment
-from lpms.hls.store import HLSStream
+from lpms.hls.store import SOURCE, HLSStream
 from lpms.media.packet import Codec, CodecConfig
 from lpms.transcode.accel import Accel
 from lpms.transcode.engines import (
@@ -38,7 +43,7 @@ from lpms.transcode.engines import (
     SegmentTranscoder,
 )
 from lpms.transcode.profiles import VideoCodec, VideoProfile
-from lpms.transcode.rendition import RenditionOutput
+from lpms.transcode.rendition import OutputContainer, RenditionOutput
 from lpms.transcode.session import TranscodeResult
 from lpms.validate import at_least, positive
 
@@ -126,12 +131,17 @@ class LadderStats:
         return self.media_seconds / self.busy_seconds if self.busy_seconds > 0 else 0.0
 
 
-def local_engine(nice: int = 0, observer: EngineObserver | None = None) -> EngineFactory:
-    """The factory of the local engine (a thread per stream, ``nice`` steps down)."""
+def local_engine(
+    nice: int = 0,
+    observer: EngineObserver | None = None,
+    output: OutputContainer | None = None,
+) -> EngineFactory:
+    """The factory of the local engine (a thread per stream, ``nice`` steps down),
+    its renditions in ``output`` (None: MPEG-TS)."""
     from lpms.transcode.engines.local import LocalEngine  # PyAV: only when transcoding
 
     def make(stream_id: str, profiles: tuple[VideoProfile, ...], accel: Accel) -> LocalEngine:
-        return LocalEngine(profiles, accel, nice=nice, observer=observer)
+        return LocalEngine(profiles, accel, nice=nice, observer=observer, output=output)
 
     return make
 
@@ -167,9 +177,15 @@ class LiveTranscoder:
         self._idle.set()
         self._closed = False
         self._behind_logged = False
+        self._no_video_logged = False
         self._decoder_configs: list[bytes | None] = [None] * len(settings.profiles)
         for profile in settings.profiles:
             hls.rendition(profile.name)  # listed from the start, in the profiles' order
+        # CMAF: each rendition's segments arrive as fragmented MP4s, cut here into parts.
+        self._tracks: dict[str, TranscodedTrack] | None = None
+        if hls.container is Container.FMP4:
+            part_target = hls.settings.part_duration if hls.settings.parts else None
+            self._tracks = {p.name: TranscodedTrack(part_target) for p in settings.profiles}
 
     @property
     def engine(self) -> Engine:
@@ -178,6 +194,13 @@ class LiveTranscoder:
     def submit(self, segment: Segment) -> None:
         """A new source segment (called on the loop, in order)."""
         if self._closed:
+            return
+        if segment.video is None:
+            # Nothing to transcode: no video renditions (never listed, as they never
+            # get a segment), and one line saying why, not one per segment.
+            if not self._no_video_logged:
+                self._no_video_logged = True
+                log.info("transcoding %s: the stream has no video, so no renditions", self.hls.id)
             return
         slot = _Slot(segment)
         self._slots.append(slot)
@@ -254,7 +277,53 @@ class LiveTranscoder:
                 if known is not None and output.decoder_config != known:
                     rendition.discontinuity()  # a new session or source: new parameters
                 self._decoder_configs[index] = output.decoder_config
-                rendition.add(_rendition_segment(slot.segment, output))
+                if self._tracks is None:
+                    rendition.add(_rendition_segment(slot.segment, output))
+                else:
+                    self._add_cmaf(rendition, self._tracks[profile.name], slot.segment, output)
+
+    def _add_cmaf(
+        self,
+        rendition: Rendition,
+        track: TranscodedTrack,
+        source: Segment,
+        output: RenditionOutput,
+    ) -> None:
+        """A rendition's fragmented MP4 as parts and a segment, on the source's clock:
+        its first frame shown when the source's first frame is (FFmpeg's muxer starts
+        every output's clock at 0)."""
+        timing = self.hls.renditions[SOURCE].timing.get(source.sequence)
+        try:
+            video = read_fragmented_video(output.data)
+            if timing is None or not video.samples:
+                raise HLSError("the source segment's clock is not known")
+            first = video.samples[0]
+            scale = Fraction(timing.timescale, video.timescale)
+            shift = timing.presentation_time - round(
+                (first.decode_time + first.composition_offset) * scale
+            )
+            made = track.segment(
+                source.sequence, video, shift, source.duration, source.program_date_time
+            )
+        except HLSError as exc:
+            log.warning("transcoding %s segment %d: %s", self.hls.id, source.sequence, exc)
+            rendition.add_gap(source)
+            return
+        assert made.segment is not None
+        assert made.init is not None
+        for part in made.parts_made:
+            rendition.add_part(part)
+        segment = dataclasses.replace(made.segment, start_ms=source.start_ms)
+        rendition.add(
+            segment,
+            CMAFTiming(
+                made.init.number,
+                made.init.timescale,
+                made.decode_time,
+                made.decode_duration,
+                made.presentation_time,
+            ),
+        )
 
     async def finish(self) -> None:
         """Wait (bounded) for the segments in flight, then close the session."""
@@ -272,7 +341,12 @@ class LiveTranscoder:
         await self._engine.close()
 
 
-_CODECS = {VideoCodec.H264: Codec.H264, VideoCodec.HEVC: Codec.HEVC}
+_CODECS = {
+    VideoCodec.H264: Codec.H264,
+    VideoCodec.HEVC: Codec.HEVC,
+    VideoCodec.AV1: Codec.AV1,
+    VideoCodec.VP9: Codec.VP9,
+}
 
 
 def _rendition_segment(source: Segment, output: RenditionOutput) -> Segment:

@@ -12,11 +12,18 @@ An encoder is opened at the first frame of each output and drained at its end:
 x264 cannot take frames again once drained (its lookahead thread has stopped), so,
 as LPMS does for software encoders, each segment gets a fresh encoder while the
 thread, scaler and output state live on for the whole session. NVENC can be drained
-and reused, and is.
+and reused, and is, into MPEG-TS.
+
+Outputs are MPEG-TS (H.264, HEVC), or CMAF: a fragmented MP4 of the video alone
+(any codec, AV1 and VP9 too), written by FFmpeg's mp4 muxer, which builds each
+codec's configuration record (avcC, hvcC, av1C, vpcC) as players need it; that
+encoder belongs to its output's stream, one per output.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import enum
 import io
 import logging
 import os
@@ -32,8 +39,9 @@ import av
 from av.video.frame import PictureType
 from av.video.reformatter import Interpolation, VideoReformatter
 
-from lpms.errors import TranscodeError
+from lpms.errors import HLSError, TranscodeError
 from lpms.hls.bitstream import avc_config_from_annex_b
+from lpms.hls.fmp4 import read_fragmented_video
 from lpms.transcode.accel import Accel, encoder_name, encoder_preset
 from lpms.transcode.profiles import H264Profile, VideoCodec, VideoProfile, output_size
 
@@ -50,6 +58,14 @@ MAX_RATE_SCALE = 2.0
 _ASSUMED_FRAMERATE = Fraction(30)  # for a GOP in seconds when the source gives no rate
 
 _MUX_NAMES = {VideoCodec.H264: "h264", VideoCodec.HEVC: "hevc"}
+CMAF_MOVFLAGS = "empty_moov+default_base_moof+frag_keyframe"
+
+
+class OutputContainer(enum.Enum):
+    """What a rendition's output is written as."""
+
+    MPEGTS = "mpegts"
+    CMAF = "cmaf"  # fragmented MP4, video only
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +119,7 @@ class _Output:
 
     sink: BinaryIO
     container: av.container.OutputContainer
-    video: av.stream.Stream
+    video: av.stream.Stream | None  # CMAF: made with its encoder, at the first frame
     audio: av.stream.Stream | None
     time_base: Fraction
     audio_time_base: Fraction
@@ -150,6 +166,15 @@ class _End:
 _Message = _Begin | av.VideoFrame | _Audio | _End | None  # None stops the thread
 
 
+def check_container(profile: VideoProfile, container: OutputContainer) -> None:
+    """`TranscodeError` unless ``container`` can carry ``profile``'s codec."""
+    if container is OutputContainer.MPEGTS and profile.codec not in _MUX_NAMES:
+        raise TranscodeError(
+            f"{profile.name}: {profile.codec.value} cannot go into MPEG-TS; it needs "
+            "fMP4 (lpms serve --hls-format fmp4, the default)"
+        )
+
+
 class RenditionEncoder:
     """Scales, encodes and muxes one profile on its own thread."""
 
@@ -161,12 +186,15 @@ class RenditionEncoder:
         queue_frames: int = DEFAULT_QUEUE_FRAMES,
         threads: int = 0,
         nice: int = 0,
+        container: OutputContainer = OutputContainer.MPEGTS,
     ) -> None:
         self.profile = profile
         self.accel = accel
         self.threads = threads
         self.nice = nice
+        self.container = container
         self._codec = encoder_name(profile.codec, accel)
+        check_container(profile, container)
         self._queue: queue.Queue[_Message] = queue.Queue(maxsize=queue_frames)
         self._reformatter = VideoReformatter()
         self._encoder: av.VideoCodecContext | None = None
@@ -266,6 +294,13 @@ class RenditionEncoder:
         )
         self._drop_output()
         self._begin_error = None
+        if self.container is OutputContainer.CMAF:
+            container = av.open(sink, mode="w", format="mp4", options={"movflags": CMAF_MOVFLAGS})
+            self._output = _Output(
+                sink, container, None, None, time_base, time_base, framerate, begin.steer
+            )
+            self._set_frame_timing(self._output)
+            return
         container = av.open(sink, mode="w", format="mpegts")
         video = container.add_mux_stream(_MUX_NAMES[self.profile.codec], rate=framerate or 30)
         video.time_base = time_base
@@ -333,18 +368,32 @@ class RenditionEncoder:
         if self._encoder is not None and self._encoder_key == key:
             return self._encoder
         if self._encoder is not None:
+            if self.container is OutputContainer.CMAF:
+                raise TranscodeError(f"{self.profile.name}: the picture size changed mid-segment")
             self._drain_encoder(output)
         scale = self._rate_scale if output.steer else 1.0
-        self._encoder = self._open_encoder(width, height, output.time_base, rate, scale)
+        if self.container is OutputContainer.CMAF:
+            stream = output.container.add_stream(self._codec, rate=rate or _ASSUMED_FRAMERATE)
+            stream.time_base = output.time_base
+            output.video = stream
+            context: object = stream.codec_context
+        else:
+            context = av.CodecContext.create(self._codec, "w")
+        assert isinstance(context, av.VideoCodecContext)
+        self._encoder = self._configure(context, width, height, output.time_base, rate, scale)
         self._encoder_key = key
         return self._encoder
 
-    def _open_encoder(
-        self, width: int, height: int, time_base: Fraction, rate: Fraction | None, scale: float
+    def _configure(
+        self,
+        encoder: av.VideoCodecContext,
+        width: int,
+        height: int,
+        time_base: Fraction,
+        rate: Fraction | None,
+        scale: float,
     ) -> av.VideoCodecContext:
         profile = self.profile
-        encoder = av.CodecContext.create(self._codec, "w")
-        assert isinstance(encoder, av.VideoCodecContext)
         encoder.width, encoder.height, encoder.pix_fmt = width, height, "yuv420p"
         encoder.time_base = time_base
         if rate is not None:
@@ -356,11 +405,12 @@ class RenditionEncoder:
         encoder.thread_type = "AUTO"
         if self.threads:
             encoder.thread_count = self.threads
-        options = {"preset": encoder_preset(self.accel, profile.preset)}
+        options = _speed_options(self._codec, encoder_preset(self.accel, profile.preset))
         if profile.gop is not None:
             interval = profile.gop.keyframe_interval(rate or _ASSUMED_FRAMERATE)
             encoder.gop_size = interval or 1
-            options["sc_threshold"] = "0"
+            if self._codec in ("libx264", "libx265"):
+                options["sc_threshold"] = "0"
         options.update(_codec_options(self._codec, profile))
         if self._codec == "libx264":
             # Left to itself x264 derives the level from the bitrate, which steering
@@ -382,7 +432,7 @@ class RenditionEncoder:
         if encoder is None:
             return
         self._mux_video(output, encoder.encode(None))
-        if self.accel is Accel.NVIDIA:
+        if self.accel is Accel.NVIDIA and self.container is OutputContainer.MPEGTS:
             try:
                 encoder.flush_buffers()  # NVENC resumes after a drain: keep it warm
                 return
@@ -393,6 +443,7 @@ class RenditionEncoder:
 
     def _mux_video(self, output: _Output, packets: list[av.Packet[Any]]) -> None:
         container, stream = output.container, output.video
+        assert stream is not None
         for packet in packets:
             if output.first_keyframe is None:
                 output.first_keyframe = packet.is_keyframe
@@ -426,15 +477,27 @@ class RenditionEncoder:
                 self._drain_encoder(output)
             else:
                 self._encoder, self._encoder_key = None, None
+            if output.video is None and output.error is None:
+                output.error = TranscodeError(f"{self.profile.name}: no frame to encode")
             output.container.close()
         except Exception as exc:
             output.error = output.error or exc
+        if self.container is OutputContainer.CMAF:
+            self._encoder, self._encoder_key = None, None  # it was the output's own
         self._output = None
         if output.error is not None:
             result.set_exception(output.error)
             return
         output.busy_seconds += time.perf_counter() - started  # the drain
         made = self._result(output)
+        if self.container is OutputContainer.CMAF and made.data:
+            # The record FFmpeg's muxer built, as CODECS strings and players read it.
+            try:
+                config = read_fragmented_video(made.data).config
+            except HLSError as exc:
+                result.set_exception(TranscodeError(f"{self.profile.name}: {exc}"))
+                return
+            made = dataclasses.replace(made, decoder_config=config.extradata)
         if output.steer:
             self._steer_bitrate(made)
         result.set_result(made)
@@ -558,6 +621,44 @@ def h264_level(width: int, height: int, rate: Fraction, bitrate: int) -> str:
         if frame <= max_frame and per_second <= max_rate and bitrate <= max_kbps * 1000:
             return name
     return _H264_LEVELS[-1][0]
+
+
+# x264's preset names as SVT-AV1 presets (13 fastest .. 0 slowest) and as libvpx's
+# speed (cpu-used, 8 fastest .. 0), so a profile's one preset means the same speed.
+_SVT_AV1_PRESETS = {
+    "ultrafast": "12",
+    "superfast": "11",
+    "veryfast": "10",
+    "faster": "9",
+    "fast": "8",
+    "medium": "7",
+    "slow": "5",
+    "slower": "4",
+    "veryslow": "3",
+    "placebo": "2",
+}
+_VPX_SPEEDS = {
+    "ultrafast": "8",
+    "superfast": "8",
+    "veryfast": "7",
+    "faster": "6",
+    "fast": "5",
+    "medium": "4",
+    "slow": "3",
+    "slower": "2",
+    "veryslow": "1",
+    "placebo": "0",
+}
+
+
+def _speed_options(codec: str, preset: str) -> dict[str, str]:
+    """How fast ``codec`` is asked to encode, from a profile's x264-style preset."""
+    if codec == "libsvtav1":
+        return {"preset": _SVT_AV1_PRESETS.get(preset, "10")}
+    if codec == "libvpx-vp9":
+        # Realtime deadline: what a live ladder needs (good-quality takes seconds a frame).
+        return {"deadline": "realtime", "cpu-used": _VPX_SPEEDS.get(preset, "7"), "row-mt": "1"}
+    return {"preset": preset}
 
 
 def _codec_options(codec: str, profile: VideoProfile) -> dict[str, str]:

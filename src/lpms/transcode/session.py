@@ -36,13 +36,15 @@ from av.video.frame import PictureType
 from lpms.errors import LPMSError, TranscodeError
 from lpms.hls.bitstream import adts_frame
 from lpms.hls.segmenter import ContinuityCounters
-from lpms.transcode.accel import Accel, check_accel, decoder_hwaccel
-from lpms.transcode.profiles import VideoProfile, parse_profiles
+from lpms.transcode.accel import TS_CODECS, Accel, check_accel, decoder_hwaccel
+from lpms.transcode.profiles import VideoCodec, VideoProfile, parse_profiles
 from lpms.transcode.rendition import (
     DEFAULT_QUEUE_FRAMES,
     AudioTrack,
+    OutputContainer,
     RenditionEncoder,
     RenditionOutput,
+    check_container,
     share_frame,
 )
 
@@ -103,6 +105,7 @@ class Transcoder:
         queue_frames: int = DEFAULT_QUEUE_FRAMES,
         threads: int = 0,
         nice: int = 0,
+        output: OutputContainer | None = None,
     ) -> None:
         chosen = parse_profiles(profiles) if isinstance(profiles, str) else tuple(profiles)
         if not chosen:
@@ -111,9 +114,20 @@ class Transcoder:
         self.accel = Accel.parse(accel)
         for profile in chosen:
             check_accel(self.accel, profile.codec)
+        # Each profile's output: as asked, or MPEG-TS where it can carry the codec.
+        self.containers = tuple(output or container_for(p.codec) for p in chosen)
+        for profile, container in zip(chosen, self.containers, strict=True):
+            check_container(profile, container)  # before any encoder thread starts
         self._encoders = [
-            RenditionEncoder(p, self.accel, queue_frames=queue_frames, threads=threads, nice=nice)
-            for p in chosen
+            RenditionEncoder(
+                p,
+                self.accel,
+                queue_frames=queue_frames,
+                threads=threads,
+                nice=nice,
+                container=container,
+            )
+            for p, container in zip(chosen, self.containers, strict=True)
         ]
         self._continuity = [ContinuityCounters() for _ in chosen]
         self._decoder: av.VideoCodecContext | None = None
@@ -140,8 +154,10 @@ class Transcoder:
         with container:
             result = self._run(container, sinks, index, force_keyframes="first")
         outputs = tuple(
-            self._fix_continuity(output, counters)
-            for output, counters in zip(result.outputs, self._continuity, strict=True)
+            self._fix_continuity(output, counters) if kind is OutputContainer.MPEGTS else output
+            for output, counters, kind in zip(
+                result.outputs, self._continuity, self.containers, strict=True
+            )
         )
         return dataclasses.replace(result, outputs=outputs)
 
@@ -163,7 +179,8 @@ class Transcoder:
         index = self._segments
         self._segments += 1
         with container:
-            files = [open(directory / f"{p.name}.ts", "wb") for p in self.profiles]  # noqa: SIM115
+            names = [output_name(p, c) for p, c in zip(self.profiles, self.containers, strict=True)]
+            files = [open(directory / name, "wb") for name in names]  # noqa: SIM115
             try:
                 return self._run(container, list(files), index, "source", progress)
             finally:
@@ -441,6 +458,16 @@ def _results(futures: list[Future[RenditionOutput]], index: int) -> tuple[Rendit
     if failure is not None:
         raise TranscodeError(f"segment {index}: encoding failed: {failure}") from None
     return tuple(outputs)
+
+
+def container_for(codec: VideoCodec) -> OutputContainer:
+    """MPEG-TS where it carries the codec (what every player reads), else CMAF."""
+    return OutputContainer.MPEGTS if codec in TS_CODECS else OutputContainer.CMAF
+
+
+def output_name(profile: VideoProfile, container: OutputContainer) -> str:
+    """``PROFILE.ts``, or ``PROFILE.mp4`` for a fragmented MP4."""
+    return f"{profile.name}.{'ts' if container is OutputContainer.MPEGTS else 'mp4'}"
 
 
 def stream_framerate(stream: av.video.stream.VideoStream) -> Fraction | None:

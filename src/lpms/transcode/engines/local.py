@@ -16,7 +16,7 @@ from lpms.hls.segmenter import Segment
 from lpms.transcode.accel import Accel
 from lpms.transcode.engines import Engine, EngineObserver, FailureReason
 from lpms.transcode.profiles import VideoProfile
-from lpms.transcode.rendition import lower_priority
+from lpms.transcode.rendition import OutputContainer, lower_priority
 from lpms.transcode.session import Transcoder, TranscodeResult
 
 
@@ -32,8 +32,11 @@ class LocalEngine:
         *,
         nice: int = 0,
         observer: EngineObserver | None = None,
+        output: OutputContainer | None = None,
     ) -> None:
-        self._transcoder = Transcoder(profiles, accel=accel, nice=nice)
+        self._transcoder = Transcoder(
+            profiles, accel=accel, nice=nice, output=output or OutputContainer.MPEGTS
+        )
         self._observer = observer
         self._executor = ThreadPoolExecutor(
             1, thread_name_prefix="lpms-ladder", initializer=lower_priority, initargs=(nice,)

@@ -123,8 +123,14 @@ class RayEngineHost:
     """The server's link to Ray: `start` it before serving, `session` per stream
     (an `EngineFactory`), `close` it at shutdown."""
 
-    def __init__(self, settings: TranscodeSettings, observer: EngineObserver | None = None):
+    def __init__(
+        self,
+        settings: TranscodeSettings,
+        observer: EngineObserver | None = None,
+        output: str = "mpegts",
+    ):
         self.settings = settings
+        self.output = output  # what the actors' renditions are written as
         self.address = settings.resolved_ray_address()
         self.observer = observer
         self.info: dict[str, Any] = {}
@@ -352,7 +358,12 @@ class RaySession:
     def _open(self, link: _Link) -> None:
         self._ready_event.clear()
         link.send(
-            "open", self._key, ladder_to_wire(self.profiles), self.accel.value, self.resources
+            "open",
+            self._key,
+            ladder_to_wire(self.profiles),
+            self.accel.value,
+            self.resources,
+            self._host.output,
         )
 
     def _ready(self, recreated: bool, info: dict[str, Any]) -> None:

@@ -8,7 +8,7 @@ lpms.transcode.engines.ray_bridge FD`` and talks over the socket FD with
 `multiprocessing.connection` messages of plain values (tuples of str, int, float,
 bytes and dicts; `lpms.transcode.wire` for ladders and results):
 
-server -> driver: ``("start", options)``, ``("open", key, ladder, accel, resources)``,
+server -> driver: ``("start", options)``, ``("open", key, ladder, accel, resources, output)``,
 ``("segment", key, call, data)``, ``("reset", key)``, ``("close", key)``, ``("stop",)``.
 driver -> server: ``("ready", info)`` or ``("failed", message)``; then
 ``("opened", key, recreated)``, ``("done", call, result, info)``,
@@ -42,11 +42,14 @@ RESTART_BACKOFF_MAX = 5.0
 class SegmentActor:
     """A warm `Transcoder` for one stream, living in a Ray worker."""
 
-    def __init__(self, ladder: dict[str, Any], accel: str) -> None:
+    def __init__(self, ladder: dict[str, Any], accel: str, output: str = "mpegts") -> None:
+        from lpms.transcode.rendition import OutputContainer
         from lpms.transcode.session import Transcoder
         from lpms.transcode.wire import ladder_from_wire
 
-        self._transcoder = Transcoder(ladder_from_wire(ladder), accel=accel)
+        self._transcoder = Transcoder(
+            ladder_from_wire(ladder), accel=accel, output=OutputContainer(output)
+        )
 
     def ready(self) -> dict[str, Any]:
         import ray
@@ -69,6 +72,7 @@ class _Session:
     ladder: dict[str, Any]
     accel: str
     resources: dict[str, float]
+    output: str = "mpegts"
     actor: Any = None
     made: int = 0
     failed_starts: int = 0  # in a row: a dead node may be offered again until Ray knows
@@ -118,15 +122,22 @@ class _Driver:
             getattr(self, f"_on_{kind}")(*args)
 
     def _on_open(
-        self, key: str, ladder: dict[str, Any], accel: str, resources: dict[str, float]
+        self,
+        key: str,
+        ladder: dict[str, Any],
+        accel: str,
+        resources: dict[str, float],
+        output: str = "mpegts",
     ) -> None:
-        self.sessions[key] = _Session(ladder, accel, resources)
+        self.sessions[key] = _Session(ladder, accel, resources, output)
         self._make_actor(key)
 
     def _make_actor(self, key: str) -> None:
         session = self.sessions[key]
         options = {k: v for k, v in session.resources.items() if v > 0}
-        session.actor = self._actor_class.options(**options).remote(session.ladder, session.accel)
+        session.actor = self._actor_class.options(**options).remote(
+            session.ladder, session.accel, session.output
+        )
         session.made += 1
         recreated = session.made > 1
         actor = session.actor

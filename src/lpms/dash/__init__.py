@@ -1,0 +1,1 @@
+"""DASH: an MPD over the same CMAF segments HLS serves."""
