@@ -285,3 +285,22 @@ def test_ray_unreachable_is_one_line_naming_the_address(clip_path: Path, tmp_pat
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr
     assert lines[0].startswith(f"lpms transcode: cannot reach Ray at {address}")
+
+
+def test_a_profile_mpeg_ts_cannot_carry_is_refused_before_ray_starts(
+    clip_path: Path, tmp_path: Path
+) -> None:
+    profiles = tmp_path / "av1.json"
+    profiles.write_text(
+        '[{"name": "av1_144p", "width": 256, "height": 144, "bitrate": "200k", "encoder": "AV1"}]'
+    )
+    done = lpms(
+        "transcode", str(clip_path), "--profiles", str(profiles), "--engine", "ray",
+        "--outdir", str(tmp_path),
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert done.stderr.strip() == (
+        "lpms transcode: av1_144p: --engine ray joins the chunks as MPEG-TS, which cannot "
+        "carry AV1; transcode it with --engine local (fragmented MP4)"
+    )
+    assert not list(tmp_path.glob("*.ts"))

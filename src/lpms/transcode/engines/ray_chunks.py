@@ -15,7 +15,7 @@ from concurrent.futures import Future
 from typing import Any
 
 from lpms.errors import TranscodeError
-from lpms.transcode.accel import Accel
+from lpms.transcode.accel import TS_CODECS, Accel
 from lpms.transcode.chunks import Chunk, run_chunk
 from lpms.transcode.engines.ray_runtime import RayUnavailable, connect
 from lpms.transcode.profiles import VideoProfile
@@ -45,6 +45,13 @@ class RayChunkRunner:
         self.address = address
         self.profiles = tuple(profiles)
         self.accel = Accel.parse(accel)
+        for profile in self.profiles:  # refused here, before Ray starts, not by a worker
+            if profile.codec not in TS_CODECS:
+                raise TranscodeError(
+                    f"{profile.name}: --engine ray joins the chunks as MPEG-TS, which "
+                    f"cannot carry {profile.codec.value}; transcode it with --engine local "
+                    "(fragmented MP4)"
+                )
         self._ray = connect(address, timeout=connect_timeout)
         try:
             resources = self._ray.cluster_resources()
