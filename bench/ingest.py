@@ -10,9 +10,11 @@ players received the whole stream, and the lpms/nginx ratios. Ratios are the poi
 the clients share the machine with the server, so absolute figures depend on the
 machine and on how loaded it is.
 
-With --hls both servers also cut every stream into 2 s MPEG-TS segments and serve the
-playlists over HTTP, and the script measures, per stream, the time from starting its
-publisher to its playlist first listing a segment.
+With --hls both servers also cut every stream into 2 s segments and serve the
+playlists over HTTP (nginx-rtmp MPEG-TS; lpms its default, low-latency HLS over CMAF,
+and ``lpms-ts`` is lpms with ``--hls-format ts``), and the script measures, per
+stream, the time from starting its publisher to its playlist first listing a segment
+(a master playlist is followed to its first variant).
 
 Exit status: 0 when every player of every server got the whole stream (and, with
 --hls, every playlist appeared, and every lpms playlist ended with EXT-X-ENDLIST), 1
@@ -40,6 +42,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from types import FrameType
 from typing import IO, Any, TypeVar
+from urllib.parse import urljoin
 
 try:
     import aiohttp
@@ -65,7 +68,7 @@ NGINX_MODULE_CANDIDATES = (
     "/usr/share/nginx/modules/ngx_rtmp_module.so",
     "/usr/local/nginx/modules/ngx_rtmp_module.so",
 )
-SERVER_NAMES = ("lpms", "nginx")
+SERVER_NAMES = ("lpms", "nginx", "lpms-ts")  # lpms-ts: lpms --hls-format ts
 
 # The test input: what a typical 720p30 contribution stream looks like.
 FPS = 30
@@ -108,7 +111,7 @@ PLAYLIST_TIMEOUT_S = 15.0  # ... until it lists a segment, or this long after it
 PLAYLIST_REQUEST_TIMEOUT_S = 1.0
 PLAYLIST_WATCHER_TIMEOUT_S = 10.0  # starting and stopping the watcher's thread
 # nginx-rtmp ends no playlist with EXT-X-ENDLIST when its publisher leaves; lpms does.
-SERVERS_ENDING_PLAYLISTS = ("lpms",)
+SERVERS_ENDING_PLAYLISTS = ("lpms", "lpms-ts")
 
 # What "the whole stream" means for a player: exactly the packets its publisher sent,
 # from the keyframe at or after its join point to the end (compared by checksum), and
@@ -538,6 +541,7 @@ def _nginx_hls_http(run_dir: Path, port: int) -> str:
             alias {run_dir / "hls"}/;
             types {{ application/vnd.apple.mpegurl m3u8; video/mp2t ts; }}
             add_header Cache-Control no-cache;
+            add_header Access-Control-Allow-Origin *;  # for browser players
             log_not_found off;
         }}
     }}
@@ -584,6 +588,8 @@ def start_server(
         if config.hls:
             command += ["--segment-duration", str(HLS_SEGMENT_S)]
             command += ["--hls-window", str(HLS_WINDOW)]
+            if name == "lpms-ts":
+                command += ["--hls-format", "ts"]
         else:
             command += ["--no-hls"]  # as nginx-rtmp: no HLS unless asked
         command += ["--event-loop", config.event_loop, "--log-level", "warning"]
@@ -765,6 +771,7 @@ def process_problems(player: Player, publisher: Publisher) -> list[str]:
 class PlaylistPoll:
     first_playlist_s: float | None
     last_answer: str
+    media_url: str | None = None  # the media playlist polled (a master's first variant)
 
 
 class PlaylistWatcher:
@@ -818,7 +825,10 @@ class PlaylistWatcher:
         while (asked_at := time.monotonic()) < deadline:
             body, answer = await self._fetch(url)
             if body is not None and b"#EXTINF" in body:
-                return PlaylistPoll(round(time.monotonic() - started_at, 3), "ok")
+                return PlaylistPoll(round(time.monotonic() - started_at, 3), "ok", url)
+            if body is not None and (variant := first_variant(url, body)) is not None:
+                url = variant
+                continue
             if body is not None:
                 answer = "200 without #EXTINF"
             await asyncio.sleep(max(0.0, asked_at + PLAYLIST_POLL_S - time.monotonic()))
@@ -853,6 +863,17 @@ class PlaylistWatcher:
                 self._loop.close()
 
 
+def first_variant(url: str, body: bytes) -> str | None:
+    """A master playlist's first variant, as an absolute URL; None for a media playlist."""
+    lines = body.decode(errors="replace").splitlines()
+    for index, line in enumerate(lines):
+        if line.startswith("#EXT-X-STREAM-INF"):
+            for uri in lines[index + 1 :]:
+                if uri.strip() and not uri.startswith("#"):
+                    return urljoin(url, uri.strip())
+    return None
+
+
 def judge_playlists(
     name: str, server: RunningServer, watcher: PlaylistWatcher, streams: int
 ) -> tuple[PlaylistResult, ...]:
@@ -864,7 +885,7 @@ def judge_playlists(
         poll = watcher.result(stream)
         ended = None
         if name in SERVERS_ENDING_PLAYLISTS:
-            body, _answer = watcher.fetch(url)
+            body, _answer = watcher.fetch(poll.media_url or url)
             ended = body is not None and b"#EXT-X-ENDLIST" in body
         results.append(
             PlaylistResult(
@@ -1189,8 +1210,11 @@ def playlist_figures(playlists: tuple[PlaylistResult, ...]) -> dict[str, Any]:
 # --- report ----------------------------------------------------------------------------
 
 
-def ratio(results: dict[str, ServerResult], key: str) -> float | None:
-    lpms, nginx = results.get("lpms"), results.get("nginx")
+def ratio(
+    results: dict[str, ServerResult], key: str, over: str = "lpms", under: str = "nginx"
+) -> float | None:
+    """``over``'s figure ``key`` by ``under``'s, where both ran and measured it."""
+    lpms, nginx = results.get(over), results.get(under)
     if lpms is None or nginx is None:
         return None
     numerator, denominator = getattr(lpms, key), getattr(nginx, key)
@@ -1260,6 +1284,9 @@ def print_table(config: BenchConfig, results: dict[str, ServerResult], cpu_targe
         print(f"lpms/nginx CPU per stream: {cpu_ratio:.2f}x (target <= {cpu_target:.1f}x)")
     if rss_ratio is not None:
         print(f"lpms/nginx peak RSS: {rss_ratio:.2f}x")
+    format_ratio = ratio(results, "cpu_pct_per_stream", under="lpms-ts")
+    if format_ratio is not None:
+        print(f"lpms (LL-HLS, CMAF)/lpms-ts (MPEG-TS) CPU per stream: {format_ratio:.2f}x")
     print_memory(config, results)
     playlist_ratio = ratio(results, "first_playlist_median_s")
     if config.hls and playlist_ratio is not None:
@@ -1446,7 +1473,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         tools = find_tools(args.servers, args.nginx, args.nginx_module)
-        if "lpms" in args.servers:
+        if any(name.startswith("lpms") for name in args.servers):
             check_lpms(args.python)
     except MissingTool as error:
         print(f"ingest: {error}", file=sys.stderr)
