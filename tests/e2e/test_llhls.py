@@ -172,7 +172,7 @@ async def test_blocking_reload_preload_hints_and_delta_updates(
 
         # Too far ahead, or a part without its segment: refused at once.
         status, _, took = await media_playlist(server, path, f"?_HLS_msn={sequence + 9}")
-        assert (status, took < 1.0) == (400, True)
+        assert (status, took < 3.0) == (400, True)  # not held (a hold lasts 3 x 2 s)
         status, _, _ = await media_playlist(server, path, "?_HLS_part=1")
         assert status == 400
 
