@@ -14,9 +14,9 @@ import m3u8
 import pytest
 
 from lpms.dash.mpd import DASHSource, render_mpd
-from lpms.hls.cmaf import InitSection, MediaPart
+from lpms.hls.cmaf import CMAFTiming, InitSection, MediaPart
 from lpms.hls.playlist import PlaylistError
-from lpms.hls.rendition import CMAFTiming, Container, Rendition, nominal_frame_rate
+from lpms.hls.rendition import Rendition, nominal_frame_rate
 from lpms.hls.segmenter import Segment
 from lpms.hls.settings import HLSFormat, HLSSettings
 from lpms.hls.store import AUDIO, SOURCE, HLSStream
@@ -60,15 +60,7 @@ def add_segment(rendition: Rendition, sequence: int, section: InitSection | None
 
 
 def ll_rendition(window: int = 6) -> Rendition:
-    hls_settings = HLSSettings(window=window)
-    return Rendition(
-        SOURCE,
-        hls_settings,
-        first_sequence=100,
-        container=Container.FMP4,
-        epoch="e0",
-        part_target=hls_settings.part_duration,
-    )
+    return Rendition(SOURCE, HLSSettings(window=window), first_sequence=100, epoch="e0")
 
 
 def parsed(text: str) -> m3u8.M3U8:

@@ -30,8 +30,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from xml.sax.saxutils import quoteattr
 
+from lpms.hls.cmaf import CMAFTiming
 from lpms.hls.playlist import codecs_string
-from lpms.hls.rendition import CMAFTiming, Rendition
+from lpms.hls.rendition import Rendition
 from lpms.media.packet import CodecConfig
 
 PROFILES = "urn:mpeg:dash:profile:isoff-live:2011,urn:mpeg:dash:profile:cmaf:2019"
@@ -234,11 +235,13 @@ def _template(
 ) -> list[str]:
     timescale = timings[0].timescale
     offset = round(place.offset * timescale)
-    base = f"{source.name}/{rendition.name}/{rendition.epoch}"
+    base = f"{source.name}/{rendition.name}/"
+    initialization = base + rendition.init_uri(init)
+    media = f"{base}{rendition.epoch}/$Number$.m4s"  # as `Rendition.segment_uri` names them
     lines = [
         f'        <SegmentTemplate timescale="{timescale}" presentationTimeOffset="{offset}" '
-        f'startNumber="{first}" initialization={quoteattr(f"{base}/init-{init}.mp4")} '
-        f"media={quoteattr(f'{base}/$Number$.m4s')}>",
+        f'startNumber="{first}" initialization={quoteattr(initialization)} '
+        f"media={quoteattr(media)}>",
         "          <SegmentTimeline>",
     ]
     # Every S says where it starts: continuous, or a jump where the track's clock was

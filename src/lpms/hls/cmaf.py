@@ -81,6 +81,17 @@ class MediaPart:
 
 
 @dataclass(frozen=True, slots=True)
+class CMAFTiming:
+    """Where a CMAF segment is on its track's clock (what a DASH timeline lists)."""
+
+    init: int
+    timescale: int
+    decode_time: int
+    decode_duration: int
+    presentation_time: int = 0  # of its first sample (its keyframe)
+
+
+@dataclass(frozen=True, slots=True)
 class PartReady:
     video: bool
     part: MediaPart
@@ -102,6 +113,19 @@ class SegmentReady:
     program_date_time: datetime
     presentation_time: int = 0  # of its first sample, in the init's timescale
     parts_made: tuple[MediaPart, ...] = ()  # a transcoded segment's: made all at once
+
+    @property
+    def timing(self) -> CMAFTiming | None:
+        """Where the segment is on its track's clock (None for a place without one)."""
+        if self.init is None:
+            return None
+        return CMAFTiming(
+            self.init.number,
+            self.init.timescale,
+            self.decode_time,
+            self.decode_duration,
+            self.presentation_time,
+        )
 
 
 CMAFEvent = PartReady | SegmentReady
@@ -154,19 +178,35 @@ class _TrackWriter:
             decode_time, samples = _video_samples(packets)
         else:
             decode_time, samples = self._audio_samples(packets, init)
+        independent = cut.independent if self.video else True
+        return self.add_part(
+            cut.sequence, init, decode_time, samples, independent, cut.program_date_time
+        )
+
+    def add_part(
+        self,
+        sequence: int,
+        init: InitSection,
+        decode_time: int,
+        samples: list[Sample],
+        independent: bool,
+        program_date_time: datetime | None,
+    ) -> MediaPart:
+        """``samples`` as the open segment's next part: one fragment (the segment's
+        PDT goes on its first part only)."""
         self.fragments += 1
-        duration_units = sum(s.duration for s in samples)
+        units = sum(s.duration for s in samples)
         made = MediaPart(
-            sequence=cut.sequence,
+            sequence=sequence,
             index=len(self.parts),
             data=fragment(self.fragments, TRACK_ID, decode_time, samples),
-            duration=duration_units / init.timescale,
-            independent=cut.independent if self.video else True,
+            duration=units / init.timescale,
+            independent=independent,
             init=init,
             decode_time=decode_time,
-            decode_duration=duration_units,
+            decode_duration=units,
             samples=len(samples),
-            program_date_time=cut.program_date_time if not self.parts else None,
+            program_date_time=program_date_time if not self.parts else None,
             presentation_time=decode_time + samples[0].composition_offset,
         )
         self.parts.append(made)
@@ -381,23 +421,10 @@ class TranscodedTrack:
             for s in video.samples
         ]
         for group in _part_groups(samples, init.timescale, self._part_target):
-            writer.fragments += 1
-            decode_time = group[0][1]
-            units = sum(sample.duration for sample, _ in group)
-            writer.parts.append(
-                MediaPart(
-                    sequence=sequence,
-                    index=len(writer.parts),
-                    data=fragment(writer.fragments, TRACK_ID, decode_time, [s for s, _ in group]),
-                    duration=units / init.timescale,
-                    independent=group[0][0].keyframe,
-                    init=init,
-                    decode_time=decode_time,
-                    decode_duration=units,
-                    samples=len(group),
-                    program_date_time=program_date_time if not writer.parts else None,
-                    presentation_time=decode_time + group[0][0].composition_offset,
-                )
+            first, decode_time = group[0]
+            part_samples = [sample for sample, _ in group]
+            writer.add_part(
+                sequence, init, decode_time, part_samples, first.keyframe, program_date_time
             )
         parts = writer.parts
         made = writer.segment_of(sequence, duration, program_date_time, video.config, len(samples))

@@ -261,10 +261,14 @@ class Cutter:
         start = self._timeline_dts(packet)
         sequence = self.next_sequence
         self.next_sequence += 1
-        when = datetime.fromtimestamp(self._wallclock_base + start / 1000, UTC)
+        when = self._wallclock(start)
         part = CutPart(sequence, 0, start, start, independent=True, program_date_time=when)
         start_pts = packet.pts - self._base_ms
         self._open = _Open(sequence, start, start_pts, self._video_config, self._audio_config, part)
+
+    def _wallclock(self, ms: int) -> datetime:
+        """The wall-clock time of ``ms`` on the cut timeline (a segment's PDT)."""
+        return datetime.fromtimestamp(self._wallclock_base + ms / 1000, UTC)
 
     def _close(self, next_dts: int | None) -> list[CutEvent]:
         """End the open segment where the next one starts (``next_dts``, on the cut
@@ -288,9 +292,7 @@ class Cutter:
                 start_ms=segment.start_ms,
                 end_ms=end,
                 stream_start_ms=segment.start_ms + self._base_ms,
-                program_date_time=datetime.fromtimestamp(
-                    self._wallclock_base + segment.start_ms / 1000, UTC
-                ),
+                program_date_time=self._wallclock(segment.start_ms),
                 video=segment.video,
                 audio=segment.audio,
                 frames=segment.frames,

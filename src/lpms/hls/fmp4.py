@@ -17,7 +17,7 @@ encapsulation (dOps).
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from lpms.errors import HLSError
@@ -291,10 +291,6 @@ def _trun_entry(sample: Sample) -> bytes:
     return struct.pack(">IIIi", sample.duration, len(sample.data), flags, sample.composition_offset)
 
 
-def fragments_duration(samples: Iterable[Sample]) -> int:
-    return sum(sample.duration for sample in samples)
-
-
 # -- reading (what FFmpeg's mp4 muxer writes, for a transcoder's renditions) -----------
 
 _TFHD_BASE_DATA_OFFSET = 0x000001
@@ -365,10 +361,18 @@ def read_fragmented_video(data: bytes) -> FragmentedVideo:
     """The video track of a fragmented MP4 (an init segment and ``moof``/``mdat``
     fragments, as FFmpeg's mp4 muxer writes with ``empty_moov``): its codec
     configuration record, timescale and every sample with its decode time."""
-    top = _boxes(data, 0, len(data))
-    moov = next(((s, e) for k, s, e in top if k == b"moov"), None)
-    if moov is None:
-        raise HLSError("fMP4: no moov box")
+    config, timescale = read_video_config(data)
+    samples: list[ReadSample] = []
+    for box_kind, start, end in _boxes(data, 0, len(data)):
+        if box_kind == b"moof":
+            samples += _fragment_samples(data, start - 8, start, end)
+    return FragmentedVideo(config, timescale, tuple(samples))
+
+
+def read_video_config(data: bytes) -> tuple[CodecConfig, int]:
+    """The video track's configuration and timescale, from the ``moov`` alone (no
+    sample is read or copied)."""
+    moov = _find(data, 0, len(data), (b"moov",))
     mdia = _find(data, *moov, (b"trak", b"mdia"))
     mdhd = _find(data, *mdia, (b"mdhd",))
     version = data[mdhd[0]]
@@ -381,12 +385,7 @@ def read_fragmented_video(data: bytes) -> FragmentedVideo:
     codec, record_kind = _SAMPLE_ENTRY_CODECS[kind]
     width, height = struct.unpack_from(">HH", data, entry_start + 24)
     record = _find(data, entry_start + _VISUAL_ENTRY_SIZE, entry_end, (record_kind,))
-    config = CodecConfig(codec, bytes(data[record[0] : record[1]]), width, height)
-    samples: list[ReadSample] = []
-    for box_kind, start, end in top:
-        if box_kind == b"moof":
-            samples += _fragment_samples(data, start - 8, start, end)
-    return FragmentedVideo(config, timescale, tuple(samples))
+    return CodecConfig(codec, bytes(data[record[0] : record[1]]), width, height), timescale
 
 
 def _fragment_samples(data: bytes, moof_start: int, start: int, end: int) -> list[ReadSample]:
@@ -400,15 +399,9 @@ def _fragment_samples(data: bytes, moof_start: int, start: int, end: int) -> lis
         position += 8
     if flags & _TFHD_SAMPLE_DESCRIPTION:
         position += 4
-    default_duration = default_size = default_flags = 0
-    if flags & _TFHD_DEFAULT_DURATION:
-        default_duration = struct.unpack_from(">I", data, position)[0]
-        position += 4
-    if flags & _TFHD_DEFAULT_SIZE:
-        default_size = struct.unpack_from(">I", data, position)[0]
-        position += 4
-    if flags & _TFHD_DEFAULT_FLAGS:
-        default_flags = struct.unpack_from(">I", data, position)[0]
+    default_duration, position = _field(data, position, flags & _TFHD_DEFAULT_DURATION, 0)
+    default_size, position = _field(data, position, flags & _TFHD_DEFAULT_SIZE, 0)
+    default_flags, position = _field(data, position, flags & _TFHD_DEFAULT_FLAGS, 0)
     tfdt = _find(data, *traf, (b"tfdt",))
     if data[tfdt[0]] == 1:
         decode_time = struct.unpack_from(">Q", data, tfdt[0] + 4)[0]
@@ -421,35 +414,26 @@ def _fragment_samples(data: bytes, moof_start: int, start: int, end: int) -> lis
         version_flags, count = struct.unpack_from(">II", data, run_start)
         run_flags, run_version = version_flags & 0xFFFFFF, version_flags >> 24
         position = run_start + 8
-        offset = base
-        if run_flags & _TRUN_DATA_OFFSET:
-            offset = base + struct.unpack_from(">i", data, position)[0]
-            position += 4
-        first_flags = None
-        if run_flags & _TRUN_FIRST_SAMPLE_FLAGS:
-            first_flags = struct.unpack_from(">I", data, position)[0]
-            position += 4
+        data_offset, position = _field(data, position, run_flags & _TRUN_DATA_OFFSET, 0, ">i")
+        offset = base + data_offset
+        first_flags, position = _field(
+            data, position, run_flags & _TRUN_FIRST_SAMPLE_FLAGS, default_flags
+        )
+        composition_format = ">i" if run_version else ">I"
         for number in range(count):
-            duration, size, sample_flags, composition = (
-                default_duration,
-                default_size,
-                default_flags,
-                0,
+            duration, position = _field(
+                data, position, run_flags & _TRUN_SAMPLE_DURATION, default_duration
             )
-            if run_flags & _TRUN_SAMPLE_DURATION:
-                duration = struct.unpack_from(">I", data, position)[0]
-                position += 4
-            if run_flags & _TRUN_SAMPLE_SIZE:
-                size = struct.unpack_from(">I", data, position)[0]
-                position += 4
-            if run_flags & _TRUN_SAMPLE_FLAGS:
-                sample_flags = struct.unpack_from(">I", data, position)[0]
-                position += 4
-            elif number == 0 and first_flags is not None:
-                sample_flags = first_flags
-            if run_flags & _TRUN_COMPOSITION_OFFSET:
-                composition = struct.unpack_from(">i" if run_version else ">I", data, position)[0]
-                position += 4
+            size, position = _field(data, position, run_flags & _TRUN_SAMPLE_SIZE, default_size)
+            sample_flags, position = _field(
+                data,
+                position,
+                run_flags & _TRUN_SAMPLE_FLAGS,
+                first_flags if number == 0 else default_flags,
+            )
+            composition, position = _field(
+                data, position, run_flags & _TRUN_COMPOSITION_OFFSET, 0, composition_format
+            )
             if offset + size > len(data):
                 raise HLSError("fMP4: a sample runs past the end of the data")
             samples.append(
@@ -464,3 +448,14 @@ def _fragment_samples(data: bytes, moof_start: int, start: int, end: int) -> lis
             offset += size
             decode_time += duration
     return samples
+
+
+def _field(
+    data: bytes, position: int, present: int, default: int, layout: str = ">I"
+) -> tuple[int, int]:
+    """A 4-byte field that is there only when its flag is set (``present``): its value
+    (``default`` when absent) and the position after it."""
+    if not present:
+        return default, position
+    value: int = struct.unpack_from(layout, data, position)[0]
+    return value, position + 4

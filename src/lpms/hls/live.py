@@ -21,7 +21,7 @@ from collections.abc import Callable
 from lpms.errors import LPMSError
 from lpms.hls.cmaf import CMAFEvent, CMAFSegmenter, PartReady, SegmentReady
 from lpms.hls.cutter import START_OFFSET_MS, CutterOptions
-from lpms.hls.rendition import CMAFTiming, Rendition
+from lpms.hls.rendition import Rendition
 from lpms.hls.segmenter import Segment, Segmenter, SegmenterOptions
 from lpms.hls.settings import HLSFormat
 from lpms.hls.store import AUDIO, SOURCE, HLSStream
@@ -62,7 +62,7 @@ class LiveSegmenter:
             self._cmaf = CMAFSegmenter(
                 CutterOptions(
                     segment_duration=options.segment_duration,
-                    part_duration=settings.part_duration if settings.parts else None,
+                    part_duration=settings.part_target,
                     max_segment_bytes=options.max_segment_bytes,
                 ),
                 first_sequence=self.rendition.next_sequence,
@@ -140,14 +140,7 @@ class LiveSegmenter:
             self.hls.timelines[event.sequence] = segmenter.wallclock_base
         end = (event.decode_time + event.decode_duration) * 1000 // event.init.timescale
         self.hls.timeline_end_ms = max(self.hls.timeline_end_ms, end)
-        timing = CMAFTiming(
-            event.init.number,
-            event.init.timescale,
-            event.decode_time,
-            event.decode_duration,
-            event.presentation_time,
-        )
-        target.add(event.segment, timing)
+        target.add(event.segment, event.timing)
         if self._on_segment is None:
             return
         if event.video:

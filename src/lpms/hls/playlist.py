@@ -242,14 +242,13 @@ def _live_edge_lines(low_latency: LowLatency, current_map: str | None) -> list[s
     lines: list[str] = []
     open_segment = low_latency.open_segment
     if open_segment is not None and open_segment.parts:
-        if open_segment.discontinuity:
-            lines.append("#EXT-X-DISCONTINUITY")
-        if open_segment.map_uri is not None and open_segment.map_uri != current_map:
-            lines.append(f'#EXT-X-MAP:URI="{_checked_uri(open_segment.map_uri)}"')
-        if open_segment.program_date_time is not None:
-            when = _program_date_time(open_segment.program_date_time, "segment in progress")
-            lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{when}")
-        lines.extend(_part_line(part) for part in open_segment.parts)
+        lines += _head_lines(
+            open_segment.discontinuity,
+            open_segment.map_uri if open_segment.map_uri != current_map else None,
+            open_segment.program_date_time,
+            open_segment.parts,
+            "segment in progress",
+        )
     if low_latency.preload_hint is not None:
         uri = _checked_uri(low_latency.preload_hint)
         lines.append(f'#EXT-X-PRELOAD-HINT:TYPE=PART,URI="{uri}"')
@@ -331,20 +330,37 @@ def _segment_lines(
             f"segment {segment.uri!r}: {duration} s is longer than the target duration "
             f"{target_duration} s allows (RFC 8216 4.3.3.1)"
         )
-    lines = []
-    if segment.discontinuity:
-        lines.append("#EXT-X-DISCONTINUITY")
-    if segment.map_uri is not None:
-        lines.append(f'#EXT-X-MAP:URI="{_checked_uri(segment.map_uri)}"')
-    if segment.program_date_time is not None:
-        when = _program_date_time(segment.program_date_time, segment.uri)
-        lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{when}")
-    if with_parts:
-        lines.extend(_part_line(part) for part in segment.parts)
+    lines = _head_lines(
+        segment.discontinuity,
+        segment.map_uri,
+        segment.program_date_time,
+        segment.parts if with_parts else (),
+        segment.uri,
+    )
     if segment.gap:
         lines.append("#EXT-X-GAP")
     lines.append(f"#EXTINF:{duration},")
     lines.append(_checked_uri(segment.uri))
+    return lines
+
+
+def _head_lines(
+    discontinuity: bool,
+    map_uri: str | None,
+    program_date_time: datetime | None,
+    parts: Sequence[PartEntry],
+    where: str,
+) -> list[str]:
+    """The tags a segment opens with, then its parts (RFC 8216bis 4.4.4.9): a whole
+    segment's, before its EXTINF, or the one in progress's, which has none yet."""
+    lines = []
+    if discontinuity:
+        lines.append("#EXT-X-DISCONTINUITY")
+    if map_uri is not None:
+        lines.append(f'#EXT-X-MAP:URI="{_checked_uri(map_uri)}"')
+    if program_date_time is not None:
+        lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{_program_date_time(program_date_time, where)}")
+    lines.extend(_part_line(part) for part in parts)
     return lines
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import enum
 import logging
 import time
 from collections import deque
@@ -30,7 +29,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lpms.hls.cmaf import InitSection, MediaPart
+from lpms.hls.cmaf import CMAFTiming, InitSection, MediaPart
 from lpms.hls.disk import SegmentDisk
 from lpms.hls.playlist import (
     LowLatency,
@@ -45,7 +44,7 @@ from lpms.hls.playlist import (
     target_duration_for,
 )
 from lpms.hls.segmenter import Segment
-from lpms.hls.settings import HLSSettings
+from lpms.hls.settings import HLSFormat, HLSSettings
 
 if TYPE_CHECKING:
     from lpms.hls.store import Recorder
@@ -55,11 +54,6 @@ log = logging.getLogger(__name__)
 PART_LISTING_TARGETS = 3
 """Parts are listed for the segments within this many target durations of the live
 edge (RFC 8216bis 6.2.2: removed once older than three target durations)."""
-
-
-class Container(enum.Enum):
-    TS = "ts"
-    FMP4 = "fmp4"
 
 
 class WriteErrors:
@@ -111,17 +105,6 @@ class SegmentPlace:
 
 
 @dataclass(frozen=True, slots=True)
-class CMAFTiming:
-    """Where a CMAF segment is on its track's clock (what a DASH timeline lists)."""
-
-    init: int
-    timescale: int
-    decode_time: int
-    decode_duration: int
-    presentation_time: int = 0  # of its first sample (its keyframe)
-
-
-@dataclass(frozen=True, slots=True)
 class _Part:
     index: int
     duration: float
@@ -159,16 +142,14 @@ class Rendition:
         on_segment: Callable[[Rendition, Segment], None] | None = None,
         place: SegmentPlace | None = None,
         *,
-        container: Container = Container.TS,
         epoch: str = "",
-        part_target: float | None = None,
     ) -> None:
         self.name = name
         self._on_segment = on_segment
         self.settings = settings
-        self.container = container
+        self.container = settings.format  # what its segments are
         self.epoch = epoch
-        self.part_target = part_target  # None: no LL-HLS parts
+        self.part_target = settings.part_target  # None: no LL-HLS parts
         self.next_sequence = first_sequence
         self.entries: deque[SegmentEntry] = deque()
         self.recorded: list[SegmentEntry] = []
@@ -222,7 +203,7 @@ class Rendition:
         return building + sum(len(data) for data in self._in_memory.values())
 
     def segment_uri(self, sequence: int) -> str:
-        if self.container is Container.TS:
+        if self.container is HLSFormat.TS:
             return f"{sequence}.ts"
         return f"{self.epoch}/{sequence}.m4s"
 
@@ -240,14 +221,7 @@ class Rendition:
         if init.number in self._inits:
             return
         self._inits[init.number] = init.data
-        place = self._place
-        if place is not None:
-            try:
-                path = place.directory() / self.init_uri(init.number)
-            except OSError as exc:
-                place.errors.failed(place.disk.workdir or Path("private directory"), exc)
-                return
-            place.disk.write(path, init.data, lambda error: self._init_written(path, error))
+        self._write(self.init_uri(init.number), init.data, self._init_written)
 
     def _init_written(self, path: Path, error: OSError | None) -> None:
         if self._place is not None:
@@ -330,10 +304,7 @@ class Rendition:
             discontinuity=self._discontinuity_next,
             gap=gap,
             map_uri=None if timing is None else self.init_uri(timing.init),
-            parts=tuple(
-                PartEntry(self.part_uri(sequence, p.index), p.duration, p.independent)
-                for p in parts
-            ),
+            parts=self._part_entries(sequence, parts),
         )
         self._discontinuity_next = False
         self.next_sequence = sequence + 1
@@ -344,15 +315,24 @@ class Rendition:
     def _store(self, sequence: int, data: bytes) -> None:
         """Keep ``data`` in memory and start writing its file, if there is a place."""
         self._in_memory[sequence] = data
+        self._write(
+            self.segment_uri(sequence),
+            data,
+            lambda path, error: self._written(sequence, path, error),
+        )
+
+    def _write(self, uri: str, data: bytes, done: Callable[[Path, OSError | None], None]) -> None:
+        """Start writing ``data`` at ``uri`` under the rendition's place, if it has one;
+        ``done`` hears how it went."""
         place = self._place
         if place is None:
             return
         try:
-            path = place.directory() / self.segment_uri(sequence)
+            path = place.directory() / uri
         except OSError as exc:
             place.errors.failed(place.disk.workdir or Path("private directory"), exc)
             return
-        place.disk.write(path, data, lambda error: self._written(sequence, path, error))
+        place.disk.write(path, data, lambda error: done(path, error))
 
     def _written(self, sequence: int, path: Path, error: OSError | None) -> None:
         """A file write finished: serve the file and drop the bytes, or, when it
@@ -475,14 +455,11 @@ class Rendition:
                 return True
             parts = self._parts.get(sequence)
             # A part past the segment's last is the first of the next (6.2.5.2).
-            return parts is None or part < len(parts) or self._has_first_after(sequence)
+            return parts is None or part < len(parts) or self.has(sequence + 1, 0)
         if part is None:
             return False
         building = self._building
         return building is not None and building.sequence == sequence and part < len(building.parts)
-
-    def _has_first_after(self, sequence: int) -> bool:
-        return self.has(sequence + 1, 0)
 
     async def changed(self) -> None:
         """Wait for the next change: a part, a segment, the end."""
@@ -588,13 +565,15 @@ class Rendition:
         if building is None or not building.parts:
             return None
         return OpenSegment(
-            parts=tuple(
-                PartEntry(self.part_uri(building.sequence, p.index), p.duration, p.independent)
-                for p in building.parts
-            ),
+            parts=self._part_entries(building.sequence, building.parts),
             program_date_time=building.program_date_time,
             discontinuity=building.discontinuity,
             map_uri=self.init_uri(building.init),
+        )
+
+    def _part_entries(self, sequence: int, parts: Sequence[_Part]) -> tuple[PartEntry, ...]:
+        return tuple(
+            PartEntry(self.part_uri(sequence, p.index), p.duration, p.independent) for p in parts
         )
 
     def variant(self, uri: str) -> Variant | None:
@@ -646,8 +625,8 @@ def _prefixed(entry: SegmentEntry, prefix: str) -> SegmentEntry:
     return dataclasses.replace(
         entry,
         uri=prefix + entry.uri,
-        map_uri=None if entry.map_uri is None else prefix + entry.map_uri,
-        parts=tuple(dataclasses.replace(p, uri=prefix + p.uri) for p in entry.parts),
+        map_uri=_prefixed_uri(entry.map_uri, prefix),
+        parts=_prefixed_parts(entry.parts, prefix),
     )
 
 
@@ -656,15 +635,22 @@ def _prefixed_live_edge(low_latency: LowLatency, prefix: str) -> LowLatency:
     if open_segment is not None:
         open_segment = dataclasses.replace(
             open_segment,
-            parts=tuple(dataclasses.replace(p, uri=prefix + p.uri) for p in open_segment.parts),
-            map_uri=None if open_segment.map_uri is None else prefix + open_segment.map_uri,
+            parts=_prefixed_parts(open_segment.parts, prefix),
+            map_uri=_prefixed_uri(open_segment.map_uri, prefix),
         )
-    hint = low_latency.preload_hint
     return dataclasses.replace(
         low_latency,
         open_segment=open_segment,
-        preload_hint=None if hint is None else prefix + hint,
+        preload_hint=_prefixed_uri(low_latency.preload_hint, prefix),
     )
+
+
+def _prefixed_uri(uri: str | None, prefix: str) -> str | None:
+    return None if uri is None else prefix + uri
+
+
+def _prefixed_parts(parts: tuple[PartEntry, ...], prefix: str) -> tuple[PartEntry, ...]:
+    return tuple(dataclasses.replace(p, uri=prefix + p.uri) for p in parts)
 
 
 def _whole_seconds(seconds: float) -> int:

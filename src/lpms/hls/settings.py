@@ -67,9 +67,15 @@ class HLSSettings:
         return self.low_latency and self.format is HLSFormat.FMP4
 
     @property
+    def part_target(self) -> float | None:
+        """The LL-HLS part target (``part_duration``), or None without parts."""
+        return self.part_duration if self.parts else None
+
+    @property
     def max_read_interval(self) -> float | None:
         """The longest RTMP read pacing that low-latency HLS allows (see
         `READS_PER_PART`); None when HLS is off or has no parts."""
-        if not (self.enabled and self.parts):
+        part_target = self.part_target
+        if not self.enabled or part_target is None:
             return None
-        return self.part_duration / READS_PER_PART
+        return part_target / READS_PER_PART

@@ -33,7 +33,7 @@ from pathlib import Path
 
 from lpms.hls.disk import SegmentDisk
 from lpms.hls.playlist import AudioGroup, RenditionReport, render_master_playlist
-from lpms.hls.rendition import Container, Rendition, SegmentPlace, WriteErrors
+from lpms.hls.rendition import Rendition, SegmentPlace, WriteErrors
 from lpms.hls.segmenter import Segment
 from lpms.hls.settings import HLSFormat, HLSSettings
 from lpms.memory import MemoryReleaser
@@ -100,7 +100,6 @@ class HLSStream:
         self.renditions: dict[str, Rendition] = {}
         self.live = True
         self.ended_at: float | None = None
-        self.container = Container.FMP4 if settings.format is HLSFormat.FMP4 else Container.TS
         # Sequence numbers start at the wall clock's seconds, and CMAF URIs carry an
         # epoch of this publish's own, so a stream ID published again never reuses a
         # URL that a CDN or browser may still hold (segments are cached for a year).
@@ -110,6 +109,11 @@ class HLSStream:
         # the segment number it starts at (a returning publisher starts a new one).
         self.timelines: dict[int, float] = {}
         self.timeline_end_ms = 0  # where CMAF's media timeline is up to, across publishers
+
+    @property
+    def container(self) -> HLSFormat:
+        """What its segments are (CMAF or MPEG-TS)."""
+        return self.settings.format
 
     @property
     def name(self) -> str:
@@ -129,9 +133,7 @@ class HLSStream:
                 # The ID, not self: a cycle would hold the segments past the grace period.
                 None if listener is None else lambda r, s: listener(stream_id, r, s),
                 self._place(name),
-                container=self.container,
                 epoch=self.epoch,
-                part_target=self.settings.part_duration if self.settings.parts else None,
             )
             self.renditions[name] = rendition
         return rendition
@@ -156,7 +158,7 @@ class HLSStream:
         """What ``APP/NAME.m3u8`` serves: the master playlist with renditions (always,
         for CMAF: its audio is a rendition of its own), else the source's media
         playlist (None until there is a segment)."""
-        if len(self.renditions) > 1 or self.container is Container.FMP4:
+        if len(self.renditions) > 1 or self.container is HLSFormat.FMP4:
             return self.master_playlist()
         source = self.renditions.get(SOURCE)
         if source is None or (source.last_segment is None and not source.ended):
@@ -164,12 +166,12 @@ class HLSStream:
         return source.media_playlist(f"{self.name}/{SOURCE}/")
 
     def master_playlist(self) -> str | None:
-        audio = self.renditions.get(AUDIO) if self.container is Container.FMP4 else None
+        audio = self.renditions.get(AUDIO) if self.container is HLSFormat.FMP4 else None
         audio_variant = audio.variant(f"{self.name}/{AUDIO}.m3u8") if audio else None
         variants = [
             variant
             for name, rendition in self.renditions.items()
-            if name != AUDIO or self.container is Container.TS
+            if name != AUDIO or self.container is HLSFormat.TS
             if (variant := rendition.variant(f"{self.name}/{name}.m3u8")) is not None
         ]
         if audio_variant is None:
@@ -215,7 +217,7 @@ class HLSStream:
         self.ended_at = time.monotonic()
         for rendition in self.renditions.values():
             rendition.end()
-        if self.recorder is not None and self.container is Container.FMP4:
+        if self.recorder is not None and self.container is HLSFormat.FMP4:
             self.recorder.write_master(self)
 
 
@@ -367,7 +369,7 @@ class Recorder:
         name = rendition.name
         text = rendition.media_playlist(f"{name}/", recording=True)
         self._write(self.base / f"{name}.m3u8", text)
-        if name == SOURCE and rendition.container is Container.TS:
+        if name == SOURCE and rendition.container is HLSFormat.TS:
             top = rendition.media_playlist(f"{self.name}/{name}/", recording=True)
             self._write(self.base.with_name(f"{self.name}.m3u8"), top)
 

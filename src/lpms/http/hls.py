@@ -43,7 +43,8 @@ from aiohttp import web
 
 from lpms.callbacks import MaybeAwaitable, call
 from lpms.dash.mpd import DASHSource, render_mpd
-from lpms.hls.rendition import Container, FilePart, Rendition
+from lpms.hls.rendition import FilePart, Rendition
+from lpms.hls.settings import HLSFormat
 from lpms.hls.store import AUDIO, HLSStore, HLSStream, safe_relative_path
 
 PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
@@ -62,6 +63,7 @@ CORS_HEADERS = {
     "Access-Control-Allow-Headers": "Range, If-None-Match, If-Modified-Since",
     "Access-Control-Expose-Headers": "Content-Length, Content-Range, Accept-Ranges, ETag, Date",
 }
+NOT_YET_HEADERS = {"Cache-Control": NOT_YET_CACHE, **CORS_HEADERS}  # what may come later
 ALIAS_SUFFIX = "_hls"
 _NUMBER = r"(0|[1-9][0-9]{0,17})"
 _SEGMENT_NAME = re.compile(rf"{_NUMBER}\.ts")
@@ -238,19 +240,10 @@ class HLSRoutes:
                 text=f"_HLS_msn={msn} _HLS_part={part} is too far ahead of the playlist\n",
                 headers=CORS_HEADERS,
             )
-        deadline = time.monotonic() + BLOCKING_TIMEOUT_TARGETS * rendition.target_duration
-        while not rendition.has(msn, part) and not rendition.ended:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise web.HTTPServiceUnavailable(
-                    text="the playlist did not get that part in time\n",
-                    headers={"Cache-Control": NOT_YET_CACHE, **CORS_HEADERS},
-                )
-            try:
-                async with asyncio.timeout(remaining):
-                    await rendition.changed()
-            except TimeoutError:
-                continue
+        if not await _wait_for(rendition, lambda: rendition.has(msn, part)):
+            raise web.HTTPServiceUnavailable(
+                text="the playlist did not get that part in time\n", headers=NOT_YET_HEADERS
+            )
 
     # -- DASH ----------------------------------------------------------------------
 
@@ -260,7 +253,7 @@ class HLSRoutes:
         await self._check(hls_request)
         hls = self._stream(path[: -len(".mpd")])
         text = None
-        if hls is not None and hls.container is Container.FMP4:
+        if hls is not None and hls.container is HLSFormat.FMP4:
             videos = [r for name, r in hls.renditions.items() if name != AUDIO]
             source = DASHSource(
                 name=hls.name,
@@ -274,7 +267,7 @@ class HLSRoutes:
         if text is None:
             raise web.HTTPNotFound(
                 text=f"no such DASH stream: /{path}\n",
-                headers={"Cache-Control": NOT_YET_CACHE, **CORS_HEADERS},
+                headers=NOT_YET_HEADERS,
             )
         cache = LIVE_PLAYLIST_CACHE if hls is not None and hls.live else ENDED_PLAYLIST_CACHE
         return self._served(hls_request, _text_response(request, text, MPD_TYPE, cache))
@@ -312,13 +305,13 @@ class HLSRoutes:
         rendition = self._rendition_at(prefix)
         if rendition is not None:  # APP/NAME/RENDITION/N.ts
             match = _SEGMENT_NAME.fullmatch(file_name)
-            if match is None or rendition.container is not Container.TS:
+            if match is None or rendition.container is not HLSFormat.TS:
                 return None
             sequence = int(match.group(1))
             return rendition.segment(sequence) or rendition.recorded_segment(sequence)
         prefix, _, epoch = prefix.rpartition("/")
         rendition = self._rendition_at(prefix)
-        if rendition is None or rendition.container is not Container.FMP4:
+        if rendition is None or rendition.container is not HLSFormat.FMP4:
             return None
         if epoch != rendition.epoch:
             return None  # another publish's: only a recording can have it
@@ -333,22 +326,10 @@ class HLSRoutes:
             return rendition.segment(sequence) or rendition.recorded_segment(sequence)
         index = int(match.group(2))
         if rendition.part(sequence, index) is None and rendition.next_part() == (sequence, index):
-            await self._hold_part(rendition, sequence, index)
+            # The part a preload hint names is answered as soon as it is complete
+            # (RFC 8216bis 6.2.6); after three target durations, a 404 nobody stores.
+            await _wait_for(rendition, lambda: rendition.part(sequence, index) is not None)
         return rendition.part(sequence, index)
-
-    async def _hold_part(self, rendition: Rendition, sequence: int, index: int) -> None:
-        """The part a preload hint names is answered as soon as it is complete
-        (RFC 8216bis 6.2.6); after three target durations, a 404 nobody stores."""
-        deadline = time.monotonic() + BLOCKING_TIMEOUT_TARGETS * rendition.target_duration
-        while rendition.part(sequence, index) is None and not rendition.ended:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return
-            try:
-                async with asyncio.timeout(remaining):
-                    await rendition.changed()
-            except TimeoutError:
-                return
 
     def _rendition_at(self, prefix: str) -> Rendition | None:
         stream_id, _, rendition_name = prefix.rpartition("/")
@@ -366,7 +347,7 @@ class HLSRoutes:
         if file is None:
             raise web.HTTPNotFound(
                 text=f"no such stream or segment: /{path}\n",
-                headers={"Cache-Control": NOT_YET_CACHE, **CORS_HEADERS},
+                headers=NOT_YET_HEADERS,
             )
         return _file_response(file, content_type, cache)
 
@@ -384,6 +365,22 @@ class HLSRoutes:
         if not file.is_relative_to(root) or not file.is_file():
             return None
         return file
+
+
+async def _wait_for(rendition: Rendition, ready: Callable[[], bool]) -> bool:
+    """Wait on the rendition's changes (a future, no task) until ``ready()`` or its
+    end; False once three target durations have passed without."""
+    deadline = time.monotonic() + BLOCKING_TIMEOUT_TARGETS * rendition.target_duration
+    while not ready() and not rendition.ended:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return False
+        try:
+            async with asyncio.timeout(remaining):
+                await rendition.changed()
+        except TimeoutError:
+            continue
+    return True
 
 
 def _blocking_query(request: web.Request) -> _Blocking:

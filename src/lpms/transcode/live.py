@@ -30,8 +30,9 @@ from fractions import Fraction
 from lpms.errors import HLSError, LPMSError
 from lpms.hls.cmaf import TranscodedTrack
 from lpms.hls.fmp4 import read_fragmented_video
-from lpms.hls.rendition import CMAFTiming, Container, Rendition
+from lpms.hls.rendition import Rendition
 from lpms.hls.segmenter import Segment
+from lpms.hls.settings import HLSFormat
 from lpms.hls.store import SOURCE, HLSStream
 from lpms.media.packet import Codec, CodecConfig
 from lpms.transcode.accel import Accel
@@ -183,8 +184,8 @@ class LiveTranscoder:
             hls.rendition(profile.name)  # listed from the start, in the profiles' order
         # CMAF: each rendition's segments arrive as fragmented MP4s, cut here into parts.
         self._tracks: dict[str, TranscodedTrack] | None = None
-        if hls.container is Container.FMP4:
-            part_target = hls.settings.part_duration if hls.settings.parts else None
+        if hls.container is HLSFormat.FMP4:
+            part_target = hls.settings.part_target
             self._tracks = {p.name: TranscodedTrack(part_target) for p in settings.profiles}
 
     @property
@@ -310,20 +311,9 @@ class LiveTranscoder:
             rendition.add_gap(source)
             return
         assert made.segment is not None
-        assert made.init is not None
         for part in made.parts_made:
             rendition.add_part(part)
-        segment = dataclasses.replace(made.segment, start_ms=source.start_ms)
-        rendition.add(
-            segment,
-            CMAFTiming(
-                made.init.number,
-                made.init.timescale,
-                made.decode_time,
-                made.decode_duration,
-                made.presentation_time,
-            ),
-        )
+        rendition.add(dataclasses.replace(made.segment, start_ms=source.start_ms), made.timing)
 
     async def finish(self) -> None:
         """Wait (bounded) for the segments in flight, then close the session."""
