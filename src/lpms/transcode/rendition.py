@@ -41,7 +41,7 @@ from av.video.reformatter import Interpolation, VideoReformatter
 
 from lpms.errors import HLSError, TranscodeError
 from lpms.hls.bitstream import avc_config_from_annex_b
-from lpms.hls.fmp4 import read_fragmented_video
+from lpms.hls.fmp4 import read_video_config
 from lpms.transcode.accel import Accel, encoder_name, encoder_preset
 from lpms.transcode.profiles import H264Profile, VideoCodec, VideoProfile, output_size
 
@@ -493,7 +493,7 @@ class RenditionEncoder:
         if self.container is OutputContainer.CMAF and made.data:
             # The record FFmpeg's muxer built, as CODECS strings and players read it.
             try:
-                config = read_fragmented_video(made.data).config
+                config, _timescale = read_video_config(made.data)
             except HLSError as exc:
                 result.set_exception(TranscodeError(f"{self.profile.name}: {exc}"))
                 return

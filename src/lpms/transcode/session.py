@@ -140,16 +140,10 @@ class Transcoder:
     def transcode(
         self, segment: bytes | bytearray | memoryview | str | os.PathLike[str]
     ) -> TranscodeResult:
-        """Transcode one segment (MPEG-TS, or anything FFmpeg reads) into one MPEG-TS
-        segment per profile, in `TranscodeResult.outputs` in the profiles' order."""
-        self._check_open()
-        data = _segment_bytes(segment)
-        index = self._segments
-        self._segments += 1
-        try:
-            container = av.open(io.BytesIO(data), "r")
-        except av.FFmpegError as exc:
-            raise TranscodeError(f"segment {index} is not readable media: {exc.strerror}") from None
+        """Transcode one segment (MPEG-TS, or anything FFmpeg reads) into one segment
+        per profile (in its container, `containers`), in `TranscodeResult.outputs` in
+        the profiles' order."""
+        index, container = self._open_in_memory(segment, "segment")
         sinks: list[BinaryIO] = [io.BytesIO() for _ in self._encoders]
         with container:
             result = self._run(container, sinks, index, force_keyframes="first")
@@ -167,8 +161,9 @@ class Transcoder:
         outdir: str | os.PathLike[str],
         progress: ProgressCallback | None = None,
     ) -> TranscodeResult:
-        """Transcode a whole file or URL into ``OUTDIR/PROFILE.ts`` for each profile,
-        with a keyframe wherever the source has one (so the outputs line up)."""
+        """Transcode a whole file or URL into ``OUTDIR/PROFILE.ts`` (``.mp4`` for a
+        codec MPEG-TS cannot carry) for each profile, with a keyframe wherever the
+        source has one (so the outputs line up)."""
         self._check_open()
         directory = Path(outdir)
         directory.mkdir(parents=True, exist_ok=True)
@@ -206,14 +201,7 @@ class Transcoder:
         frames shown from ``first`` and before ``end`` (seconds, once shifted; None:
         no bound) are encoded and counted; the others are there to be decoded from.
         The pieces' continuity counters are left for whoever joins them."""
-        self._check_open()
-        data = _segment_bytes(chunk)
-        index = self._segments
-        self._segments += 1
-        try:
-            container = av.open(io.BytesIO(data), "r")
-        except av.FFmpegError as exc:
-            raise TranscodeError(f"chunk {index} is not readable media: {exc.strerror}") from None
+        index, container = self._open_in_memory(chunk, "chunk")
         sinks: list[BinaryIO] = [io.BytesIO() for _ in self._encoders]
         with container:
             return self._run(
@@ -225,6 +213,20 @@ class Transcoder:
                 framerate=framerate,
                 window=(first, end),
             )
+
+    def _open_in_memory(
+        self, source: bytes | bytearray | memoryview | str | os.PathLike[str], what: str
+    ) -> tuple[int, av.container.InputContainer]:
+        """Number the next input and open its bytes; `TranscodeError` naming it as
+        ``what`` when FFmpeg cannot read them."""
+        self._check_open()
+        data = _segment_bytes(source)
+        index = self._segments
+        self._segments += 1
+        try:
+            return index, av.open(io.BytesIO(data), "r")
+        except av.FFmpegError as exc:
+            raise TranscodeError(f"{what} {index} is not readable media: {exc.strerror}") from None
 
     def close(self) -> None:
         """Stop the encoders' threads and free the decoder."""
