@@ -10,7 +10,6 @@ import itertools
 from collections.abc import AsyncIterator
 from fractions import Fraction
 
-import m3u8
 import pytest
 
 from lpms import LPMS, Settings, output_size, parse_profiles
@@ -27,7 +26,8 @@ from tests.e2e.conftest import (
     rtmp_url,
     serving,
 )
-from tests.e2e.test_hls import fetch, http_url, wait_for_endlist, wait_for_playlist
+from tests.e2e.test_hls import http_url, wait_for_endlist, wait_for_playlist
+from tests.e2e.test_ladder import master_playlist
 from tests.e2e.test_llhls import WITHIN
 
 pytestmark = pytest.mark.e2e
@@ -50,12 +50,6 @@ def long_hevc_clip(tmp_path_factory: pytest.TempPathFactory) -> ClipFile:
     return clip_file(tmp_path_factory, 40.0, video_codec="libx265", audio_codec="libopus")
 
 
-async def _master(server: LPMS, name: str) -> m3u8.M3U8:
-    status, _, body = await fetch(http_url(server, f"stream/{name}.m3u8"))
-    assert status == 200
-    return m3u8.loads(body.decode())
-
-
 def _steady(pts: list[float], fps: int) -> bool:
     """Frames 1/fps apart, none missing or twice."""
     ordered = sorted(pts)
@@ -68,7 +62,7 @@ async def test_hevc_and_opus_over_enhanced_rtmp_come_out_whole(
     await publish(rtmp_url(server, "stream/hevc"), hevc_clip)
     await wait_for_endlist(http_url(server, "stream/hevc/source.m3u8"))
     await wait_for_endlist(http_url(server, "stream/hevc/audio.m3u8"))
-    master = await _master(server, "hevc")
+    master = await master_playlist(server, "stream/hevc.m3u8")
     [variant] = master.playlists
     video_codec, audio_codec = variant.stream_info.codecs.split(",")
     assert video_codec.startswith("hvc1.")  # RFC 6381, as browsers' MSE ask for it
@@ -120,7 +114,7 @@ async def test_an_av1_rendition_of_an_h264_source_decodes_at_its_size_and_rate(
         http_url(server, f"stream/av1/{AV1_PROFILE.name}.m3u8"), within=WITHIN
     )
     assert all(s.init_section is not None for s in rendition.segments)
-    master = await _master(server, "av1")
+    master = await master_playlist(server, "stream/av1.m3u8")
     by_uri = {p.uri: p.stream_info for p in master.playlists}
     info = by_uri[f"av1/{AV1_PROFILE.name}.m3u8"]
     width, height = output_size(AV1_PROFILE, CLIP_WIDTH, CLIP_HEIGHT)

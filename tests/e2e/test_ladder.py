@@ -63,7 +63,7 @@ async def _first_frame_is_a_keyframe(
     return bool(frame.key_frame)
 
 
-async def _master(server: LPMS, path: str) -> m3u8.M3U8:
+async def master_playlist(server: LPMS, path: str) -> m3u8.M3U8:
     status, _, body = await fetch(http_url(server, path))
     assert status == 200
     master = m3u8.loads(body.decode())
@@ -77,7 +77,7 @@ async def test_live_ladder_variants_line_up_with_the_source(
     server = ladder_server
     await publish(rtmp_url(server, "stream/abr"), clip)
     # Every variant ends (ENDLIST) once its last segment is transcoded.
-    master = await _master(server, "stream/abr.m3u8")
+    master = await master_playlist(server, "stream/abr.m3u8")
     names = [p.uri.removeprefix("abr/").removesuffix(".m3u8") for p in master.playlists]
     assert names == ["source", *(p.name for p in PROFILES)]
 
@@ -96,7 +96,7 @@ async def test_live_ladder_variants_line_up_with_the_source(
         ]
         assert [s.duration for s in variant.segments] == [s.duration for s in source.segments]
 
-    master = await _master(server, "stream/abr.m3u8")  # now with every variant measured
+    master = await master_playlist(server, "stream/abr.m3u8")  # now with every variant measured
     by_uri = {p.uri: p.stream_info for p in master.playlists}
     for profile in PROFILES:
         info = by_uri[f"abr/{profile.name}.m3u8"]
