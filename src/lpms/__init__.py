@@ -15,6 +15,12 @@ __version__ = "0.1.0"
 # (PEP 562), so `lpms transcode` or a script that needs only the Transcoder does not
 # pay for the server's HTTP stack at start-up.
 _EXPORTS: dict[str, str] = {
+    "PlayRequest": "lpms.access",
+    "Protocol": "lpms.access",
+    "PublishRequest": "lpms.access",
+    "RTMPRequest": "lpms.access",
+    "Refusal": "lpms.access",
+    "RefusalReason": "lpms.access",
     "AuthRequest": "lpms.auth",
     "AuthSettings": "lpms.auth",
     "HTTPSettings": "lpms.config",
@@ -43,7 +49,6 @@ _EXPORTS: dict[str, str] = {
     "Subscription": "lpms.media.stream",
     "ConnectionLimits": "lpms.rtmp.settings",
     "ListenerSettings": "lpms.rtmp.settings",
-    "RTMPRequest": "lpms.rtmp.listener",
     "LPMS": "lpms.server",
     "Accel": "lpms.transcode.accel",
     "TranscodeSettings": "lpms.transcode.live",
@@ -85,9 +90,14 @@ __all__ = [
     "ListenerSettings",
     "MediaError",
     "MediaPacket",
+    "PlayRequest",
     "ProfileError",
+    "Protocol",
+    "PublishRequest",
     "RTMPProtocolError",
     "RTMPRequest",
+    "Refusal",
+    "RefusalReason",
     "RenditionOutput",
     "Segment",
     "SegmenterOptions",
@@ -112,6 +122,14 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from lpms.access import (
+        PlayRequest,
+        Protocol,
+        PublishRequest,
+        Refusal,
+        RefusalReason,
+        RTMPRequest,
+    )
     from lpms.auth import AuthRequest, AuthSettings
     from lpms.config import HTTPSettings, Settings, load_settings
     from lpms.errors import (
@@ -129,7 +147,6 @@ if TYPE_CHECKING:
     from lpms.http.hls import HLSRequest
     from lpms.media.packet import Codec, CodecConfig, MediaPacket, TrackKind
     from lpms.media.stream import Stream, StreamEnded, StreamLimits, Subscription
-    from lpms.rtmp.listener import RTMPRequest
     from lpms.rtmp.settings import ConnectionLimits, ListenerSettings
     from lpms.server import LPMS
     from lpms.transcode.accel import Accel

@@ -84,6 +84,9 @@ class HTTPSettings:
     """Bytes in a request body."""
     keepalive_timeout: float = 75.0
     """Seconds an idle keep-alive connection stays open."""
+    flv_send_timeout: float = 10.0
+    """Seconds an HTTP-FLV or WebSocket-FLV player's socket may take nothing before
+    it is closed (meanwhile its queue drops whole GOPs, as an RTMP player's does)."""
 
     def __post_init__(self) -> None:
         for name in ("max_request_line", "max_header_bytes", "max_headers", "max_body_bytes"):
@@ -91,6 +94,8 @@ class HTTPSettings:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if not (math.isfinite(self.keepalive_timeout) and self.keepalive_timeout >= 0):
             raise ValueError(f"keepalive_timeout must be >= 0 s, got {self.keepalive_timeout}")
+        if not (math.isfinite(self.flv_send_timeout) and self.flv_send_timeout > 0):
+            raise ValueError(f"flv_send_timeout must be > 0 s, got {self.flv_send_timeout}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +138,14 @@ class Settings:
     max_streams: int = 1000
     """Live streams at once; one more publish is refused."""
     max_players_per_stream: int = 1000
-    """RTMP players of one stream at once; one more is refused."""
+    """Players of one stream at once (RTMP, RTMPS, HTTP-FLV and WebSocket-FLV
+    together); one more is refused. HLS viewers hold no connection and are not
+    counted here."""
+    max_connections: int = 1000
+    """Open connections of every protocol together (RTMP, RTMPS, HTTP-FLV and
+    WebSocket-FLV players); one more is closed at once."""
+    max_connections_per_ip: int = 100
+    """Open connections from one client IP, every protocol together."""
     shutdown_timeout: float = 5.0
     """Seconds a shutdown (SIGINT, SIGTERM) waits for clients to close, once playlists
     are ended and recordings flushed."""
@@ -158,7 +170,12 @@ class Settings:
         for name in ("rtmp_port", "http_port"):
             if not 0 <= getattr(self, name) <= 65535:
                 raise ValueError(f"{name} must be 0 to 65535, got {getattr(self, name)}")
-        for name in ("max_streams", "max_players_per_stream"):
+        for name in (
+            "max_streams",
+            "max_players_per_stream",
+            "max_connections",
+            "max_connections_per_ip",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if not (math.isfinite(self.shutdown_timeout) and self.shutdown_timeout >= 0):

@@ -1,9 +1,11 @@
-"""`LPMS`: listeners, the stream registry, the application's callbacks, lifecycle.
+"""`LPMS`: listeners, outputs, the application's callbacks, lifecycle.
 
 An application embeds lpms the way it embeds LPMS in Go: build a server, say who
 may publish and what players get through callbacks, then ``await server.serve()``.
 Without callbacks it behaves like LPMS's example app: anyone may publish
-``APP/NAME`` and anyone may play a live stream.
+``APP/NAME`` and anyone may play a live stream. Who may publish and play, over any
+protocol, is decided by the session core (`lpms.sessions`); this facade wires the
+protocol listeners to it and its published streams to HLS and the transcoder.
 """
 
 from __future__ import annotations
@@ -11,47 +13,40 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from lpms.auth import HLS, PLAY, PUBLISH, RTMP, AuthCallback, Authorizer, AuthRequest, Refused
-from lpms.callbacks import MaybeAwaitable, call
+from lpms.access import PlayRequest, Protocol, Refusal
+from lpms.auth import AuthCallback, Authorizer
 from lpms.config import Settings
-from lpms.errors import HLSError, LPMSError, StreamError
+from lpms.errors import HLSError, LPMSError
 from lpms.hls.live import LiveSegmenter
 from lpms.hls.segmenter import Segment, SegmenterOptions
 from lpms.hls.settings import HLSFormat
 from lpms.hls.store import SOURCE, HLSStore, HLSStream, Rendition
-from lpms.hls.viewers import HLSViewers
 from lpms.http.app import make_app
+from lpms.http.flv import FLVRoutes
 from lpms.http.hls import GetPlaylist, GetSegment, HLSHandlers, HLSRequest, HLSRoutes, stream_path
-from lpms.logs import log_event
 from lpms.media.registry import StreamRegistry
-from lpms.media.stream import Stream, Subscription
+from lpms.media.stream import Stream
 from lpms.metrics import Metrics, StreamTotals
-from lpms.rtmp.listener import (
-    ConnectionTracker,
-    RTMPRefused,
-    RTMPRequest,
-    start_rtmp_listener,
-)
+from lpms.rtmp.listener import ConnectionTracker, start_rtmp_listener
 from lpms.rtmp.settings import ListenerSettings
+from lpms.sessions import (
+    ConnectionLimiter,
+    EndStream,
+    GetStream,
+    GotStream,
+    MakeStreamID,
+    SessionCore,
+)
 from lpms.transcode.engines import Engine, EngineFactory
 from lpms.transcode.live import LiveTranscoder, local_engine
 from lpms.transcode.rendition import OutputContainer
 from lpms.transcode.session import TranscodeResult
-from lpms.webhooks import (
-    PLAY_END,
-    PLAY_START,
-    PUBLISH_END,
-    PUBLISH_START,
-    SEGMENT_READY,
-    TRANSCODE_BEHIND,
-    Webhooks,
-)
+from lpms.webhooks import SEGMENT_READY, TRANSCODE_BEHIND, Webhooks
 
 if TYPE_CHECKING:
     from lpms.transcode.engines.ray import RayEngineHost
@@ -59,17 +54,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("lpms.server")
 
 HOUSEKEEPING_INTERVAL = 1.0  # seconds: event-loop lag, HLS viewers leaving
-
-MakeStreamID = Callable[[RTMPRequest], MaybeAwaitable[str | bool | None]]
-GotStream = Callable[[RTMPRequest, Stream], MaybeAwaitable[Any]]
-EndStream = Callable[[RTMPRequest, Stream], MaybeAwaitable[Any]]
-GetStream = Callable[[RTMPRequest], MaybeAwaitable[Stream | bool | None]]
-
-PUBLISH_BAD_NAME = "NetStream.Publish.BadName"
-PUBLISH_UNAUTHORIZED = "NetStream.Publish.Unauthorized"
-PLAY_NOT_FOUND = "NetStream.Play.StreamNotFound"
-PLAY_FAILED = "NetStream.Play.Failed"
-PLAY_UNAUTHORIZED = "NetStream.Play.Failed"  # RTMP has no Play.Unauthorized status
 
 
 class LPMS:
@@ -98,19 +82,26 @@ class LPMS:
         self.auth = Authorizer(settings.auth)
         self.webhooks = Webhooks(settings.webhook, self.metrics)
         self.streams = StreamRegistry(max_streams=settings.max_streams, limits=settings.stream)
-        self.hls_viewers = HLSViewers()
+        self.sessions = SessionCore(
+            streams=self.streams,
+            connections=ConnectionLimiter(
+                settings.max_connections, settings.max_connections_per_ip, self.metrics
+            ),
+            auth=self.auth,
+            webhooks=self.webhooks,
+            metrics=self.metrics,
+            max_players_per_stream=settings.max_players_per_stream,
+        )
+        self.sessions.on_published = self._published
+        self.hls_viewers = self.sessions.hls_viewers
         self.hls_bytes_out: dict[str, int] = {}  # by stream ID, while it is live
         self._stream_totals = StreamTotals(
-            lambda: self.streams, _stream_counts, self._player_counts
+            lambda: self.streams, _stream_counts, self.sessions.player_counts
         )
         self.metrics.add_collector(self._stream_totals)
         self.streams.on_remove = self._stream_removed
-        self._make_stream_id: MakeStreamID = lambda request: request.path
-        self._got_stream: GotStream | None = None
-        self._end_stream: EndStream | None = None
-        self._get_stream: GetStream = lambda request: self.streams.get(request.path)
         self._rtmp_server: asyncio.Server | None = None
-        self._rtmp_connections = ConnectionTracker(self.metrics)
+        self._rtmp_connections = ConnectionTracker(self.sessions)
         self._http_runner: web.AppRunner | None = None
         self._http_site: web.TCPSite | None = None
         self.hls = HLSStore(settings.hls, settings.workdir, max_streams=settings.max_streams)
@@ -122,7 +113,6 @@ class LPMS:
         self._ray: RayEngineHost | None = None  # with transcode.engine = "ray", once started
         self._ladders_finishing: set[asyncio.Task[None]] = set()
         self._closed = asyncio.Event()
-        self._background: set[asyncio.Task[Any]] = set()
         self._housekeeping: asyncio.Task[None] | None = None
 
     # -- integration API (LPMS's HandleRTMPPublish / HandleRTMPPlay) -----------
@@ -138,17 +128,22 @@ class LPMS:
         ``make_stream_id(request)`` returns the ID to publish as (``None``/``False``
         refuses); ``got_stream(request, stream)`` is told of the new stream and may
         refuse it by returning ``False`` or raising; ``end_stream(request, stream)``
-        runs when the publisher leaves. Each may be a coroutine function.
+        runs when the publisher leaves. Each may be a coroutine function. The
+        request is an `lpms.PublishRequest` (``lpms.RTMPRequest`` is its base);
+        its ``protocol`` says ``rtmp`` or ``rtmps``.
         """
+        sessions = self.sessions
         if make_stream_id is not None:
-            self._make_stream_id = make_stream_id
-        self._got_stream = got_stream
-        self._end_stream = end_stream
+            sessions.make_stream_id = make_stream_id
+        sessions.got_stream = got_stream
+        sessions.end_stream = end_stream
 
     def handle_rtmp_play(self, get_stream: GetStream) -> None:
-        """Decide what an RTMP player gets: ``get_stream(request)`` returns a
-        `Stream`, or ``None``/``False`` (or raises) to refuse."""
-        self._get_stream = get_stream
+        """Decide what a player gets: ``get_stream(request)`` returns a `Stream`, or
+        ``None``/``False`` (or raises) to refuse. It answers every player that
+        takes the live packets (an `lpms.PlayRequest` whose ``protocol`` is
+        ``rtmp``, ``rtmps``, ``http-flv`` or ``ws-flv``); HLS has its own hooks."""
+        self.sessions.get_stream = get_stream
 
     def handle_auth(self, authorize: AuthCallback | None) -> None:
         """Authorize every publish and play, RTMP and HLS, yourself.
@@ -307,13 +302,14 @@ class LPMS:
             await ray.start()
             self._ray = ray
         self._rtmp_server, self._rtmp_connections = await start_rtmp_listener(
-            self, settings.host, settings.rtmp_port, self._listener_settings(), self.metrics
+            self.sessions, settings.host, settings.rtmp_port, self._listener_settings()
         )
         http = settings.http
         app = make_app(self, http.max_body_bytes)
         HLSRoutes(
             self.hls, self._hls_handlers, authorize=self._authorize_hls, on_served=self._hls_served
         ).add_to(app)
+        FLVRoutes(self.sessions, http.flv_send_timeout).add_to(app)
         self._http_runner = web.AppRunner(
             app,
             access_log=None,
@@ -373,15 +369,12 @@ class LPMS:
                 )
         if self._http_runner is not None:
             await self._http_runner.cleanup()
-        await self.auth.close()
         if self._housekeeping is not None:
             self._housekeeping.cancel()
-        for viewer in self.hls_viewers.expire(float("inf")):
-            self._hls_play_ended(viewer.stream_id, viewer.client_ip, viewer.since)
+        await self.sessions.close()
         await asyncio.sleep(0)  # publishers' and players' ends, from closed connections
         await self.webhooks.close(self.settings.shutdown_timeout)
-        for task in list(self._background):
-            task.cancel()
+        self.sessions.cancel_callbacks()
         self._closed.set()
         log.info("server stopped")
 
@@ -392,161 +385,35 @@ class LPMS:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
-    # -- RTMPHandler ---------------------------------------------------------
+    # -- the session core's news, and HLS's part in it ----------------------------
 
-    async def start_publish(self, request: RTMPRequest) -> tuple[Stream, RTMPRequest]:
-        request = await self._authorize_publish(request)
-        stream_id = await self._ask(PUBLISH, self._make_stream_id, request)
-        if not stream_id or not isinstance(stream_id, str):
-            self._refused(PUBLISH, "not_allowed")
-            raise RTMPRefused(
-                PUBLISH_UNAUTHORIZED, f"publishing {request.path} is not allowed", request.path
-            )
-        try:
-            stream = self.streams.create(stream_id)
-        except StreamError as exc:
-            self._refused(PUBLISH, "bad_name")
-            raise RTMPRefused(PUBLISH_BAD_NAME, str(exc), request.path) from None
-        if self._got_stream is not None:
-            try:
-                accepted = await self._ask(PUBLISH, self._got_stream, request, stream)
-            except RTMPRefused:
-                self.streams.remove(stream)
-                raise
-            if accepted is False:
-                self.streams.remove(stream)
-                self._refused(PUBLISH, "not_allowed")
-                raise RTMPRefused(
-                    PUBLISH_UNAUTHORIZED, f"publishing {stream_id} is not allowed", request.path
-                )
-        self.metrics.publishes.labels(RTMP).inc()
-        log_event(log, logging.INFO, "publish started", stream=stream.id, peer=request.peer)
-        self.webhooks.emit(
-            PUBLISH_START,
-            stream=stream.id,
-            app=request.app,
-            name=request.name,
-            client_ip=request.client_ip,
-            protocol=RTMP,
-        )
+    def _published(self, stream: Stream) -> None:
+        """A publish was accepted: its HLS output (and ladder) start."""
         if self.settings.hls.enabled:
             try:
                 self.segment_rtmp_to_hls(stream)
-            except HLSError as exc:  # RTMP goes on without HLS
+            except HLSError as exc:  # the stream goes on without HLS
                 log.error("no HLS for %s: %s", stream.id, exc)
-        return stream, request
-
-    async def _authorize_publish(self, request: RTMPRequest) -> RTMPRequest:
-        """The request as published (a key suffix taken off its name), once the
-        publish key, the auth callback and the auth hook allow it."""
-        try:
-            name = self.auth.check_publish_key(request.name, request.query)
-            request = replace(request, name=name)
-            await self.auth.check(_auth_request(PUBLISH, request))
-        except Refused as refused:
-            self._refused(PUBLISH, refused.label)
-            raise RTMPRefused(PUBLISH_UNAUTHORIZED, refused.reason, request.path) from None
-        return request
-
-    def end_publish(self, request: RTMPRequest, stream: Stream, bytes_in: int) -> None:
-        duration = time.monotonic() - stream.started_at
-        stream.end()
-        self.streams.remove(stream)
-        log_event(
-            log,
-            logging.INFO,
-            "publish ended",
-            stream=stream.id,
-            peer=request.peer,
-            duration_s=round(duration, 1),
-            bytes=bytes_in,
-            packets=stream.packets_in,
-        )
-        self.webhooks.emit(
-            PUBLISH_END,
-            stream=stream.id,
-            client_ip=request.client_ip,
-            protocol=RTMP,
-            duration_s=round(duration, 3),
-            bytes_in=bytes_in,
-            packets=stream.packets_in,
-        )
-        if self._end_stream is not None:
-            self._run_in_background(self._end_stream, request, stream)
-
-    async def start_play(self, request: RTMPRequest) -> Stream:
-        try:
-            await self.auth.check(_auth_request(PLAY, request))
-        except Refused as refused:
-            self._refused(PLAY, refused.label)
-            raise RTMPRefused(PLAY_UNAUTHORIZED, refused.reason) from None
-        stream = await self._ask(PLAY, self._get_stream, request)
-        if not isinstance(stream, Stream) or stream.ended:
-            self._refused(PLAY, "not_found")
-            raise RTMPRefused(PLAY_NOT_FOUND, f"stream {request.path} is not live")
-        limit = self.settings.max_players_per_stream
-        if stream.subscriber_count >= limit:
-            self._refused(PLAY, "max_players_per_stream")
-            raise RTMPRefused(PLAY_FAILED, f"stream {stream.id} is at its limit of {limit} players")
-        self.metrics.plays.labels(RTMP).inc()
-        self.webhooks.emit(PLAY_START, stream=stream.id, client_ip=request.client_ip, protocol=RTMP)
-        return stream
-
-    def end_play(self, request: RTMPRequest, subscription: Subscription) -> None:
-        self.webhooks.emit(
-            PLAY_END,
-            stream=subscription.stream.id,
-            client_ip=request.client_ip,
-            protocol=RTMP,
-            duration_s=round(time.monotonic() - subscription.created_at, 3),
-            dropped_packets=subscription.dropped,
-        )
 
     async def _authorize_hls(self, request: HLSRequest) -> str | None:
         """None when an HLS request may be served, else why not (the route answers 403)."""
         app, name = stream_path(request.path)
+        play = PlayRequest(app, name, request.query, request.client_ip, protocol=Protocol.HLS)
         try:
-            await self.auth.check(
-                AuthRequest(PLAY, app, name, request.query, request.client_ip, HLS)
-            )
-        except Refused as refused:
-            self._refused(PLAY, refused.label, HLS)
-            log_event(
-                log,
-                logging.INFO,
-                "play refused",
-                stream=f"{app}/{name}",
-                peer=request.client_ip,
-                protocol=HLS,
-                reason=refused.reason,
-            )
-            return refused.reason
+            await self.sessions.authorize_hls(play)
+        except Refusal as refusal:
+            return refusal.message
         return None
 
     def _hls_served(self, request: HLSRequest, size: int) -> None:
         """An HLS response went out: count its bytes and, for a live stream, its viewer."""
-        self.metrics.bytes_sent.labels(HLS).inc(size)
+        self.metrics.bytes_sent.labels(Protocol.HLS).inc(size)
         app, name = stream_path(request.path)
         stream_id = f"{app}/{name}"
         if stream_id not in self.streams:
             return  # a recording, or an ended stream in its grace period
         self.hls_bytes_out[stream_id] = self.hls_bytes_out.get(stream_id, 0) + size
-        viewer = self.hls_viewers.seen(stream_id, request.client_ip, time.monotonic())
-        if viewer is not None:
-            self.metrics.plays.labels(HLS).inc()
-            self.webhooks.emit(
-                PLAY_START, stream=stream_id, client_ip=request.client_ip, protocol=HLS
-            )
-
-    def _hls_play_ended(self, stream_id: str, client_ip: str, since: float) -> None:
-        self.webhooks.emit(
-            PLAY_END,
-            stream=stream_id,
-            client_ip=client_ip,
-            protocol=HLS,
-            duration_s=round(time.monotonic() - since, 3),
-            dropped_packets=0,
-        )
+        self.sessions.hls_served(stream_id, request.client_ip)
 
     # -- what the server tells metrics and webhooks -------------------------------
 
@@ -580,10 +447,6 @@ class LPMS:
         self._stream_totals.retire(stream)
         self.hls_bytes_out.pop(stream.id, None)
 
-    def _player_counts(self) -> dict[str, int]:
-        rtmp = sum(len(stream.players) for stream in self.streams)
-        return {RTMP: rtmp, HLS: len(self.hls_viewers)}
-
     async def _keep_house(self) -> None:
         """Once a second: how late the loop runs timers (its lag), and HLS viewers
         that stopped fetching (their play ends)."""
@@ -592,48 +455,7 @@ class LPMS:
             expected = loop.time() + HOUSEKEEPING_INTERVAL
             await asyncio.sleep(HOUSEKEEPING_INTERVAL)
             self.metrics.loop_lag.set(max(0.0, loop.time() - expected))
-            for viewer in self.hls_viewers.expire(time.monotonic()):
-                self._hls_play_ended(viewer.stream_id, viewer.client_ip, viewer.since)
-
-    def _refused(self, action: str, reason: str, protocol: str = RTMP) -> None:
-        self.metrics.refusals.labels(action, protocol, reason).inc()
-
-    # -- helpers ---------------------------------------------------------------
-
-    async def _ask(
-        self, action: str, callback: Callable[..., Any], request: RTMPRequest, *args: Any
-    ) -> Any:
-        """Run an application callback; its exceptions become a refusal, logged once."""
-        try:
-            return await call(callback, request, *args)
-        except Exception as exc:
-            log_event(
-                log,
-                logging.WARNING,
-                "callback failed",
-                callback=getattr(callback, "__name__", callback),
-                stream=request.path,
-                peer=request.peer,
-                error=repr(exc),
-            )
-            self._refused(action, "callback")
-            code = PUBLISH_UNAUTHORIZED if action == PUBLISH else PLAY_FAILED
-            raise RTMPRefused(code, f"refused by the application: {exc}", request.path) from None
-
-    def _run_in_background(self, callback: Callable[..., Any], *args: Any) -> None:
-        async def runner() -> None:
-            try:
-                await call(callback, *args)
-            except Exception:
-                log.exception("callback %s failed", getattr(callback, "__name__", callback))
-
-        task = asyncio.get_running_loop().create_task(runner())
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-
-
-def _auth_request(action: str, request: RTMPRequest) -> AuthRequest:
-    return AuthRequest(action, request.app, request.name, request.query, request.client_ip, RTMP)
+            self.sessions.expire_hls_viewers(time.monotonic())
 
 
 def _stream_counts(stream: object) -> dict[str, int]:

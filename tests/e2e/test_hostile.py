@@ -14,6 +14,7 @@ import asyncio
 import gc
 import os
 import random
+import socket
 import struct
 import sys
 from collections.abc import Awaitable, Callable
@@ -22,13 +23,14 @@ from dataclasses import replace
 import psutil
 import pytest
 
-from lpms import LPMS, ConnectionLimits, ListenerSettings, Settings
+from lpms import LPMS, ConnectionLimits, HTTPSettings, ListenerSettings, Settings
 from lpms.rtmp import amf0
 from lpms.rtmp.chunk import ChunkWriter, RTMPMessage
 from lpms.rtmp.handshake import HANDSHAKE_SIZE, ClientHandshake
 from lpms.rtmp.messages import MessageType, set_chunk_size
 from tests.e2e.conftest import (
     ClipFile,
+    clip_file,
     play,
     publish_timed,
     rtmp_url,
@@ -44,14 +46,14 @@ CLOSED_WITHIN_S = 10.0  # the longest timeout below, plus slack for a busy machi
 RSS_GROWTH_LIMIT = 48 << 20
 
 SETTINGS = Settings(
+    max_connections=5000,
+    max_connections_per_ip=5000,  # every client here is 127.0.0.1
     rtmp=ListenerSettings(
         handshake_timeout=2.0,
         idle_timeout=2.0,
         receive_timeout=3.0,
-        max_connections=5000,
-        max_connections_per_ip=5000,  # every client here is 127.0.0.1
         connection=ConnectionLimits(),
-    )
+    ),
 )
 
 Hostile = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -364,3 +366,104 @@ async def test_a_flood_of_tiny_chunks_is_throttled_and_a_publisher_beside_it_is_
     clip_video = [p.payload for p in clip12.clip.of_kind("video")]
     video = [p.payload for p in received.of_kind("video")]
     assert video == clip_video[clip_video.index(video[0]) :]
+
+
+# --- HTTP-FLV and WebSocket-FLV players that misbehave --------------------------------
+
+FLV_SEND_TIMEOUT = 1.0
+WEBSOCKET_UPGRADE = (
+    "GET /{path}.flv HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+    "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+    "Sec-WebSocket-Version: 13\r\n\r\n"
+)
+
+
+async def flv_client(
+    port: int, request: str, *, receive_buffer: int | None = None
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A raw connection that sends ``request``; a small ``receive_buffer`` makes a
+    client that never reads stall the server's writes soon."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    if receive_buffer is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+    reader, writer = await asyncio.open_connection(sock=sock)
+    writer.write(request.encode())
+    await writer.drain()
+    return reader, writer
+
+
+async def closed_by_server(reader: asyncio.StreamReader) -> bool:
+    """Read on until the server closes (True) or CLOSED_WITHIN_S passes (False)."""
+    try:
+        async with asyncio.timeout(CLOSED_WITHIN_S):
+            while await reader.read(65536):
+                pass
+    except TimeoutError:
+        return False
+    except ConnectionError:
+        pass
+    return True
+
+
+@pytest.mark.timeout(120)
+async def test_flv_players_that_stall_or_send_garbage_are_closed_and_others_are_unharmed(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    # A 4K camera's bitrate (lossless 1080p, ~30 Mbit/s) fills a stalled player's
+    # socket buffers, however large the kernel lets them grow, within a second or two.
+    clip = clip_file(tmp_path_factory, 10.0, size=(1920, 1080), lossless=True, gop_frames=30)
+    settings = replace(SETTINGS, http=HTTPSettings(flv_send_timeout=FLV_SEND_TIMEOUT))
+    server = LPMS(host="127.0.0.1", rtmp_port=0, http_port=0, settings=settings)
+    await server.start()
+    writers: list[asyncio.StreamWriter] = []
+    try:
+        publisher = start_publish(rtmp_url(server, "stream/victim"), clip)
+        await wait_for_stream(server, "stream/victim")
+        port = server.http_port
+        player = asyncio.create_task(play(f"http://127.0.0.1:{port}/stream/victim.flv"))
+        http_get = "GET /stream/victim.flv HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+        upgrade = WEBSOCKET_UPGRADE.format(path="stream/victim")
+        # Clients that never read: their sockets fill, the server's writes stall.
+        stalled = [
+            await flv_client(port, request, receive_buffer=4096)
+            for request in (http_get, upgrade) * 3
+        ]
+        # WebSocket players that send a frame that is not one, or one far too big.
+        garbled = await flv_client(port, upgrade)
+        await garbled[0].readuntil(b"\r\n\r\n")
+        garbled[1].write(bytes([0x82, 0xFF]) + os.urandom(64))
+        oversized = await flv_client(port, upgrade)
+        await oversized[0].readuntil(b"\r\n\r\n")
+        size = 1 << 20
+        oversized[1].write(bytes([0x82, 0xFF]) + struct.pack(">Q", size) + os.urandom(4))
+        writers += [w for _, w in stalled] + [garbled[1], oversized[1]]
+
+        metrics = server.metrics
+
+        def closed(protocol: str, reason: str) -> float:
+            return metrics.value("lpms_connections_closed_total", protocol=protocol, reason=reason)
+
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 30
+        while closed("http-flv", "send_timeout") < 3 or closed("ws-flv", "send_timeout") < 3:
+            assert loop.time() < deadline, "stalled FLV players were not closed"
+            await asyncio.sleep(0.1)
+        assert await closed_by_server(garbled[0])
+        assert await closed_by_server(oversized[0])
+        assert closed("ws-flv", "protocol_error") == 2
+        received = await asyncio.wait_for(player, 60)
+        await asyncio.wait_for(publisher, 60)
+    finally:
+        for writer in writers:
+            writer.close()
+        await server.close()
+
+    assert received.error is None
+    clip_video = [p.payload for p in clip.clip.of_kind("video")]
+    video = [p.payload for p in received.of_kind("video")]
+    assert video == clip_video[clip_video.index(video[0]) :]
+    assert video[-1] == clip_video[-1]
+    assert server.metrics.value("lpms_live_connections", protocol="ws-flv") == 0
+    assert server.metrics.value("lpms_live_connections", protocol="http-flv") == 0

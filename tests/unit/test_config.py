@@ -599,7 +599,7 @@ def test_the_example_explains_settings_from_the_dataclasses() -> None:
         ({"LPMS_HLS_SEGMENT_DURATION": "0.1"}, "segment_duration must be 0.5 to 60"),
         ({"LPMS_HLS_GRACE_PERIOD": "-1"}, "grace_period must be at least 0"),
         ({"LPMS_RTMP_IDLE_TIMEOUT": "0"}, "idle_timeout must be greater than 0"),
-        ({"LPMS_RTMP_MAX_CONNECTIONS_PER_IP": "0"}, "max_connections_per_ip must be at least 1"),
+        ({"LPMS_MAX_CONNECTIONS_PER_IP": "0"}, "max_connections_per_ip must be at least 1"),
         ({"LPMS_RTMP_CONNECTION_MAX_PARTIAL_BYTES": "1000"}, "max_partial_bytes (1000)"),
         ({"LPMS_TRANSCODE_FINISH_TIMEOUT": "0"}, "finish_timeout must be greater than 0"),
     ],

@@ -75,8 +75,8 @@ async def server_info(request: web.Request) -> web.Response:
             "limits": {
                 "max_streams": settings.max_streams,
                 "max_players_per_stream": settings.max_players_per_stream,
-                "max_connections": settings.rtmp.max_connections,
-                "max_connections_per_ip": settings.rtmp.max_connections_per_ip,
+                "max_connections": settings.max_connections,
+                "max_connections_per_ip": settings.max_connections_per_ip,
             },
         }
     )
@@ -122,16 +122,14 @@ def stream_summary(server: LPMS, stream: Stream, host: str) -> dict[str, Any]:
         "publisher": {"protocol": stream.publisher_protocol, "address": stream.publisher_address},
         "tracks": _tracks(stream),
         "renditions": _renditions(server, stream.id),
-        "players": {
-            "rtmp": len(stream.players),
-            "hls": server.hls_viewers.count(stream.id),
-        },
+        "players": server.sessions.player_counts(stream),
         "bytes_in": stream.bytes_in,
         "bytes_out": stream.bytes_out + server.hls_bytes_out.get(stream.id, 0),
         "dropped_packets": stream.dropped_packets,
         "urls": {
             "rtmp": f"{obs_server}/{name}",
             "hls": f"/{stream.id}.m3u8",
+            "flv": f"/{stream.id}.flv",
             "obs_server": obs_server,
             "obs_key": name,
         },
@@ -190,11 +188,10 @@ def _renditions(server: LPMS, stream_id: str) -> list[dict[str, Any]]:
 
 
 def _player(subscription: Subscription) -> dict[str, Any]:
-    protocol, _, address = subscription.name.partition(":")
     return {
         "id": subscription.id,
-        "protocol": protocol,
-        "address": address,
+        "protocol": subscription.protocol,
+        "address": subscription.peer,
         "connected_s": round(time.monotonic() - subscription.created_at, 3),
         "dropped_packets": subscription.dropped,
     }

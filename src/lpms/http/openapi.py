@@ -77,7 +77,7 @@ OPENAPI: dict[str, Any] = {
         "/api/streams/{stream_id}": {
             "parameters": [_STREAM_ID],
             "get": {
-                "summary": "One live stream, with its RTMP players",
+                "summary": "One live stream, with its players of every protocol",
                 "operationId": "getStream",
                 "responses": {
                     "200": _json({"$ref": "#/components/schemas/StreamDetails"}, "The stream"),
@@ -120,7 +120,7 @@ OPENAPI: dict[str, Any] = {
                 }
             ],
             "delete": {
-                "summary": "Disconnect one RTMP player",
+                "summary": "Disconnect one player (HLS viewers hold no connection to cut)",
                 "operationId": "kickPlayer",
                 "responses": {
                     "200": _json(
@@ -235,8 +235,12 @@ OPENAPI: dict[str, Any] = {
                     },
                     "players": {
                         "type": "object",
+                        "description": "Players by protocol; every protocol is listed",
                         "properties": {
                             "rtmp": {"type": "integer"},
+                            "rtmps": {"type": "integer"},
+                            "http-flv": {"type": "integer"},
+                            "ws-flv": {"type": "integer"},
                             "hls": {
                                 "type": "integer",
                                 "description": "Client IPs that fetched the stream in the "
@@ -252,6 +256,10 @@ OPENAPI: dict[str, Any] = {
                         "properties": {
                             "rtmp": {"type": "string"},
                             "hls": {"type": "string"},
+                            "flv": {
+                                "type": "string",
+                                "description": "HTTP-FLV; WebSocket-FLV at the same path",
+                            },
                             "obs_server": {"type": "string"},
                             "obs_key": {"type": "string"},
                         },
@@ -277,7 +285,10 @@ OPENAPI: dict[str, Any] = {
                 "required": ["id", "protocol", "address"],
                 "properties": {
                     "id": {"type": "integer"},
-                    "protocol": {"type": "string"},
+                    "protocol": {
+                        "type": "string",
+                        "enum": ["rtmp", "rtmps", "http-flv", "ws-flv"],
+                    },
                     "address": {"type": "string"},
                     "connected_s": {"type": "number"},
                     "dropped_packets": {"type": "integer"},

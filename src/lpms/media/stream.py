@@ -60,6 +60,28 @@ class StreamLimits:
         )
 
 
+class PlayerClock:
+    """A player's timeline: its first media packet at 0, wherever it joined, so a
+    player that joins an hour in does not start at an hour (RTMP, HTTP-FLV and
+    WebSocket-FLV players all get their packets this way)."""
+
+    __slots__ = ("base",)
+
+    def __init__(self) -> None:
+        self.base: int | None = None
+
+    def rebase(self, packet: MediaPacket) -> int:
+        """The player's decode timestamp for ``packet``; configs before the first
+        media packet are at 0, and nothing goes below it."""
+        base = self.base
+        if base is None:
+            if packet.is_config:
+                return 0
+            base = self.base = packet.dts
+        dts = packet.dts - base
+        return dts if dts > 0 else 0
+
+
 class StreamEnded(Exception):
     """Raised to an async subscriber once the stream is over and its queue drained."""
 
@@ -84,6 +106,8 @@ class Subscription:
         "id",
         "max_packets",
         "name",
+        "peer",
+        "protocol",
         "stream",
     )
 
@@ -94,9 +118,13 @@ class Subscription:
         max_packets: int,
         on_ready: Callable[[], None] | None,
         on_kick: Callable[[], None] | None = None,
+        protocol: str = "",
+        peer: str = "",
     ) -> None:
         self.stream = stream
         self.name = name
+        self.protocol = protocol  # a player's protocol; empty for lpms's own consumers
+        self.peer = peer
         self.id = next(_subscription_ids)
         self.created_at = time.monotonic()
         self._on_kick = on_kick
@@ -272,9 +300,9 @@ class Stream:
 
     @property
     def players(self) -> list[Subscription]:
-        """Subscribers that are players on a connection lpms can cut (RTMP players),
-        not its own consumers (HLS segmenters) or an application's."""
-        return [s for s in self._subscribers if s.kickable]
+        """Subscribers that are players (RTMP, HTTP-FLV, WebSocket-FLV: they carry a
+        protocol), not lpms's own consumers (HLS segmenters) or an application's."""
+        return [s for s in self._subscribers if s.protocol]
 
     def on_end(self, callback: Callable[[Stream], None]) -> None:
         """Run ``callback`` once when the publisher leaves (or at once if it has)."""
@@ -366,11 +394,20 @@ class Stream:
         on_ready: Callable[[], None] | None = None,
         max_packets: int | None = None,
         on_kick: Callable[[], None] | None = None,
+        protocol: str = "",
+        peer: str = "",
     ) -> Subscription:
         """Join the stream: the queue starts with metadata, configs and the GOP cache.
-        ``on_kick`` disconnects the subscriber when the API asks to."""
+        ``on_kick`` disconnects the subscriber when the API asks to; a player names
+        its ``protocol`` and ``peer``."""
         subscription = Subscription(
-            self, name, max_packets or self.limits.max_queue_packets, on_ready, on_kick
+            self,
+            name,
+            max_packets or self.limits.max_queue_packets,
+            on_ready,
+            on_kick,
+            protocol,
+            peer,
         )
         for packet in self.start_packets():
             subscription._queue.append(packet)

@@ -4,8 +4,10 @@ This is the only module under ``rtmp/`` that does I/O. It passes each connection
 the loop's time and arms the one timer the connection asks for; the timeouts, the
 parse budget and read pacing are the connection's own decisions. Paced publishers
 are read together on one timer (`PacedReads`) rather than each through asyncio.
-Everything it knows about streams and permissions it asks of an `RTMPHandler` (the
-server), so the rules of who may publish or play live in one place.
+Everything it knows about streams, permissions and connection limits it asks of
+the session core (`lpms.sessions.SessionCore`), so the rules of who may publish or
+play live in one place for every protocol; this module only maps the core's
+refusals to NetStream status codes.
 """
 
 from __future__ import annotations
@@ -13,16 +15,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import time
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol, cast
+from typing import cast
 
-from lpms.errors import LPMSError, RTMPProtocolError
+from lpms.access import Action, PlayRequest, Protocol, PublishRequest, Refusal, RefusalReason
+from lpms.errors import RTMPProtocolError
 from lpms.logs import log_event
-from lpms.media.packet import MediaPacket
-from lpms.media.stream import Stream, Subscription
+from lpms.media.stream import PlayerClock, Stream, Subscription
 from lpms.rtmp.connection import RTMPConnection
 from lpms.rtmp.events import (
     Event,
@@ -33,101 +33,58 @@ from lpms.rtmp.events import (
     PublishRequested,
 )
 from lpms.rtmp.settings import ListenerSettings
-
-if TYPE_CHECKING:
-    from lpms.metrics import Metrics
+from lpms.sessions import SessionCore
 
 log = logging.getLogger("lpms.rtmp")
 
-
-@dataclass(frozen=True, slots=True)
-class RTMPRequest:
-    """A publish or play request, as the application's callbacks see it."""
-
-    app: str
-    name: str
-    query: dict[str, str]
-    client_ip: str
-    client_port: int
-    tc_url: str = ""
-
-    @property
-    def path(self) -> str:
-        """``APP/NAME``: the default stream ID (``stream/test``)."""
-        return f"{self.app}/{self.name}"
-
-    @property
-    def peer(self) -> str:
-        return f"{self.client_ip}:{self.client_port}"
+# RTMP has no Play.Unauthorized status: players get Play.Failed for any refusal but
+# a missing stream; a publisher whose ID is taken or over a limit gets BadName.
+_PUBLISH_CODES = {
+    RefusalReason.BAD_NAME: "NetStream.Publish.BadName",
+    RefusalReason.LIMIT: "NetStream.Publish.BadName",
+}
+_PLAY_CODES = {RefusalReason.NOT_FOUND: "NetStream.Play.StreamNotFound"}
 
 
-class RTMPRefused(LPMSError):
-    """The application refused a publish or play; ``code`` goes to the client.
-    ``path``, where given, is what the log names (a publish key taken off it)."""
-
-    def __init__(self, code: str, reason: str, path: str | None = None) -> None:
-        super().__init__(reason)
-        self.code = code
-        self.reason = reason
-        self.path = path
-
-
-class RTMPHandler(Protocol):
-    """What the listener needs from the server."""
-
-    async def start_publish(self, request: RTMPRequest) -> tuple[Stream, RTMPRequest]:
-        """A registered live stream for this publisher and the request as accepted
-        (its name without a publish key), or raise `RTMPRefused`."""
-        ...
-
-    def end_publish(self, request: RTMPRequest, stream: Stream, bytes_in: int) -> None: ...
-
-    async def start_play(self, request: RTMPRequest) -> Stream:
-        """The stream this player gets, or raise `RTMPRefused`."""
-        ...
-
-    def end_play(self, request: RTMPRequest, subscription: Subscription) -> None: ...
+def netstream_code(action: Action, reason: RefusalReason) -> str:
+    """The NetStream status code that tells an RTMP client of a refusal."""
+    if action is Action.PUBLISH:
+        return _PUBLISH_CODES.get(reason, "NetStream.Publish.Unauthorized")
+    return _PLAY_CODES.get(reason, "NetStream.Play.Failed")
 
 
 class _Publishing:
     __slots__ = ("bytes_in", "request", "stream")
 
-    def __init__(self, request: RTMPRequest, stream: Stream) -> None:
+    def __init__(self, request: PublishRequest, stream: Stream) -> None:
         self.request = request
         self.stream = stream
         self.bytes_in = 0
 
 
 class _Playing:
-    """One player's subscription and its timestamp base (players start near zero)."""
+    """One player's subscription and its clock (players start near zero)."""
 
-    __slots__ = ("base", "request", "subscription")
+    __slots__ = ("clock", "request", "subscription")
 
-    def __init__(self, request: RTMPRequest, subscription: Subscription) -> None:
+    def __init__(self, request: PlayRequest, subscription: Subscription) -> None:
         self.request = request
         self.subscription = subscription
-        self.base: int | None = None
-
-    def rebase(self, packet: MediaPacket) -> int:
-        """The player's timestamp for ``packet``: its first media packet is at 0."""
-        base = self.base
-        if base is None:
-            if packet.is_config:
-                return 0
-            base = self.base = packet.dts
-        dts = packet.dts - base
-        return dts if dts > 0 else 0
+        self.clock = PlayerClock()
 
 
 class ConnectionTracker:
-    """The open connections, in all and per client IP, for the connection limits."""
+    """One listener's open connections (to close them at shutdown), counted against
+    the core's connection limits, and what they share: one receive buffer, one
+    drain after each read, one pacer."""
 
-    def __init__(self, metrics: Metrics) -> None:
-        self.metrics = metrics
-        self.bytes_received = metrics.bytes_received.labels("rtmp")
-        self.bytes_sent = metrics.bytes_sent.labels("rtmp")
+    def __init__(self, core: SessionCore, protocol: Protocol = Protocol.RTMP) -> None:
+        self.core = core
+        self.protocol = protocol
+        metrics = core.metrics
+        self.bytes_received = metrics.bytes_received.labels(protocol)
+        self.bytes_sent = metrics.bytes_sent.labels(protocol)
         self._open: set[RTMPServerProtocol] = set()
-        self._per_ip: dict[str, int] = {}
         # Every connection reads into this one buffer: each read is handed to its
         # connection (which copies what it keeps) before the loop does the next, so no
         # read allocates its own 256 KiB as asyncio's plain protocols do.
@@ -170,29 +127,22 @@ class ConnectionTracker:
     def __iter__(self) -> Iterator[RTMPServerProtocol]:
         return iter(list(self._open))
 
-    def count(self, ip: str) -> int:
-        return self._per_ip.get(ip, 0)
-
-    def add(self, connection: RTMPServerProtocol) -> None:
+    def add(self, connection: RTMPServerProtocol) -> bool:
+        """Take a new connection in, unless it passes a connection limit."""
+        if not self.core.connections.admit(self.protocol, connection.peer_ip, connection.peer):
+            return False
         self._open.add(connection)
-        self._per_ip[connection.peer_ip] = self.count(connection.peer_ip) + 1
-        self.metrics.connections.labels("rtmp").inc()
-        self.metrics.live_connections.labels("rtmp").set(len(self._open))
+        return True
 
     def discard(self, connection: RTMPServerProtocol) -> None:
         if connection not in self._open:
             return
         self._open.discard(connection)
-        left = self.count(connection.peer_ip) - 1
-        if left > 0:
-            self._per_ip[connection.peer_ip] = left
-        else:
-            self._per_ip.pop(connection.peer_ip, None)
-        self.metrics.live_connections.labels("rtmp").set(len(self._open))
+        self.core.connections.release(self.protocol, connection.peer_ip)
 
     def closed(self, reason: str) -> None:
         """Count a connection lpms closed on its own (``reason``: a limit's name)."""
-        self.metrics.connections_closed.labels("rtmp", reason).inc()
+        self.core.connections.closed(self.protocol, reason)
 
 
 RECEIVE_BUFFER_SIZE = 256 << 10  # what one read takes at most
@@ -246,10 +196,8 @@ class PacedReads:
 class RTMPServerProtocol(asyncio.BufferedProtocol):
     """One RTMP client connection."""
 
-    def __init__(
-        self, handler: RTMPHandler, settings: ListenerSettings, tracker: ConnectionTracker
-    ) -> None:
-        self._handler = handler
+    def __init__(self, settings: ListenerSettings, tracker: ConnectionTracker) -> None:
+        self._core = tracker.core
         self._settings = settings
         self._tracker = tracker
         self._loop = asyncio.get_running_loop()
@@ -282,31 +230,16 @@ class RTMPServerProtocol(asyncio.BufferedProtocol):
         transport = self._transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername") or ("?", 0)
         self.peer_ip, self.peer_port = str(peer[0]), int(peer[1])
-        limit = self._over_connection_limit()
-        if limit is not None:
-            name, value = limit
-            log_event(
-                log, logging.WARNING, "connection refused", peer=self.peer, limit=name, value=value
-            )
-            self._tracker.closed(name)
+        if not self._tracker.add(self):
             self._closing = True
             transport.abort()
             return
-        self._tracker.add(self)
         transport.set_write_buffer_limits(high=self._settings.write_buffer_high)
         # Paced reads go to the socket itself: only for plain TCP where os.readv is.
         sock = transport.get_extra_info("socket")
         plain = sock is not None and transport.get_extra_info("sslcontext") is None
         self._fd = sock.fileno() if plain and _CAN_READ_SOCKETS else -1
         self._arm_timer()
-
-    def _over_connection_limit(self) -> tuple[str, int] | None:
-        settings, tracker = self._settings, self._tracker
-        if len(tracker) >= settings.max_connections:
-            return "max_connections", settings.max_connections
-        if tracker.count(self.peer_ip) >= settings.max_connections_per_ip:
-            return "max_connections_per_ip", settings.max_connections_per_ip
-        return None
 
     def get_buffer(self, sizehint: int) -> memoryview:
         return self._tracker.receive_buffer
@@ -531,52 +464,48 @@ class RTMPServerProtocol(asyncio.BufferedProtocol):
         self._flush()
         self._update_reading()
 
-    def _request(self, app: str, name: str, query: dict[str, str]) -> RTMPRequest:
-        return RTMPRequest(app, name, query, self.peer_ip, self.peer_port, self._conn.tc_url)
-
     async def _publish(self, event: PublishRequested) -> None:
-        request = self._request(event.app, event.name, event.query)
+        request = PublishRequest(
+            event.app,
+            event.name,
+            event.query,
+            self.peer_ip,
+            self.peer_port,
+            self._conn.tc_url,
+            self._tracker.protocol,
+        )
         try:
-            stream, request = await self._handler.start_publish(request)
-        except RTMPRefused as refused:
-            path = refused.path or request.path
-            log_event(
-                log,
-                logging.INFO,
-                "publish refused",
-                stream=path,
-                peer=request.peer,
-                code=refused.code,
-                reason=refused.reason,
-            )
+            stream, request = await self._core.start_publish(request)
+        except Refusal as refusal:
+            code = netstream_code(Action.PUBLISH, refusal.reason)
             self._conn.reject_publish(
-                event.message_stream_id, refused.code, refused.reason, self._loop.time()
+                event.message_stream_id, code, refusal.message, self._loop.time()
             )
             self._close_after_flush()
             return
         if self._closing:
-            self._handler.end_publish(request, stream, 0)
+            self._core.end_publish(request, stream, 0)
             return
         self._publishing[event.message_stream_id] = _Publishing(request, stream)
-        stream.attach_publisher("rtmp", request.peer, self._kicked)
+        stream.attach_publisher(request.protocol, request.peer, self._kicked)
         self._conn.accept_publish(event.message_stream_id, self._loop.time())
 
     async def _play(self, event: PlayRequested) -> None:
-        request = self._request(event.app, event.name, event.query)
+        request = PlayRequest(
+            event.app,
+            event.name,
+            event.query,
+            self.peer_ip,
+            self.peer_port,
+            self._conn.tc_url,
+            self._tracker.protocol,
+        )
         try:
-            stream = await self._handler.start_play(request)
-        except RTMPRefused as refused:
-            log_event(
-                log,
-                logging.INFO,
-                "play refused",
-                stream=request.path,
-                peer=request.peer,
-                code=refused.code,
-                reason=refused.reason,
-            )
+            stream = await self._core.start_play(request)
+        except Refusal as refusal:
+            code = netstream_code(Action.PLAY, refusal.reason)
             self._conn.reject_play(
-                event.message_stream_id, refused.code, refused.reason, self._loop.time()
+                event.message_stream_id, code, refusal.message, self._loop.time()
             )
             self._close_after_flush()
             return
@@ -584,33 +513,21 @@ class RTMPServerProtocol(asyncio.BufferedProtocol):
             return
         msid = event.message_stream_id
         self._conn.accept_play(msid, self._loop.time())
-        subscription = stream.subscribe(
-            f"rtmp:{request.peer}", on_ready=self._schedule_drain, on_kick=self._kicked
+        subscription = self._core.add_player(
+            request, stream, on_ready=self._schedule_drain, on_kick=self._kicked
         )
         self._playing[msid] = _Playing(request, subscription)
-        log_event(log, logging.INFO, "play started", stream=stream.id, peer=request.peer)
         self._schedule_drain()
 
     def _end_publish(self, msid: int) -> None:
         publishing = self._publishing.pop(msid, None)
         if publishing is not None:
-            self._handler.end_publish(publishing.request, publishing.stream, publishing.bytes_in)
+            self._core.end_publish(publishing.request, publishing.stream, publishing.bytes_in)
 
     def _end_play(self, msid: int) -> None:
         playing = self._playing.pop(msid, None)
         if playing is not None:
-            playing.subscription.close()
-            self._handler.end_play(playing.request, playing.subscription)
-            subscription = playing.subscription
-            log_event(
-                log,
-                logging.INFO,
-                "play ended",
-                stream=subscription.stream.id,
-                peer=playing.request.peer,
-                duration_s=round(time.monotonic() - subscription.created_at, 1),
-                dropped_packets=subscription.dropped,
-            )
+            self._core.end_play(playing.request, playing.subscription)
 
     # -- players -------------------------------------------------------------
 
@@ -633,7 +550,7 @@ class RTMPServerProtocol(asyncio.BufferedProtocol):
                 packet = subscription.pop()
                 if packet is None:
                     break
-                conn.send_media(msid, packet, playing.rebase(packet))
+                conn.send_media(msid, packet, playing.clock.rebase(packet))
             if subscription.ended and not len(subscription):
                 finished.append(msid)
         for msid in finished:
@@ -722,13 +639,17 @@ class RTMPServerProtocol(asyncio.BufferedProtocol):
 
 
 async def start_rtmp_listener(
-    handler: RTMPHandler, host: str, port: int, settings: ListenerSettings, metrics: Metrics
+    core: SessionCore,
+    host: str,
+    port: int,
+    settings: ListenerSettings,
+    protocol: Protocol = Protocol.RTMP,
 ) -> tuple[asyncio.Server, ConnectionTracker]:
     """Listen for RTMP clients; returns the server and the live connections."""
     loop = asyncio.get_running_loop()
-    connections = ConnectionTracker(metrics)
+    connections = ConnectionTracker(core, protocol)
     server = await loop.create_server(
-        lambda: RTMPServerProtocol(handler, settings, connections),
+        lambda: RTMPServerProtocol(settings, connections),
         host,
         port,
         reuse_address=True,

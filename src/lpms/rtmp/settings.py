@@ -85,8 +85,6 @@ class ListenerSettings:
     idle_timeout: float = 30.0
     receive_timeout: float = 30.0
     write_buffer_high: int = 4 << 20
-    max_connections: int = 1000
-    max_connections_per_ip: int = 100
     # Connections the kernel may hold for accept(); asyncio's default of 100 makes a
     # burst of clients wait for SYN-ACK retransmits (seconds). nginx uses 511.
     backlog: int = 1024
@@ -115,8 +113,6 @@ class ListenerSettings:
         at_least(
             1,
             write_buffer_high=self.write_buffer_high,
-            max_connections=self.max_connections,
-            max_connections_per_ip=self.max_connections_per_ip,
             backlog=self.backlog,
             max_parse_cpu_seconds=self.max_parse_cpu_seconds,
         )
