@@ -64,12 +64,11 @@ try:
 
     from lpms.errors import TranscodeError
     from lpms.hls.segmenter import Segment
-    from lpms.transcode.accel import Accel
     from lpms.transcode.engines import Engine, EngineFailure, FailureReason, SegmentTranscoder
     from lpms.transcode.engines.local import LocalEngine
     from lpms.transcode.engines.ray import RayEngineHost
-    from lpms.transcode.live import TranscodeSettings
     from lpms.transcode.profiles import VideoProfile, parse_profiles
+    from lpms.transcode.settings import Accel, TranscodeSettings
     from transcode import (
         BenchError,
         MissingTool,

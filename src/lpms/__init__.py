@@ -22,7 +22,7 @@ _EXPORTS: dict[str, str] = {
     "Refusal": "lpms.access",
     "RefusalReason": "lpms.access",
     "AuthRequest": "lpms.auth",
-    "AuthSettings": "lpms.auth",
+    "AuthSettings": "lpms.auth_settings",
     "HTTPSettings": "lpms.config",
     "Settings": "lpms.config",
     "load_settings": "lpms.config",
@@ -45,13 +45,13 @@ _EXPORTS: dict[str, str] = {
     "TrackKind": "lpms.media.packet",
     "Stream": "lpms.media.stream",
     "StreamEnded": "lpms.media.stream",
-    "StreamLimits": "lpms.media.stream",
+    "StreamLimits": "lpms.media.settings",
     "Subscription": "lpms.media.stream",
     "ConnectionLimits": "lpms.rtmp.settings",
     "ListenerSettings": "lpms.rtmp.settings",
     "LPMS": "lpms.server",
-    "Accel": "lpms.transcode.accel",
-    "TranscodeSettings": "lpms.transcode.live",
+    "Accel": "lpms.transcode.settings",
+    "TranscodeSettings": "lpms.transcode.settings",
     "GOPFrames": "lpms.transcode.profiles",
     "GOPSeconds": "lpms.transcode.profiles",
     "H264Profile": "lpms.transcode.profiles",
@@ -130,7 +130,8 @@ if TYPE_CHECKING:
         RefusalReason,
         RTMPRequest,
     )
-    from lpms.auth import AuthRequest, AuthSettings
+    from lpms.auth import AuthRequest
+    from lpms.auth_settings import AuthSettings
     from lpms.config import HTTPSettings, Settings, load_settings
     from lpms.errors import (
         ConfigError,
@@ -146,11 +147,10 @@ if TYPE_CHECKING:
     from lpms.hls.store import HLSStream
     from lpms.http.hls import HLSRequest
     from lpms.media.packet import Codec, CodecConfig, MediaPacket, TrackKind
-    from lpms.media.stream import Stream, StreamEnded, StreamLimits, Subscription
+    from lpms.media.settings import StreamLimits
+    from lpms.media.stream import Stream, StreamEnded, Subscription
     from lpms.rtmp.settings import ConnectionLimits, ListenerSettings
     from lpms.server import LPMS
-    from lpms.transcode.accel import Accel
-    from lpms.transcode.live import TranscodeSettings
     from lpms.transcode.profiles import (
         PRESETS,
         GOPFrames,
@@ -165,6 +165,7 @@ if TYPE_CHECKING:
     )
     from lpms.transcode.rendition import RenditionOutput
     from lpms.transcode.session import Transcoder, TranscodeResult
+    from lpms.transcode.settings import Accel, TranscodeSettings
 
 
 def __getattr__(name: str) -> object:

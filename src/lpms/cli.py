@@ -15,7 +15,7 @@ from typing import Any, NoReturn, TextIO
 from lpms import __version__
 from lpms.errors import LPMSError
 from lpms.logs import configure_logging
-from lpms.transcode.accel import Accel, check_accel
+from lpms.transcode.accel import check_accel
 from lpms.transcode.chunks import DEFAULT_CHUNK_SECONDS, DEFAULT_CHUNK_TIMEOUT
 from lpms.transcode.engines import Engine
 from lpms.transcode.probe import probe
@@ -27,6 +27,7 @@ from lpms.transcode.profiles import (
     load_profiles,
 )
 from lpms.transcode.session import Transcoder, TranscodeResult, container_for, output_name
+from lpms.transcode.settings import Accel
 
 log = logging.getLogger("lpms")
 
@@ -49,7 +50,7 @@ def build_parser(serve_options: bool = True) -> argparse.ArgumentParser:
     if serve_options:
         from lpms.serve import add_serve_parser  # the settings: not for transcode or probe
 
-        add_serve_parser(commands)
+        add_serve_parser(commands, SERVE_HELP)
     else:
         commands.add_parser("serve", help=SERVE_HELP)
     profiles = commands.add_parser("profiles", help="list the built-in video profiles")

@@ -40,14 +40,12 @@ from functools import cache
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from lpms.auth import AuthSettings
+from lpms.auth_settings import AuthSettings
 from lpms.errors import ConfigError, LPMSError
 from lpms.hls.settings import HLSSettings
-from lpms.media.stream import StreamLimits
+from lpms.media.settings import StreamLimits
 from lpms.rtmp.settings import ListenerSettings
-from lpms.transcode.accel import Accel
 from lpms.transcode.engines import Engine
-from lpms.transcode.live import TranscodeSettings
 from lpms.transcode.profiles import (
     PRESETS,
     ProfileError,
@@ -57,7 +55,8 @@ from lpms.transcode.profiles import (
     profile_from_mapping,
     profile_to_mapping,
 )
-from lpms.webhooks import WebhookSettings
+from lpms.transcode.settings import Accel, TranscodeSettings
+from lpms.webhook_settings import WebhookSettings
 
 DEFAULT_HOST = "0.0.0.0"
 DEFAULT_RTMP_PORT = 1935

@@ -16,7 +16,6 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from lpms.cli import SERVE_HELP
 from lpms.config import (
     EVENT_LOOPS,
     LOG_FORMATS,
@@ -28,8 +27,9 @@ from lpms.config import (
 from lpms.errors import ConfigError, LPMSError
 from lpms.hls.settings import HLSFormat
 from lpms.logs import configure_logging
-from lpms.transcode.accel import TS_CODECS, Accel, check_accel
+from lpms.transcode.accel import TS_CODECS, check_accel
 from lpms.transcode.engines import Engine
+from lpms.transcode.settings import Accel
 
 log = logging.getLogger("lpms")
 
@@ -216,10 +216,12 @@ def _add_setting_flags(serve: argparse.ArgumentParser) -> None:
         serve.add_argument(option, dest=path, default=argparse.SUPPRESS, help=help, **options)
 
 
-def add_serve_parser(commands: Any) -> None:
+def add_serve_parser(commands: Any, help: str) -> None:
+    """``lpms serve`` and a flag for each setting that has one; ``help`` is the line
+    ``lpms --help`` shows (the command line's, so this module needs nothing of it)."""
     serve = commands.add_parser(
         "serve",
-        help=SERVE_HELP,
+        help=help,
         description="Run the standalone server. Every setting has a default, can come from "
         "a TOML file (--config), from LPMS_* environment variables, and from these "
         "flags, each overriding the one before; --print-config shows the result.",

@@ -18,7 +18,7 @@ from openapi_spec_validator import validate as validate_openapi
 from prometheus_client.parser import text_string_to_metric_families
 
 from lpms import LPMS, AuthSettings, Settings
-from lpms.webhooks import WebhookSettings
+from lpms.webhook_settings import WebhookSettings
 from tests.e2e.clients import CLIP_FPS, CLIP_HEIGHT, CLIP_WIDTH, Clip
 from tests.e2e.conftest import (
     ClipFile,

@@ -14,7 +14,7 @@ import pytest
 from aiohttp import web
 
 from lpms import LPMS, AuthRequest, Settings
-from lpms.auth import AuthSettings
+from lpms.auth_settings import AuthSettings
 from tests.e2e.conftest import (
     ClipFile,
     PublishRefused,

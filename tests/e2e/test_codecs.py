@@ -13,8 +13,8 @@ from fractions import Fraction
 import pytest
 
 from lpms import LPMS, Settings, output_size, parse_profiles
-from lpms.transcode.live import TranscodeSettings
 from lpms.transcode.profiles import VideoCodec
+from lpms.transcode.settings import TranscodeSettings
 from tests.e2e.clients import CLIP_FPS, CLIP_HEIGHT, CLIP_WIDTH
 from tests.e2e.conftest import (
     ClipFile,

@@ -16,7 +16,7 @@ import m3u8
 import pytest
 
 from lpms import LPMS, HLSFormat, HLSSettings, Settings, output_size, parse_profiles
-from lpms.transcode.live import TranscodeSettings
+from lpms.transcode.settings import TranscodeSettings
 from tests.e2e.clients import CLIP_HEIGHT, CLIP_WIDTH
 from tests.e2e.conftest import ClipFile, clip_file, decode_hls, publish, rtmp_url
 from tests.e2e.test_hls import fetch, http_url, wait_for_endlist

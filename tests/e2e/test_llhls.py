@@ -17,7 +17,7 @@ import m3u8
 import pytest
 
 from lpms import LPMS, HLSSettings, Settings, parse_profiles
-from lpms.transcode.live import TranscodeSettings
+from lpms.transcode.settings import TranscodeSettings
 from tests.e2e.clients import CLIP_HEIGHT, CLIP_WIDTH
 from tests.e2e.conformance import Program, require
 from tests.e2e.conftest import (

@@ -32,7 +32,7 @@ import pytest
 
 from lpms import LPMS, HLSSettings, Settings, output_size, parse_profiles
 from lpms.transcode.engines import Engine
-from lpms.transcode.live import TranscodeSettings
+from lpms.transcode.settings import TranscodeSettings
 from tests.e2e.clients import CLIP_HEIGHT, CLIP_WIDTH
 from tests.e2e.conftest import (
     ClipFile,

@@ -23,9 +23,10 @@ from av.video.reformatter import VideoReformatter
 import lpms
 from lpms import TranscodeError, Transcoder, TranscodeResult
 from lpms.hls.fmp4 import read_fragmented_video
-from lpms.transcode.accel import Accel, check_accel
+from lpms.transcode.accel import check_accel
 from lpms.transcode.profiles import PRESETS, VideoCodec, VideoProfile, output_size
 from lpms.transcode.rendition import OutputContainer, share_frame
+from lpms.transcode.settings import Accel
 from tests.integration.test_segmenter import continuity_follows
 from tests.media import Part, Probed, make_clip, probe, split_at_keyframes
 

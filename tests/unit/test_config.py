@@ -43,7 +43,7 @@ from lpms.config import (
 )
 from lpms.rtmp.connection import ConnectionLimits
 from lpms.rtmp.settings import ListenerSettings
-from lpms.webhooks import WebhookSettings
+from lpms.webhook_settings import WebhookSettings
 
 EXAMPLE = Path(__file__).parents[2] / "lpms.example.toml"
 
@@ -610,3 +610,19 @@ def test_values_out_of_range_are_refused_wherever_they_come_from(
     with pytest.raises(ConfigError, match=re.escape(message)) as caught:
         load_settings(env=env)
     assert next(iter(env)) in str(caught.value)  # names where the value came from
+
+
+def test_the_settings_load_without_pyav_or_asyncio() -> None:
+    """Each layer's settings live in a module of their own, so reading a config (and
+    `lpms serve --print-config`) pays for neither PyAV nor the event loop."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, lpms.config; "
+        "print(sorted(m for m in ('av', 'asyncio', 'aiohttp') if m in sys.modules))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert loaded.stdout.strip() == "[]"

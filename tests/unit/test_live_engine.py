@@ -20,12 +20,12 @@ from lpms.hls.settings import HLSFormat
 from lpms.hls.store import SOURCE, HLSSettings, HLSStream, Rendition
 from lpms.media.packet import Codec, CodecConfig
 from lpms.metrics import Metrics
-from lpms.transcode.accel import Accel
 from lpms.transcode.engines import Engine, EngineFailure, FailureReason
-from lpms.transcode.live import LiveTranscoder, TranscodeSettings, local_engine
+from lpms.transcode.live import LiveTranscoder, local_engine
 from lpms.transcode.profiles import PRESETS, VideoProfile
 from lpms.transcode.rendition import RenditionOutput
 from lpms.transcode.session import TranscodeResult
+from lpms.transcode.settings import Accel, TranscodeSettings
 from tests.media import Part, make_clip, split_at_keyframes
 
 WAIT = 10.0

@@ -5,12 +5,14 @@ from __future__ import annotations
 import pytest
 
 from lpms.access import Action, PlayRequest, Protocol, PublishRequest, Refusal, RefusalReason
-from lpms.auth import Authorizer, AuthRequest, AuthSettings
+from lpms.auth import Authorizer, AuthRequest
+from lpms.auth_settings import AuthSettings
 from lpms.media.registry import StreamRegistry
 from lpms.metrics import Metrics
 from lpms.rtmp.listener import netstream_code
 from lpms.sessions import ConnectionLimiter, SessionCore
-from lpms.webhooks import Webhooks, WebhookSettings
+from lpms.webhook_settings import WebhookSettings
+from lpms.webhooks import Webhooks
 
 
 def core(*, max_streams: int = 10, max_players: int = 10, **auth: object) -> SessionCore:

@@ -10,7 +10,8 @@ import pytest
 from lpms.errors import StreamError
 from lpms.media.packet import Codec, MediaPacket, TrackKind
 from lpms.media.registry import StreamRegistry
-from lpms.media.stream import Stream, StreamEnded, StreamLimits
+from lpms.media.settings import StreamLimits
+from lpms.media.stream import Stream, StreamEnded
 
 
 def video(dts: int, *, key: bool = False, config: bool = False) -> MediaPacket:

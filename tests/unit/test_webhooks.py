@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 from lpms import webhooks as webhooks_module
 from lpms.metrics import Metrics
+from lpms.webhook_settings import WebhookSettings
 from lpms.webhooks import (
     MAX_RETRY_DELAY,
     PLAY_END,
@@ -30,7 +31,6 @@ from lpms.webhooks import (
     SEGMENT_READY,
     TRANSCODE_BEHIND,
     Webhooks,
-    WebhookSettings,
     retry_delay,
     rfc3339_now,
 )

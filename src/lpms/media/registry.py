@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 from lpms.errors import StreamError
-from lpms.media.stream import Stream, StreamLimits
+from lpms.media.settings import StreamLimits
+from lpms.media.stream import Stream
 
 DEFAULT_MAX_STREAMS = 1000
 

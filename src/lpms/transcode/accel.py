@@ -8,7 +8,6 @@ error into a `TranscodeError`.
 
 from __future__ import annotations
 
-import enum
 import functools
 from fractions import Fraction
 
@@ -17,24 +16,7 @@ from av.codec.hwaccel import HWAccel
 
 from lpms.errors import TranscodeError
 from lpms.transcode.profiles import VideoCodec
-
-
-class Accel(enum.Enum):
-    """Transcoding hardware."""
-
-    SOFTWARE = "software"
-    NVIDIA = "nvidia"
-
-    @classmethod
-    def parse(cls, text: str | Accel) -> Accel:
-        if isinstance(text, Accel):
-            return text
-        try:
-            return cls(text.strip().lower())
-        except ValueError:
-            known = ", ".join(a.value for a in cls)
-            raise TranscodeError(f"unknown accel {text!r}; choose one of {known}") from None
-
+from lpms.transcode.settings import Accel
 
 _ENCODERS: dict[Accel, dict[VideoCodec, str]] = {
     Accel.SOFTWARE: {
@@ -51,6 +33,8 @@ _ENCODERS: dict[Accel, dict[VideoCodec, str]] = {
 }
 
 # MPEG-TS carries these; VP9 and AV1 go into fMP4 (CMAF) only.
+
+
 TS_CODECS = frozenset({VideoCodec.H264, VideoCodec.HEVC})
 
 # x264/x265 preset names to NVENC's p1 (fastest) .. p7 (slowest).

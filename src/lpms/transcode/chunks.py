@@ -50,7 +50,6 @@ import av.bitstream
 
 from lpms.errors import HLSError, LPMSError, TranscodeError
 from lpms.hls.segmenter import ContinuityCounters
-from lpms.transcode.accel import Accel
 from lpms.transcode.profiles import VideoProfile
 from lpms.transcode.rendition import AudioTrack, RenditionOutput
 from lpms.transcode.session import (
@@ -62,6 +61,7 @@ from lpms.transcode.session import (
     TranscodeResult,
     stream_framerate,
 )
+from lpms.transcode.settings import Accel
 from lpms.transcode.wire import chunk_from_wire, chunk_to_wire, result_from_wire, result_to_wire
 
 DEFAULT_CHUNK_SECONDS = 10.0

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import os
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,7 +34,6 @@ from lpms.hls.segmenter import Segment
 from lpms.hls.settings import HLSFormat
 from lpms.hls.store import SOURCE, HLSStream
 from lpms.media.packet import Codec, CodecConfig
-from lpms.transcode.accel import Accel
 from lpms.transcode.engines import (
     Engine,
     EngineFactory,
@@ -46,63 +44,9 @@ from lpms.transcode.engines import (
 from lpms.transcode.profiles import VideoCodec, VideoProfile
 from lpms.transcode.rendition import OutputContainer, RenditionOutput
 from lpms.transcode.session import TranscodeResult
-from lpms.validate import at_least, positive
+from lpms.transcode.settings import Accel, TranscodeSettings
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class TranscodeSettings:
-    """Live transcoding. No profiles: relay and HLS of the source only.
-
-    ``engine``: where segments are transcoded: ``local`` (threads of this process)
-    or ``ray`` (an actor per stream in the Ray cluster at ``ray_address``).
-    ``max_backlog``: source segments that may wait for the transcoder besides the one
-    it is working on; one more is dropped (listed as a gap) rather than queued.
-    ``nice``: how much lower than the server the local transcoding threads run
-    (Linux nice steps), so the source never waits for the CPU. ``finish_timeout``:
-    how long a stream's end waits for its last segments to be transcoded.
-
-    Ray: ``ray_address`` is a cluster's ``HOST:PORT`` (its GCS, as ``ray start
-    --head`` prints), or ``local`` for a private Ray runtime on this machine; empty
-    takes ``$RAY_ADDRESS``, else ``local``. ``ray_late_after``: a segment call
-    not answered this many segment durations after it was due (one segment duration
-    after it was sent) is given up, listed as a gap, and its actor replaced.
-    ``ray_connect_timeout``: seconds to reach the cluster, at start and after a loss.
-    ``ray_retry_interval``: seconds between reconnections while Ray is gone.
-    ``ray_pixels_per_cpu``: output pixels per second one CPU is counted to encode;
-    each stream's actor asks Ray for its ladder's pixel rate over this many CPUs
-    (``ray_pixels_per_gpu`` the same for GPUs, with ``accel = "nvidia"``), so Ray
-    spreads streams over nodes by what they cost.
-    """
-
-    profiles: tuple[VideoProfile, ...] = ()
-    accel: Accel = Accel.SOFTWARE
-    engine: Engine = Engine.LOCAL
-    max_backlog: int = 1
-    nice: int = 5
-    finish_timeout: float = 30.0
-    ray_address: str = ""
-    ray_late_after: float = 1.0
-    ray_connect_timeout: float = 30.0
-    ray_retry_interval: float = 5.0
-    ray_pixels_per_cpu: int = 30_000_000
-    ray_pixels_per_gpu: int = 600_000_000
-
-    def __post_init__(self) -> None:
-        at_least(0, max_backlog=self.max_backlog, nice=self.nice)
-        positive(
-            finish_timeout=self.finish_timeout,
-            ray_late_after=self.ray_late_after,
-            ray_connect_timeout=self.ray_connect_timeout,
-            ray_retry_interval=self.ray_retry_interval,
-            ray_pixels_per_cpu=self.ray_pixels_per_cpu,
-            ray_pixels_per_gpu=self.ray_pixels_per_gpu,
-        )
-
-    def resolved_ray_address(self) -> str:
-        """Where the Ray engine connects: the setting, else $RAY_ADDRESS, else local."""
-        return self.ray_address.strip() or os.environ.get("RAY_ADDRESS", "").strip() or "local"
 
 
 @dataclass(slots=True)

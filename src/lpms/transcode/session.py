@@ -36,7 +36,7 @@ from av.video.frame import PictureType
 from lpms.errors import LPMSError, TranscodeError
 from lpms.hls.bitstream import adts_frame
 from lpms.hls.segmenter import ContinuityCounters
-from lpms.transcode.accel import TS_CODECS, Accel, check_accel, decoder_hwaccel
+from lpms.transcode.accel import TS_CODECS, check_accel, decoder_hwaccel
 from lpms.transcode.profiles import VideoCodec, VideoProfile, parse_profiles
 from lpms.transcode.rendition import (
     DEFAULT_QUEUE_FRAMES,
@@ -47,6 +47,7 @@ from lpms.transcode.rendition import (
     check_container,
     share_frame,
 )
+from lpms.transcode.settings import Accel
 
 log = logging.getLogger(__name__)
 

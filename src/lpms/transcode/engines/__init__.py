@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from lpms.hls.segmenter import Segment
-    from lpms.transcode.accel import Accel
     from lpms.transcode.profiles import VideoProfile
     from lpms.transcode.session import TranscodeResult
+    from lpms.transcode.settings import Accel
 
 
 class Engine(enum.Enum):

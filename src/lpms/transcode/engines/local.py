@@ -13,11 +13,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 from lpms.errors import LPMSError
 from lpms.hls.segmenter import Segment
-from lpms.transcode.accel import Accel
 from lpms.transcode.engines import Engine, EngineObserver, FailureReason
 from lpms.transcode.profiles import VideoProfile
 from lpms.transcode.rendition import OutputContainer, lower_priority
 from lpms.transcode.session import Transcoder, TranscodeResult
+from lpms.transcode.settings import Accel
 
 
 class LocalEngine:

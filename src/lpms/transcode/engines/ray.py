@@ -28,12 +28,11 @@ from typing import Any
 
 from lpms.errors import TranscodeError
 from lpms.hls.segmenter import Segment
-from lpms.transcode.accel import Accel
 from lpms.transcode.engines import Engine, EngineFailure, EngineObserver, FailureReason
 from lpms.transcode.engines.ray_runtime import RayUnavailable
-from lpms.transcode.live import TranscodeSettings
 from lpms.transcode.profiles import VideoProfile
 from lpms.transcode.session import TranscodeResult
+from lpms.transcode.settings import Accel, TranscodeSettings
 from lpms.transcode.wire import ladder_to_wire, result_from_wire
 
 log = logging.getLogger(__name__)

@@ -15,11 +15,12 @@ from concurrent.futures import Future
 from typing import Any
 
 from lpms.errors import TranscodeError
-from lpms.transcode.accel import TS_CODECS, Accel
+from lpms.transcode.accel import TS_CODECS
 from lpms.transcode.chunks import Chunk, run_chunk
 from lpms.transcode.engines.ray_runtime import RayUnavailable, connect
 from lpms.transcode.profiles import VideoProfile
 from lpms.transcode.session import TranscodeResult
+from lpms.transcode.settings import Accel
 from lpms.transcode.wire import chunk_to_wire, result_from_wire
 
 TASK_RETRIES = 3
