@@ -51,7 +51,7 @@ class FLVRoutes:
         self.send_timeout = send_timeout
 
     def add_to(self, app: web.Application) -> None:
-        app.router.add_get("/{path:.+\\.flv}", self.play)
+        app.router.add_get("/{path:.+\\.flv}", self.play, allow_head=False)
 
     async def play(self, request: web.Request) -> web.StreamResponse:
         app, _, name = request.match_info["path"].removesuffix(".flv").partition("/")

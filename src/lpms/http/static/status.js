@@ -396,7 +396,9 @@ class Card {
     const entries = Object.entries(counts).filter(([, n]) => isNumber(n));
     const total = entries.reduce((sum, [, n]) => sum + n, 0);
     setText(this.fields["players-total"], String(total));
-    setText(this.fields.players, entries.map(([p, n]) => `${n} ${protocolName(p)}`).join(" · "));
+    // Every protocol is listed by the API; the page names those with players.
+    const playing = entries.filter(([, n]) => n > 0);
+    setText(this.fields.players, playing.map(([p, n]) => `${n} ${protocolName(p)}`).join(" · "));
   }
 
   updateTracks(tracks) {
