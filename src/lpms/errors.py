@@ -23,6 +23,10 @@ class MediaError(LPMSError):
     """A media payload (FLV tag body, codec configuration) cannot be understood."""
 
 
+class BitstreamError(MediaError):
+    """A video frame, decoder record or AAC config cannot be made into an elementary stream."""
+
+
 class StreamError(LPMSError):
     """A stream cannot be published or played as asked (ID taken, unknown, refused)."""
 

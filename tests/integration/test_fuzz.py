@@ -25,17 +25,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lpms.buffer import Buffer
-from lpms.errors import MediaError, RTMPProtocolError
-from lpms.hls.bitstream import (
-    START_CODE,
-    AnnexBConverter,
-    BitstreamError,
-    adts_frame,
-    annex_b_nal_units,
-    avc_config_from_annex_b,
-)
+from lpms.errors import BitstreamError, MediaError, RTMPProtocolError
 from lpms.media.bitreader import BitReader
-from lpms.media.flv import FLVDemuxer, parse_aac_config, tag_body
+from lpms.media.codecs.aac import adts_frame, parse_aac_config
+from lpms.media.codecs.annexb import AnnexBConverter
+from lpms.media.codecs.h264 import avc_config_from_annex_b
+from lpms.media.codecs.nal import START_CODE, annex_b_nal_units
+from lpms.media.flv import FLVDemuxer, tag_body
 from lpms.media.packet import Codec, MediaPacket
 from lpms.rtmp import amf0
 from lpms.rtmp.amf0 import ECMAArray, TypedObject
@@ -1155,7 +1151,7 @@ def test_sequence_headers_with_lying_records_still_relay(body: bytes) -> None:
             AnnexBConverter.from_config(packet.codec, packet.config.extradata)
 
 
-# -- HLS bitstream conversions ----------------------------------------------------------------
+# -- codec bitstream conversions -------------------------------------------------------------
 
 
 @fuzz

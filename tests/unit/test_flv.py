@@ -7,7 +7,6 @@ file encoded here are real-world input for the demuxer.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import io
 from collections.abc import Iterator
@@ -20,15 +19,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from lpms.errors import MediaError
-from lpms.media.flv import (
-    FLVDemuxer,
-    parse_aac_config,
-    parse_av1_sequence_header,
-    parse_avc_sps,
-    parse_hevc_sps,
-    tag_body,
-    video_dimensions,
-)
+from lpms.media.codecs import video_dimensions
+from lpms.media.codecs.aac import parse_aac_config
+from lpms.media.codecs.h264 import parse_avc_sps
+from lpms.media.flv import FLVDemuxer, tag_body
 from lpms.media.packet import Codec, CodecConfig, MediaPacket, TrackKind
 from tests.unit.rtmp_client import AVC_CONFIG
 
@@ -273,38 +267,6 @@ def test_mp3_packets() -> None:
     assert packets
     assert all(p.codec is Codec.MP3 and p.keyframe for p in packets)
     assert all(p.payload[:2] == b"\xff\xfb" and p.flv_header == b"\x2f" for p in packets)
-
-
-def audio_specific_config(*fields: tuple[int, int]) -> bytes:
-    """(width in bits, value) fields packed MSB first, zero-padded to a byte."""
-    bit_string = "".join(format(value, f"0{width}b") for width, value in fields)
-    bit_string += "0" * (-len(bit_string) % 8)
-    return int(bit_string, 2).to_bytes(len(bit_string) // 8, "big")
-
-
-@pytest.mark.parametrize(
-    ("asc", "object_type", "sample_rate", "channels"),
-    [
-        (bytes.fromhex("1210"), 2, 44100, 2),
-        (bytes.fromhex("1188"), 2, 48000, 1),
-        # samplingFrequencyIndex 0xF: the rate follows in 24 bits.
-        (audio_specific_config((5, 2), (4, 15), (24, 22222), (4, 2)), 2, 22222, 2),
-        # Explicit HE-AAC: AOT 5, core 24 kHz stereo, extension 48 kHz, then AOT 2.
-        (audio_specific_config((5, 5), (4, 6), (4, 2), (4, 3), (5, 2)), 2, 48000, 2),
-        # HE-AAC v2 (AOT 29, PS): a mono core decodes to stereo.
-        (audio_specific_config((5, 29), (4, 6), (4, 1), (4, 3), (5, 2)), 2, 48000, 2),
-        # audioObjectType escape (31 -> 32 + 6 bits) and channelConfiguration 7 = 7.1.
-        (audio_specific_config((5, 31), (6, 10), (4, 3), (4, 7)), 42, 48000, 8),
-    ],
-    ids=["lc-44100-stereo", "lc-48000-mono", "escape-rate", "sbr", "ps", "escape-aot"],
-)
-def test_parse_aac_config(asc: bytes, object_type: int, sample_rate: int, channels: int) -> None:
-    config = parse_aac_config(asc)
-    assert (config.audio_object_type, config.sample_rate, config.channels) == (
-        object_type,
-        sample_rate,
-        channels,
-    )
 
 
 def test_unreadable_aac_config_is_kept_with_zero_rate() -> None:
@@ -640,35 +602,6 @@ def test_arbitrary_bytes_raise_only_media_error_and_round_trip(
             continue
         if packet is not None:
             assert tag_body(packet) == body
-
-
-@given(st.binary(max_size=48), st.sampled_from([Codec.H264, Codec.HEVC, Codec.AV1]))
-def test_arbitrary_config_records_never_break_the_size_parsers(record: bytes, codec: Codec) -> None:
-    width, height = video_dimensions(codec, record)
-    assert width >= 0
-    assert height >= 0
-
-
-@given(st.binary(max_size=96))
-def test_arbitrary_parameter_sets_raise_only_media_error(rbsp: bytes) -> None:
-    """Random bits behind a valid NAL header reach deep into each SPS parser."""
-    for parse, nal_header in (
-        (parse_avc_sps, b"\x67"),
-        (parse_hevc_sps, b"\x42\x01"),
-        (parse_av1_sequence_header, b""),
-    ):
-        try:
-            width, height = parse(nal_header + rbsp)
-        except MediaError:
-            continue
-        assert 0 < width <= 32768
-        assert 0 < height <= 32768
-
-
-@given(st.binary(max_size=16))
-def test_arbitrary_aac_configs_raise_only_media_error(record: bytes) -> None:
-    with contextlib.suppress(MediaError):
-        parse_aac_config(record)
 
 
 payloads = st.binary(min_size=1, max_size=32)

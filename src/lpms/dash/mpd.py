@@ -31,8 +31,8 @@ from datetime import UTC, datetime
 from xml.sax.saxutils import quoteattr
 
 from lpms.hls.cmaf import CMAFTiming
-from lpms.hls.playlist import codecs_string
 from lpms.hls.rendition import Rendition
+from lpms.media.codecs import codecs_string
 from lpms.media.packet import CodecConfig
 
 PROFILES = "urn:mpeg:dash:profile:isoff-live:2011,urn:mpeg:dash:profile:cmaf:2019"

@@ -44,12 +44,12 @@ from lpms.hls.fmp4 import (
     init_segment,
 )
 from lpms.hls.segmenter import Segment
+from lpms.media.codecs import opus
 from lpms.media.packet import Codec, CodecConfig, MediaPacket
 
 CMAF_CODECS = FMP4_VIDEO_CODECS | FMP4_AUDIO_CODECS
 TRACK_ID = 1  # one track per init segment and fragment (CMAF)
 _MS_PER_SECOND = 1000
-_OPUS_RATE = 48000
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,7 +283,7 @@ def _video_samples(packets: list[CutPacket]) -> tuple[int, list[Sample]]:
 
 def _audio_timescale(config: CodecConfig) -> int:
     if config.codec is Codec.OPUS:
-        return _OPUS_RATE  # RFC 7845: Opus timestamps always count 48 kHz samples
+        return opus.SAMPLE_RATE  # RFC 7845: Opus timestamps always count 48 kHz samples
     if not config.sample_rate:
         raise HLSError(f"{config.codec.value} audio without a sample rate")
     return config.sample_rate
@@ -295,36 +295,10 @@ def _audio_frame_samples(packet: CutPacket, rate: int) -> int:
     if codec is Codec.AAC:
         return 1024  # ISO/IEC 14496-3: an AAC-LC (core) frame
     if codec is Codec.OPUS:
-        return opus_packet_samples(packet.data)
+        return opus.packet_samples(packet.data)
     if codec is Codec.MP3:
         return 1152 if rate >= 32000 else 576  # MPEG-1 Layer III, or MPEG-2/2.5
     return max(1, packet.duration * rate // _MS_PER_SECOND)
-
-
-# RFC 6716 3.1: the frame size of each TOC configuration, in 48 kHz samples.
-_OPUS_FRAME_SAMPLES = (
-    [480, 960, 1920, 2880] * 3  # SILK-only: 10, 20, 40, 60 ms
-    + [480, 960] * 2  # hybrid: 10, 20 ms
-    + [120, 240, 480, 960] * 4  # CELT-only: 2.5, 5, 10, 20 ms
-)
-
-
-def opus_packet_samples(packet: bytes) -> int:
-    """48 kHz samples in an Opus packet, from its TOC byte (RFC 6716 3.1)."""
-    if not packet:
-        raise MediaError("an empty Opus packet")
-    toc = packet[0]
-    frame = _OPUS_FRAME_SAMPLES[toc >> 3]
-    code = toc & 0x3
-    if code == 0:
-        count = 1
-    elif code in (1, 2):
-        count = 2
-    else:
-        if len(packet) < 2:
-            raise MediaError("an Opus code 3 packet without its frame count")
-        count = packet[1] & 0x3F
-    return frame * count
 
 
 class CMAFSegmenter:

@@ -19,10 +19,7 @@ from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Final, Literal
 
-from lpms.errors import HLSError, MediaError
-from lpms.media.bitreader import BitReader
-from lpms.media.flv import parse_aac_config
-from lpms.media.packet import Codec
+from lpms.errors import HLSError
 
 # Version 3 is the first with decimal-floating-point EXTINF durations (RFC 8216 section
 # 7); MPEG-TS playlists need nothing more, and older players accept it. EXT-X-MAP in a
@@ -41,14 +38,6 @@ _SCHEME: Final = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
 _UNSAFE_CHARACTER: Final = re.compile(r"[\x00-\x20\x7f]")
 _UNSAFE_CODECS_CHARACTER: Final = re.compile(r'[\x00-\x1f\x7f",]')
 _CONTROL_CHARACTER: Final = re.compile(r"[\x00-\x1f\x7f]")
-
-_AVCC_HEAD_SIZE: Final = 7  # ISO/IEC 14496-15 5.3.3.1: up to numOfPictureParameterSets
-_HVCC_HEAD_SIZE: Final = 23  # ISO/IEC 14496-15 8.3.3.1: up to numOfArrays
-_HEVC_PROFILE_SPACES: Final = ("", "A", "B", "C")
-_AAC_ESCAPE_OBJECT_TYPE: Final = 31
-# ISO/IEC 14496-3 1.5.1.1: object type 34 is MPEG-1/2 Layer 3, what Apple's HLS
-# authoring spec writes for MP3 in CODECS.
-_MP3_CODECS: Final = "mp4a.40.34"
 
 
 class PlaylistError(HLSError, ValueError):
@@ -473,107 +462,3 @@ def _checked_name(name: str) -> str:
 
 def _text(lines: list[str]) -> str:
     return "\n".join(lines) + "\n"
-
-
-# -- CODECS attribute values ---------------------------------------------------------
-
-
-def codecs_string(codec: Codec, extradata: bytes) -> str | None:
-    """The RFC 6381 codec string for a track, read from its decoder configuration
-    record (the ``extradata`` of `lpms.media.packet.CodecConfig`).
-
-    None when the codec has no string here or the record cannot be read: a variant
-    without CODECS is still playable, while a wrong one makes players skip it.
-    """
-    match codec:
-        case Codec.H264:
-            return _avc_codecs(extradata)
-        case Codec.HEVC:
-            return _hevc_codecs(extradata)
-        case Codec.AV1:
-            return _av1_codecs(extradata)
-        case Codec.VP9:
-            return _vp9_codecs(extradata)
-        case Codec.AAC:
-            return _aac_codecs(extradata)
-        case Codec.MP3:
-            return _MP3_CODECS
-        case Codec.OPUS:
-            return "opus"  # the Opus-in-ISOBMFF encapsulation's codecs parameter
-        case _:
-            return None
-
-
-def _av1_codecs(record: bytes) -> str | None:
-    """``av01.P.LLT.DD`` (AV1 ISOBMFF binding, "Codecs Parameter String") from av1C:
-    seq_profile and seq_level_idx_0 in its second byte, seq_tier_0 and the bit-depth
-    flags in its third."""
-    if len(record) < 4 or record[0] != 0x81:  # marker 1, version 1
-        return None
-    profile, level = record[1] >> 5, record[1] & 0x1F
-    tier = "H" if record[2] & 0x80 else "M"
-    high_bitdepth, twelve_bit = record[2] & 0x40, record[2] & 0x20
-    depth = 12 if profile == 2 and high_bitdepth and twelve_bit else 10 if high_bitdepth else 8
-    return f"av01.{profile}.{level:02d}{tier}.{depth:02d}"
-
-
-def _vp9_codecs(record: bytes) -> str | None:
-    """``vp09.PP.LL.DD`` (VP codec ISO binding) from vpcC's profile, level and bit
-    depth (the record with or without its FullBox version and flags)."""
-    if len(record) >= 7 and record[0] == 1 and record[1:4] == b"\x00\x00\x00":
-        record = record[4:]
-    if len(record) < 3:
-        return None
-    profile, level, depth = record[0], record[1], record[2] >> 4
-    if depth not in (8, 10, 12):
-        return None
-    return f"vp09.{profile:02d}.{level:02d}.{depth:02d}"
-
-
-def _avc_codecs(record: bytes) -> str | None:
-    """``avc1.PPCCLL`` (RFC 6381 3.3): profile_idc, the constraint flags byte and
-    level_idc, which avcC (ISO/IEC 14496-15 5.3.3.1) copies from the SPS at bytes 1-3."""
-    if len(record) < _AVCC_HEAD_SIZE or record[0] != 1:
-        return None  # not an avcC: too short, or Annex B start codes
-    return f"avc1.{record[1]:02x}{record[2]:02x}{record[3]:02x}"
-
-
-def _hevc_codecs(record: bytes) -> str | None:
-    """``hvc1.<space><profile>.<compat>.<tier><level>[.<constraints>]`` as ISO/IEC
-    14496-15 Annex E.3 builds it from hvcC (8.3.3.1):
-
-    the profile space as '', 'A', 'B', 'C' before general_profile_idc in decimal; the
-    32 compatibility flags bit-reversed, in hex without leading zeros; 'L' (Main) or
-    'H' (High tier) before general_level_idc in decimal; then the six constraint
-    indicator bytes in hex, dot-separated, trailing zero bytes left out.
-    """
-    if len(record) < _HVCC_HEAD_SIZE or record[0] != 1:
-        return None
-    space = _HEVC_PROFILE_SPACES[record[1] >> 6]
-    tier = "H" if record[1] & 0x20 else "L"
-    profile_idc = record[1] & 0x1F
-    compatibility = int(f"{int.from_bytes(record[2:6], 'big'):032b}"[::-1], 2)
-    level_idc = record[12]
-    constraints = record[6:12].rstrip(b"\x00")
-    fields = [f"hvc1.{space}{profile_idc}", f"{compatibility:X}", f"{tier}{level_idc}"]
-    fields.extend(f"{byte:X}" for byte in constraints)
-    return ".".join(fields)
-
-
-def _aac_codecs(record: bytes) -> str | None:
-    """``mp4a.40.<audio object type>`` (RFC 6381 3.3) from an AudioSpecificConfig.
-
-    The first object type in the record is the one named, so explicitly signalled
-    HE-AAC is ``mp4a.40.5`` and HE-AAC v2 ``mp4a.40.29``. Backward-compatible
-    (implicit) SBR stays ``mp4a.40.2``: that signalling exists so AAC-LC decoders
-    can play the stream, which is what the LC string promises.
-    """
-    try:
-        parse_aac_config(record)  # refuses truncated records and reserved rates
-        bits = BitReader(record)
-        object_type = bits.read_bits(5)
-        if object_type == _AAC_ESCAPE_OBJECT_TYPE:
-            object_type = 32 + bits.read_bits(6)
-    except MediaError:
-        return None
-    return f"mp4a.40.{object_type}" if object_type else None

@@ -39,12 +39,12 @@ from lpms.hls.playlist import (
     RenditionReport,
     SegmentEntry,
     Variant,
-    codecs_string,
     render_media_playlist,
     target_duration_for,
 )
 from lpms.hls.segmenter import Segment
 from lpms.hls.settings import HLSFormat, HLSSettings
+from lpms.media.codecs import codecs_string
 
 if TYPE_CHECKING:
     from lpms.hls.store import Recorder

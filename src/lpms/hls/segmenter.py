@@ -8,11 +8,12 @@ segment begins and ends is the cutter's business; this module only muxes.
 Muxing is FFmpeg's MPEG-TS muxer through PyAV, one muxer per segment, so every
 segment starts with PAT/PMT and stands on its own. The elementary streams are made
 self-contained first (Annex B video with parameter sets on keyframes, ADTS audio;
-see `lpms.hls.bitstream`) because PyAV's stream-copy muxing cannot carry codec
-extradata. Two things a muxer per segment would break are repaired here:
-continuity counters, which `ContinuityCounters` rewrites to run on across
-segments, and timestamps, which stay the stream's own (rebased once so the first
-packet is near zero) and therefore continuous across segments.
+see `lpms.media.codecs.annexb` and `lpms.media.codecs.aac`) because PyAV's
+stream-copy muxing cannot carry codec extradata. Two things a muxer per segment
+would break are repaired here: continuity counters, which `ContinuityCounters`
+rewrites to run on across segments, and timestamps, which stay the stream's own
+(rebased once so the first packet is near zero) and therefore continuous across
+segments.
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ from fractions import Fraction
 import av
 
 from lpms.errors import HLSError
-from lpms.hls.bitstream import AnnexBConverter, adts_frame
 from lpms.hls.cutter import (
     START_OFFSET_MS,
     CutPacket,
@@ -38,6 +38,8 @@ from lpms.hls.cutter import (
     Cutter,
     CutterOptions,
 )
+from lpms.media.codecs.aac import adts_frame
+from lpms.media.codecs.annexb import AnnexBConverter
 from lpms.media.packet import Codec, CodecConfig, MediaPacket
 
 log = logging.getLogger(__name__)

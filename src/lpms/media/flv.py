@@ -7,19 +7,19 @@ on each packet (``flv_header``) so a relay resends a tag exactly as it arrived, 
 `tag_body` only has to build a header for packets made elsewhere (the transcoder).
 
 Width, height, sample rate and channels come from the codec's own configuration
-(SPS, AV1 sequence header, AudioSpecificConfig), not from the FLV flags, which cannot
-express most of them. A configuration we cannot read still travels: its numbers are
-left 0 and decoders downstream get the record as it was sent.
+(SPS, AV1 sequence header, AudioSpecificConfig, read by `lpms.media.codecs`), not
+from the FLV flags, which cannot express most of them. A configuration we cannot
+read still travels: its numbers are left 0 and decoders downstream get the record
+as it was sent.
 """
 
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
 
 from lpms.buffer import Buffer
 from lpms.errors import MediaError
-from lpms.media.bitreader import BitReader, strip_emulation_prevention
+from lpms.media.codecs import aac, opus, video_dimensions
 from lpms.media.packet import Codec, CodecConfig, MediaPacket, TrackKind
 
 # A decoder configuration record (avcC, hvcC, av1C, vpcC, AudioSpecificConfig) is a
@@ -28,12 +28,6 @@ MAX_CONFIG_RECORD_SIZE = 64 * 1024
 # Enhanced RTMP v2 ModEx entries that may precede the real VideoPacketType; one
 # (TimestampOffsetNano) is defined today.
 MAX_MODEX_ENTRIES = 8
-# Larger than any level of H.264, HEVC or AV1 allows, so a nonsense SPS is refused.
-MAX_PICTURE_DIMENSION = 32768
-# pic_order_cnt_type 1 cycle length, H.264 7.4.2.1.1: 0..255.
-MAX_REF_FRAMES_IN_POC_CYCLE = 255
-# AV1 4.10.5: a leb128() OBU size is at most 8 bytes.
-MAX_LEB128_BYTES = 8
 
 _SI24_MIN = -(1 << 23)
 _SI24_MAX = (1 << 23) - 1
@@ -153,15 +147,6 @@ _AAC, _H264 = Codec.AAC, Codec.H264
 _LEGACY_SOUND_RATES = (5512, 11025, 22050, 44100)
 
 
-@dataclass(frozen=True, slots=True)
-class AudioSpecificConfig:
-    """What a player needs from an AAC AudioSpecificConfig (ISO/IEC 14496-3 1.6.2.1)."""
-
-    audio_object_type: int
-    sample_rate: int
-    channels: int
-
-
 class _TagCursor(Buffer):
     """A `Buffer` over one tag body that can hand back the header it has read so far."""
 
@@ -254,7 +239,7 @@ class FLVDemuxer:
         5.1, "OpusHead"), CodedFrames one Opus packet each."""
         if packet_type == AudioPacketType.SEQUENCE_START:
             header, record = self._config_record(tag, "Opus")
-            config = _opus_codec_config(record)
+            config = opus.codec_config(record)
             self._audio_config = config
             return _config_packet(TrackKind.AUDIO, timestamp, 0, True, header, config)
         in_force = _matching(self._audio_config, Codec.OPUS)
@@ -264,7 +249,7 @@ class FLVDemuxer:
         aac_packet_type = tag.pull_uint8()
         if aac_packet_type == AACPacketType.SEQUENCE_HEADER:
             header, record = self._config_record(tag, "AAC")
-            config = _aac_codec_config(record)
+            config = aac.codec_config(record)
             self._audio_config = config
             return _config_packet(TrackKind.AUDIO, timestamp, 0, True, header, config)
         if aac_packet_type == AACPacketType.RAW:
@@ -408,17 +393,6 @@ _VIDEO_PACKET_TYPES = frozenset(VideoPacketType)
 _SEQUENCE_START_TYPES = frozenset(
     {VideoPacketType.SEQUENCE_START, VideoPacketType.MPEG2TS_SEQUENCE_START}
 )
-
-
-def _opus_codec_config(head: bytes) -> CodecConfig:
-    """An Opus ID header (RFC 7845 5.1): "OpusHead", version, channel count, pre-skip,
-    input rate, gain, mapping family. Opus always decodes at 48 kHz."""
-    if len(head) < 19 or not head.startswith(b"OpusHead") or head[8] >> 4 != 0:
-        raise MediaError("Opus sequence start is not an Opus ID header (RFC 7845 5.1)")
-    channels = head[9]
-    if channels == 0:
-        raise MediaError("Opus ID header with no channels")
-    return CodecConfig(Codec.OPUS, bytes(head), sample_rate=48000, channels=channels)
 
 
 def _matching(config: CodecConfig | None, codec: Codec) -> CodecConfig | None:
@@ -567,289 +541,3 @@ def _si24(value: int) -> bytes:
     if not _SI24_MIN <= value <= _SI24_MAX:
         raise MediaError(f"composition offset {value} ms does not fit FLV's SI24 field")
     return (value & 0xFFFFFF).to_bytes(3, "big")
-
-
-# -- codec configurations ----------------------------------------------------------------
-
-
-def video_dimensions(codec: Codec, record: bytes) -> tuple[int, int]:
-    """(width, height) from a decoder configuration record, (0, 0) when unreadable.
-
-    Dimensions only label a stream (playlists, the API); decoders read the record
-    themselves, so an SPS we cannot follow is no reason to refuse a publisher.
-    """
-    try:
-        if codec is Codec.H264:
-            return parse_avc_sps(_first_avc_sps(record))
-        if codec is Codec.HEVC:
-            return parse_hevc_sps(_first_hevc_sps(record))
-        if codec is Codec.AV1:
-            return parse_av1_sequence_header(_av1_sequence_header_obu(record))
-    except MediaError:
-        return 0, 0
-    # vpcC holds no picture size; VP9 signals it in each keyframe.
-    return 0, 0
-
-
-def _first_avc_sps(record: bytes) -> memoryview:
-    """The first SPS in an AVCDecoderConfigurationRecord (ISO/IEC 14496-15 5.3.3.1)."""
-    buf = Buffer(record, MediaError)
-    if buf.pull_uint8() != 1:
-        raise MediaError("AVCDecoderConfigurationRecord version is not 1")
-    buf.pull_view(4)  # profile, compatibility, level, lengthSizeMinusOne
-    if buf.pull_uint8() & 0x1F == 0:
-        raise MediaError("AVCDecoderConfigurationRecord holds no SPS")
-    return buf.pull_view(buf.pull_uint16())
-
-
-def _first_hevc_sps(record: bytes) -> memoryview:
-    """The first SPS NAL unit in an HEVCDecoderConfigurationRecord (14496-15 8.3.3.1)."""
-    buf = Buffer(record, MediaError)
-    buf.pull_view(22)  # version, profile/tier/level, chroma, bit depths, frame rate
-    for _ in range(buf.pull_uint8()):
-        nal_unit_type = buf.pull_uint8() & 0x3F
-        for _ in range(buf.pull_uint16()):
-            nal_unit = buf.pull_view(buf.pull_uint16())
-            if nal_unit_type == _HEVC_NAL_SPS:
-                return nal_unit
-    raise MediaError("HEVCDecoderConfigurationRecord holds no SPS")
-
-
-_HEVC_NAL_SPS = 33
-_AV1_OBU_SEQUENCE_HEADER = 1
-# H.264 7.3.2.1.1: these profiles carry chroma_format_idc, bit depths, scaling lists.
-_AVC_HIGH_PROFILES = frozenset({100, 110, 122, 244, 44, 83, 86, 118, 128, 138, 139, 134, 135})
-
-
-def parse_avc_sps(nal_unit: bytes | memoryview) -> tuple[int, int]:
-    """Displayed (width, height) from an H.264 SPS NAL unit (H.264 7.3.2.1.1, E.2.1)."""
-    bits = BitReader(strip_emulation_prevention(nal_unit))
-    if bits.read_bits(8) & 0x1F != 7:
-        raise MediaError("not an H.264 SPS NAL unit")
-    profile_idc = bits.read_bits(8)
-    bits.skip_bits(16)  # constraint flags, level_idc
-    bits.read_ue()  # seq_parameter_set_id
-    chroma_format_idc = 1
-    separate_colour_plane = False
-    if profile_idc in _AVC_HIGH_PROFILES:
-        chroma_format_idc = bits.read_ue()
-        if chroma_format_idc == 3:
-            separate_colour_plane = bits.read_flag()
-        bits.read_ue()  # bit_depth_luma_minus8
-        bits.read_ue()  # bit_depth_chroma_minus8
-        bits.skip_bits(1)  # qpprime_y_zero_transform_bypass_flag
-        if bits.read_flag():  # seq_scaling_matrix_present_flag
-            _skip_avc_scaling_lists(bits, 8 if chroma_format_idc != 3 else 12)
-    bits.read_ue()  # log2_max_frame_num_minus4
-    _skip_avc_pic_order_cnt(bits)
-    bits.read_ue()  # max_num_ref_frames
-    bits.skip_bits(1)  # gaps_in_frame_num_value_allowed_flag
-    width_in_mbs = bits.read_ue() + 1
-    height_in_map_units = bits.read_ue() + 1
-    frame_mbs_only = bits.read_flag()
-    if not frame_mbs_only:
-        bits.skip_bits(1)  # mb_adaptive_frame_field_flag
-    bits.skip_bits(1)  # direct_8x8_inference_flag
-    crop = _read_crop(bits) if bits.read_flag() else (0, 0, 0, 0)
-    # 7.4.2.1.1: CropUnitX/Y depend on chroma subsampling and field coding.
-    field_factor = 1 if frame_mbs_only else 2
-    if chroma_format_idc == 0 or separate_colour_plane:
-        crop_unit_x, crop_unit_y = 1, field_factor
-    else:
-        crop_unit_x = 1 if chroma_format_idc == 3 else 2
-        crop_unit_y = (2 if chroma_format_idc == 1 else 1) * field_factor
-    width = width_in_mbs * 16 - crop_unit_x * (crop[0] + crop[1])
-    height = field_factor * height_in_map_units * 16 - crop_unit_y * (crop[2] + crop[3])
-    return _checked_size(width, height)
-
-
-def _skip_avc_scaling_lists(bits: BitReader, count: int) -> None:
-    """H.264 7.3.2.1.1.1 scaling_list(): only the delta_scale codes are on the wire."""
-    for index in range(count):
-        if not bits.read_flag():
-            continue
-        last_scale = next_scale = 8
-        for _ in range(16 if index < 6 else 64):
-            if next_scale != 0:
-                next_scale = (last_scale + bits.read_se() + 256) % 256
-            last_scale = next_scale if next_scale != 0 else last_scale
-
-
-def _skip_avc_pic_order_cnt(bits: BitReader) -> None:
-    pic_order_cnt_type = bits.read_ue()
-    if pic_order_cnt_type == 0:
-        bits.read_ue()  # log2_max_pic_order_cnt_lsb_minus4
-    elif pic_order_cnt_type == 1:
-        bits.skip_bits(1)  # delta_pic_order_always_zero_flag
-        bits.read_se()  # offset_for_non_ref_pic
-        bits.read_se()  # offset_for_top_to_bottom_field
-        cycle_length = bits.read_ue()
-        if cycle_length > MAX_REF_FRAMES_IN_POC_CYCLE:
-            raise MediaError(f"num_ref_frames_in_pic_order_cnt_cycle {cycle_length} > 255")
-        for _ in range(cycle_length):
-            bits.read_se()
-
-
-def _read_crop(bits: BitReader) -> tuple[int, int, int, int]:
-    """(left, right, top, bottom) crop or conformance window offsets, in chroma units."""
-    return bits.read_ue(), bits.read_ue(), bits.read_ue(), bits.read_ue()
-
-
-def parse_hevc_sps(nal_unit: bytes | memoryview) -> tuple[int, int]:
-    """Displayed (width, height) from an HEVC SPS NAL unit (H.265 7.3.2.2.1)."""
-    bits = BitReader(strip_emulation_prevention(nal_unit))
-    if (bits.read_bits(16) >> 9) & 0x3F != _HEVC_NAL_SPS:
-        raise MediaError("not an HEVC SPS NAL unit")
-    bits.skip_bits(4)  # sps_video_parameter_set_id
-    max_sub_layers_minus1 = bits.read_bits(3)
-    bits.skip_bits(1)  # sps_temporal_id_nesting_flag
-    _skip_hevc_profile_tier_level(bits, max_sub_layers_minus1)
-    bits.read_ue()  # sps_seq_parameter_set_id
-    chroma_format_idc = bits.read_ue()
-    separate_colour_plane = chroma_format_idc == 3 and bits.read_flag()
-    width = bits.read_ue()  # pic_width_in_luma_samples
-    height = bits.read_ue()  # pic_height_in_luma_samples
-    if bits.read_flag():  # conformance_window_flag
-        left, right, top, bottom = _read_crop(bits)
-        # Table 6-1: SubWidthC/SubHeightC; monochrome and 4:4:4 crop in luma samples.
-        sub_width = 2 if chroma_format_idc in (1, 2) and not separate_colour_plane else 1
-        sub_height = 2 if chroma_format_idc == 1 else 1
-        width -= sub_width * (left + right)
-        height -= sub_height * (top + bottom)
-    return _checked_size(width, height)
-
-
-def _skip_hevc_profile_tier_level(bits: BitReader, max_sub_layers_minus1: int) -> None:
-    """H.265 7.3.3 profile_tier_level(1, sps_max_sub_layers_minus1)."""
-    bits.skip_bits(88 + 8)  # general profile (88 bits), general_level_idc
-    sub_layer_flags = [(bits.read_flag(), bits.read_flag()) for _ in range(max_sub_layers_minus1)]
-    if max_sub_layers_minus1 > 0:
-        bits.skip_bits(2 * (8 - max_sub_layers_minus1))  # reserved_zero_2bits
-    for profile_present, level_present in sub_layer_flags:
-        bits.skip_bits((88 if profile_present else 0) + (8 if level_present else 0))
-
-
-def _av1_sequence_header_obu(record: bytes) -> memoryview:
-    """The sequence header OBU's payload from an AV1CodecConfigurationRecord's configOBUs."""
-    buf = Buffer(record, MediaError)
-    if buf.pull_uint8() != 0x81:  # marker 1, version 1 (AV1-ISOBMFF 2.3.3)
-        raise MediaError("AV1CodecConfigurationRecord has no marker/version 1")
-    buf.pull_view(3)
-    while not buf.eof():
-        header = buf.pull_uint8()
-        if header & 0x04:  # obu_extension_flag
-            buf.pull_uint8()
-        size = _read_leb128(buf) if header & 0x02 else buf.remaining
-        payload = buf.pull_view(size)
-        if (header >> 3) & 0x0F == _AV1_OBU_SEQUENCE_HEADER:
-            return payload
-    raise MediaError("AV1CodecConfigurationRecord holds no sequence header OBU")
-
-
-def _read_leb128(buf: Buffer) -> int:
-    """AV1 4.10.5 leb128(): little-endian base-128, at most 8 bytes."""
-    value = 0
-    for index in range(MAX_LEB128_BYTES):
-        byte = buf.pull_uint8()
-        value |= (byte & 0x7F) << (7 * index)
-        if not byte & 0x80:
-            return value
-    raise MediaError(f"leb128 value longer than {MAX_LEB128_BYTES} bytes")
-
-
-def parse_av1_sequence_header(obu_payload: bytes | memoryview) -> tuple[int, int]:
-    """(max_frame_width, max_frame_height) from an AV1 sequence header OBU (AV1 5.5.1)."""
-    bits = BitReader(obu_payload)
-    bits.skip_bits(4)  # seq_profile, still_picture
-    if bits.read_flag():  # reduced_still_picture_header
-        bits.skip_bits(5)  # seq_level_idx[0]
-    else:
-        _skip_av1_operating_points(bits)
-    width_bits = bits.read_bits(4) + 1
-    height_bits = bits.read_bits(4) + 1
-    width = bits.read_bits(width_bits) + 1
-    height = bits.read_bits(height_bits) + 1
-    return _checked_size(width, height)
-
-
-def _skip_av1_operating_points(bits: BitReader) -> None:
-    """AV1 5.5.1 from timing_info_present_flag to the last operating point."""
-    buffer_delay_length = 0
-    decoder_model_info_present = False
-    if bits.read_flag():  # timing_info_present_flag
-        bits.skip_bits(64)  # num_units_in_display_tick, time_scale
-        if bits.read_flag():  # equal_picture_interval
-            bits.read_ue()  # num_ticks_per_picture_minus_1, uvlc()
-        decoder_model_info_present = bits.read_flag()
-        if decoder_model_info_present:
-            buffer_delay_length = bits.read_bits(5) + 1
-            bits.skip_bits(32 + 5 + 5)
-    initial_display_delay_present = bits.read_flag()
-    for _ in range(bits.read_bits(5) + 1):  # operating_points_cnt_minus_1
-        bits.skip_bits(12)  # operating_point_idc
-        if bits.read_bits(5) > 7:  # seq_level_idx
-            bits.skip_bits(1)  # seq_tier
-        if decoder_model_info_present and bits.read_flag():
-            bits.skip_bits(2 * buffer_delay_length + 1)  # operating_parameters_info()
-        if initial_display_delay_present and bits.read_flag():
-            bits.skip_bits(4)  # initial_display_delay_minus_1
-
-
-def _checked_size(width: int, height: int) -> tuple[int, int]:
-    if not (0 < width <= MAX_PICTURE_DIMENSION and 0 < height <= MAX_PICTURE_DIMENSION):
-        raise MediaError(f"implausible picture size {width}x{height}")
-    return width, height
-
-
-# ISO/IEC 14496-3 1.6.3.3 samplingFrequencyIndex; 0xF means 24 explicit bits follow.
-_AAC_SAMPLE_RATES = (
-    96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350,
-)  # fmt: skip
-_AAC_ESCAPE_FREQUENCY_INDEX = 0x0F
-# 14496-3 1.6.3.4 channelConfiguration -> channels; 0 means a PCE describes them.
-_AAC_CHANNELS = {1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 6: 6, 7: 8, 11: 7, 12: 8, 13: 24, 14: 8}
-_AAC_OBJECT_TYPE_SBR = 5
-_AAC_OBJECT_TYPE_PS = 29
-
-
-def parse_aac_config(data: bytes | memoryview) -> AudioSpecificConfig:
-    """The AudioSpecificConfig head (ISO/IEC 14496-3 1.6.2.1), incl. explicit HE-AAC.
-
-    With explicit SBR/PS signalling the decoder outputs at the extension rate (and in
-    stereo for PS), so that is what is reported.
-    """
-    bits = BitReader(data)
-    audio_object_type = _read_aac_object_type(bits)
-    sample_rate = _read_aac_sample_rate(bits)
-    channels = _AAC_CHANNELS.get(bits.read_bits(4), 0)
-    if audio_object_type in (_AAC_OBJECT_TYPE_SBR, _AAC_OBJECT_TYPE_PS):
-        if audio_object_type == _AAC_OBJECT_TYPE_PS and channels == 1:
-            channels = 2
-        sample_rate = _read_aac_sample_rate(bits)
-        audio_object_type = _read_aac_object_type(bits)
-    return AudioSpecificConfig(audio_object_type, sample_rate, channels)
-
-
-def _read_aac_object_type(bits: BitReader) -> int:
-    object_type = bits.read_bits(5)
-    return 32 + bits.read_bits(6) if object_type == 31 else object_type
-
-
-def _read_aac_sample_rate(bits: BitReader) -> int:
-    index = bits.read_bits(4)
-    if index == _AAC_ESCAPE_FREQUENCY_INDEX:
-        return bits.read_bits(24)
-    if index >= len(_AAC_SAMPLE_RATES):
-        raise MediaError(f"reserved AAC samplingFrequencyIndex {index}")
-    return _AAC_SAMPLE_RATES[index]
-
-
-def _aac_codec_config(record: bytes) -> CodecConfig:
-    """The config for an AAC sequence header; rate and channels 0 when unreadable."""
-    try:
-        asc = parse_aac_config(record)
-    except MediaError:
-        return CodecConfig(codec=Codec.AAC, extradata=record)
-    return CodecConfig(
-        codec=Codec.AAC, extradata=record, sample_rate=asc.sample_rate, channels=asc.channels
-    )

@@ -40,8 +40,8 @@ from av.video.frame import PictureType
 from av.video.reformatter import Interpolation, VideoReformatter
 
 from lpms.errors import HLSError, TranscodeError
-from lpms.hls.bitstream import avc_config_from_annex_b
 from lpms.hls.fmp4 import read_video_config
+from lpms.media.codecs.h264 import avc_config_from_annex_b
 from lpms.transcode.accel import encoder_name, encoder_preset
 from lpms.transcode.profiles import H264Profile, VideoCodec, VideoProfile, output_size
 from lpms.transcode.settings import Accel

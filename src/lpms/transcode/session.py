@@ -34,8 +34,8 @@ from av.audio.resampler import AudioResampler
 from av.video.frame import PictureType
 
 from lpms.errors import LPMSError, TranscodeError
-from lpms.hls.bitstream import adts_frame
 from lpms.hls.segmenter import ContinuityCounters
+from lpms.media.codecs.aac import adts_frame, is_adts
 from lpms.transcode.accel import TS_CODECS, check_accel, decoder_hwaccel
 from lpms.transcode.profiles import VideoCodec, VideoProfile, parse_profiles
 from lpms.transcode.rendition import (
@@ -59,7 +59,6 @@ AAC_BITRATE = 128_000
 
 COPIED_AUDIO = {"aac": "aac", "mp3": "mp3", "mp3float": "mp3"}
 """Audio codecs (by decoder name) copied into every output, as what they are."""
-_ADTS_SYNC = 0xFFF0
 
 
 @dataclass(frozen=True, slots=True)
@@ -534,7 +533,7 @@ class AudioPath:
             return
         if self.copy_as is not None:
             payload = bytes(packet)
-            if self.copy_as == "aac" and not _is_adts(payload) and self.extradata:
+            if self.copy_as == "aac" and not is_adts(payload) and self.extradata:
                 payload = adts_frame(self.extradata, payload)
             yield payload, packet.pts, packet.dts
             return
@@ -584,7 +583,3 @@ class AudioPath:
 _AAC_RATES = frozenset(
     {96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000}
 )
-
-
-def _is_adts(payload: bytes) -> bool:
-    return len(payload) >= 7 and (payload[0] << 8 | payload[1]) & _ADTS_SYNC == _ADTS_SYNC

@@ -1,38 +1,26 @@
-"""Annex B and ADTS conversion, checked by decoding what it makes with FFmpeg (PyAV).
+"""Annex B conversion, checked by decoding what it makes with FFmpeg (PyAV).
 
 Video comes from libx264 and libx265 through PyAV's FLV muxer and lpms's own FLV
 demuxer, the path a publisher's frames take, so the payloads and avcC/hvcC records
 are what a real encoder sends. The converted frames must decode as a raw 'h264' or
-'hevc' byte stream, which has no extradata to fall back on. AAC frames from FFmpeg's
-encoder, wrapped in ADTS, must decode as a raw 'aac' stream the same way.
+'hevc' byte stream, which has no extradata to fall back on.
 """
 
 from __future__ import annotations
 
-import array
 import contextlib
 import io
-import math
 from collections.abc import Iterator
 from dataclasses import dataclass
-from fractions import Fraction
 
 import av
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lpms.errors import MediaError
-from lpms.hls.bitstream import (
-    MAX_ADTS_PAYLOAD_SIZE,
-    MAX_NAL_UNITS_PER_ACCESS_UNIT,
-    START_CODE,
-    AnnexBConverter,
-    BitstreamError,
-    adts_frame,
-    avc_config_from_annex_b,
-)
-from lpms.hls.playlist import codecs_string
+from lpms.errors import BitstreamError, MediaError
+from lpms.media.codecs.annexb import MAX_NAL_UNITS_PER_ACCESS_UNIT, AnnexBConverter
+from lpms.media.codecs.nal import START_CODE
 from lpms.media.flv import FLVDemuxer
 from lpms.media.packet import Codec, MediaPacket
 
@@ -597,220 +585,3 @@ def test_arbitrary_changes_to_real_records_raise_only_bitstream_error(
     frame = video.frames[0]
     with contextlib.suppress(BitstreamError):
         converter.convert(frame.payload, frame.keyframe)
-
-
-# -- ADTS --------------------------------------------------------------------------------
-
-# ISO/IEC 14496-3 1.A.2.2.1 adts_fixed_header + adts_variable_header, MSB first.
-ADTS_FIELDS = (
-    ("syncword", 12),
-    ("id", 1),
-    ("layer", 2),
-    ("protection_absent", 1),
-    ("profile", 2),
-    ("sampling_frequency_index", 4),
-    ("private_bit", 1),
-    ("channel_configuration", 3),
-    ("original_copy", 1),
-    ("home", 1),
-    ("copyright_identification_bit", 1),
-    ("copyright_identification_start", 1),
-    ("aac_frame_length", 13),
-    ("adts_buffer_fullness", 11),
-    ("number_of_raw_data_blocks_in_frame", 2),
-)
-
-
-def adts_header_fields(frame: bytes) -> dict[str, int]:
-    value, remaining = int.from_bytes(frame[:7], "big"), 56
-    fields = {}
-    for name, width in ADTS_FIELDS:
-        remaining -= width
-        fields[name] = (value >> remaining) & ((1 << width) - 1)
-    return fields
-
-
-def audio_specific_config(*fields: tuple[int, int]) -> bytes:
-    """(value, bit width) fields packed MSB first, zero-padded to whole bytes."""
-    value, width = 0, 0
-    for field_value, field_width in fields:
-        value, width = value << field_width | field_value, width + field_width
-    padding = -width % 8
-    return (value << padding).to_bytes((width + padding) // 8, "big")
-
-
-def expected_header(
-    profile: int, frequency_index: int, channels: int, frame_length: int
-) -> dict[str, int]:
-    return {
-        "syncword": 0xFFF,
-        "id": 0,
-        "layer": 0,
-        "protection_absent": 1,
-        "profile": profile,
-        "sampling_frequency_index": frequency_index,
-        "private_bit": 0,
-        "channel_configuration": channels,
-        "original_copy": 0,
-        "home": 0,
-        "copyright_identification_bit": 0,
-        "copyright_identification_start": 0,
-        "aac_frame_length": frame_length,
-        "adts_buffer_fullness": 0x7FF,
-        "number_of_raw_data_blocks_in_frame": 0,
-    }
-
-
-def test_adts_header_for_aac_lc_44100_stereo() -> None:
-    frame = adts_frame(b"\x12\x10", b"\x21" * 300)
-    assert adts_header_fields(frame) == expected_header(1, 4, 2, 307)
-    assert frame[:7] == bytes.fromhex("fff15080267ffc")
-    assert frame[7:] == b"\x21" * 300
-
-
-@dataclass(frozen=True)
-class EncodedAudio:
-    config: bytes
-    frames: list[bytes]
-    sample_rate: int
-    channels: int
-
-
-def encode_aac(sample_rate: int, layout: str, seconds: float = 1.0) -> EncodedAudio:
-    """A 440 Hz sine through FFmpeg's AAC encoder: raw frames and the AudioSpecificConfig."""
-    encoder = av.CodecContext.create("aac", "w")
-    encoder.sample_rate, encoder.layout, encoder.format = sample_rate, layout, "fltp"
-    encoder.open()
-    frame_size = encoder.frame_size
-    packets = []
-    for start in range(0, int(sample_rate * seconds), frame_size):
-        frame = av.AudioFrame(format="fltp", layout=layout, samples=frame_size)
-        sine = array.array(
-            "f",
-            (
-                0.5 * math.sin(2 * math.pi * 440 * (start + i) / sample_rate)
-                for i in range(frame_size)
-            ),
-        ).tobytes()
-        for plane in frame.planes:
-            plane.update(sine)
-        frame.sample_rate, frame.pts = sample_rate, start
-        packets += [bytes(p) for p in encoder.encode(frame)]
-    packets += [bytes(p) for p in encoder.encode(None)]
-    channels = len(encoder.layout.channels)
-    return EncodedAudio(bytes(encoder.extradata), packets, sample_rate, channels)
-
-
-@pytest.mark.parametrize(
-    ("sample_rate", "layout", "frequency_index"),
-    [(44100, "stereo", 4), (48000, "mono", 3), (22050, "5.1", 7)],
-)
-def test_adts_frames_from_ffmpeg_decode(
-    sample_rate: int, layout: str, frequency_index: int
-) -> None:
-    audio = encode_aac(sample_rate, layout)
-    stream = b"".join(adts_frame(audio.config, raw) for raw in audio.frames)
-    header = adts_header_fields(stream)
-    channel_configuration = {1: 1, 2: 2, 6: 6}[audio.channels]
-    assert header == expected_header(
-        1, frequency_index, channel_configuration, header["aac_frame_length"]
-    )
-    with av.open(io.BytesIO(stream), format="aac") as container:
-        decoded = list(container.decode(audio=0))
-    assert len(decoded) == len(audio.frames)
-    assert sum(f.samples for f in decoded) == 1024 * len(audio.frames) >= sample_rate
-    assert {(f.sample_rate, len(f.layout.channels)) for f in decoded} == {
-        (sample_rate, audio.channels)
-    }
-
-
-@pytest.mark.parametrize(
-    ("config", "profile", "frequency_index", "channels"),
-    [
-        # HE-AAC: SBR at 44100 Hz over an AAC-LC core at 22050 Hz. Cut short after
-        # the core object type, as some encoders send it: the missing flags read as 0.
-        (audio_specific_config((5, 5), (7, 4), (2, 4), (4, 4), (2, 5)), 1, 7, 2),
-        # HE-AACv2: SBR + PS at 48000 Hz over a mono AAC-LC core at 24000 Hz.
-        (audio_specific_config((29, 5), (6, 4), (1, 4), (3, 4), (2, 5)), 1, 6, 1),
-        # Explicit SBR rate as 24 bits is skipped over, not looked up.
-        (audio_specific_config((5, 5), (8, 4), (1, 4), (15, 4), (35000, 24), (2, 5)), 1, 8, 1),
-        (audio_specific_config((1, 5), (3, 4), (1, 4)), 0, 3, 1),  # AAC Main
-        (audio_specific_config((4, 5), (11, 4), (7, 4)), 3, 11, 7),  # AAC LTP, 7.1
-        # An explicit rate that the index table has is written as its index.
-        (audio_specific_config((2, 5), (15, 4), (48000, 24), (2, 4)), 1, 3, 2),
-        # FFmpeg's encoder adds the implicit-SBR sync extension; ADTS ignores it.
-        (bytes.fromhex("121056e500"), 1, 4, 2),
-    ],
-)
-def test_adts_header_fields(
-    config: bytes, profile: int, frequency_index: int, channels: int
-) -> None:
-    frame = adts_frame(config, b"\x00" * 10)
-    assert adts_header_fields(frame) == expected_header(profile, frequency_index, channels, 17)
-
-
-@pytest.mark.parametrize(
-    ("config", "message"),
-    [
-        (audio_specific_config((2, 5), (4, 4), (0, 4)), "channelConfiguration 0"),
-        (audio_specific_config((2, 5), (4, 4), (11, 4)), "channelConfiguration 11"),
-        (audio_specific_config((23, 5), (4, 4), (2, 4)), "object type 23"),
-        (audio_specific_config((31, 5), (10, 6), (4, 4), (2, 4)), "object type 42"),
-        (audio_specific_config((5, 5), (4, 4), (2, 4), (4, 4), (22, 5)), "object type 22"),
-        (audio_specific_config((2, 5), (13, 4), (2, 4)), "reserved AAC samplingFrequencyIndex"),
-        (audio_specific_config((2, 5), (15, 4), (44000, 24), (2, 4)), "44000 Hz has no ADTS"),
-        (audio_specific_config((2, 5), (4, 4), (2, 4), (1, 1)), "960-sample frames"),
-        (audio_specific_config((2, 5), (4, 4), (2, 4), (0, 1), (1, 1)), "dependsOnCoreCoder"),
-        (audio_specific_config((2, 5), (4, 4), (2, 4), (0, 2), (1, 1)), "extensionFlag"),
-        (b"", "truncated AudioSpecificConfig"),
-        (b"\x12", "truncated AudioSpecificConfig"),
-    ],
-)
-def test_configs_adts_cannot_carry_are_refused(config: bytes, message: str) -> None:
-    with pytest.raises(BitstreamError, match=message):
-        adts_frame(config, b"\x00" * 10)
-
-
-def test_adts_frame_size_limits() -> None:
-    largest = adts_frame(b"\x12\x10", bytes(MAX_ADTS_PAYLOAD_SIZE))
-    assert adts_header_fields(largest)["aac_frame_length"] == 8191
-    with pytest.raises(BitstreamError, match="exceeds ADTS's 8184"):
-        adts_frame(b"\x12\x10", bytes(MAX_ADTS_PAYLOAD_SIZE + 1))
-    with pytest.raises(BitstreamError, match="empty AAC frame"):
-        adts_frame(b"\x12\x10", b"")
-
-
-@given(st.binary(max_size=8), st.binary(min_size=1, max_size=64))
-def test_arbitrary_configs_raise_only_bitstream_error(config: bytes, raw: bytes) -> None:
-    try:
-        frame = adts_frame(config, raw)
-    except BitstreamError:
-        return
-    header = adts_header_fields(frame)
-    assert header["syncword"] == 0xFFF
-    assert header["aac_frame_length"] == len(frame) == len(raw) + 7
-    assert frame[7:] == raw
-
-
-def test_avc_config_from_annex_b_keyframe() -> None:
-    """The avcC built from an encoder's in-band SPS/PPS decodes the stream it came
-    from and names the SPS's profile and level (what CODECS is made of)."""
-    encoder = av.CodecContext.create("libx264", "w")
-    assert isinstance(encoder, av.VideoCodecContext)
-    encoder.width, encoder.height, encoder.pix_fmt = 320, 240, "yuv420p"
-    encoder.time_base = Fraction(1, 30)
-    encoder.options = {"preset": "veryfast", "profile": "high"}
-    frame = av.VideoFrame(320, 240, "yuv420p")
-    frame.pts = 0
-    packets = encoder.encode(frame) + encoder.encode(None)
-    keyframe = bytes(packets[0])
-    record = avc_config_from_annex_b(keyframe)
-    assert record is not None
-    assert record[0] == 1
-    assert record[1] == 100  # high profile
-    assert codecs_string(Codec.H264, record) == f"avc1.64{record[2]:02x}{record[3]:02x}"
-    decoder = av.CodecContext.create("h264", "r")
-    decoder.extradata = record
-    frames = decoder.decode(av.Packet(keyframe)) + decoder.decode(None)
-    assert [(f.width, f.height) for f in frames] == [(320, 240)]
-    assert avc_config_from_annex_b(b"\x00\x00\x00\x01\x65\x88") is None
