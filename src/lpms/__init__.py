@@ -26,6 +26,7 @@ _EXPORTS: dict[str, str] = {
     "MediaError": "lpms.errors",
     "RTMPProtocolError": "lpms.errors",
     "StreamError": "lpms.errors",
+    "TLSError": "lpms.errors",
     "TranscodeError": "lpms.errors",
     "Segment": "lpms.hls.segmenter",
     "SegmenterOptions": "lpms.hls.segmenter",
@@ -45,6 +46,7 @@ _EXPORTS: dict[str, str] = {
     "ListenerSettings": "lpms.rtmp.settings",
     "RTMPRequest": "lpms.rtmp.listener",
     "LPMS": "lpms.server",
+    "TLSSettings": "lpms.tls.settings",
     "Accel": "lpms.transcode.accel",
     "TranscodeSettings": "lpms.transcode.live",
     "GOPFrames": "lpms.transcode.profiles",
@@ -97,6 +99,8 @@ __all__ = [
     "StreamError",
     "StreamLimits",
     "Subscription",
+    "TLSError",
+    "TLSSettings",
     "TrackKind",
     "TranscodeError",
     "TranscodeResult",
@@ -121,6 +125,7 @@ if TYPE_CHECKING:
         MediaError,
         RTMPProtocolError,
         StreamError,
+        TLSError,
         TranscodeError,
     )
     from lpms.hls.segmenter import Segment, SegmenterOptions
@@ -132,6 +137,7 @@ if TYPE_CHECKING:
     from lpms.rtmp.listener import RTMPRequest
     from lpms.rtmp.settings import ConnectionLimits, ListenerSettings
     from lpms.server import LPMS
+    from lpms.tls.settings import TLSSettings
     from lpms.transcode.accel import Accel
     from lpms.transcode.live import TranscodeSettings
     from lpms.transcode.profiles import (

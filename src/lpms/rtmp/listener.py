@@ -15,7 +15,7 @@ import logging
 import os
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, cast
 
@@ -50,6 +50,7 @@ class RTMPRequest:
     client_ip: str
     client_port: int
     tc_url: str = ""
+    protocol: str = "rtmp"  # or "rtmps": RTMP over TLS
 
     @property
     def path(self) -> str:
@@ -120,12 +121,14 @@ class _Playing:
 
 
 class ConnectionTracker:
-    """The open connections, in all and per client IP, for the connection limits."""
+    """The open connections, in all and per client IP, for the connection limits, of
+    one listener: ``protocol`` (rtmp or rtmps) labels their metrics."""
 
-    def __init__(self, metrics: Metrics) -> None:
+    def __init__(self, metrics: Metrics, protocol: str = "rtmp") -> None:
         self.metrics = metrics
-        self.bytes_received = metrics.bytes_received.labels("rtmp")
-        self.bytes_sent = metrics.bytes_sent.labels("rtmp")
+        self.protocol = protocol
+        self.bytes_received = metrics.bytes_received.labels(protocol)
+        self.bytes_sent = metrics.bytes_sent.labels(protocol)
         self._open: set[RTMPServerProtocol] = set()
         self._per_ip: dict[str, int] = {}
         # Every connection reads into this one buffer: each read is handed to its
@@ -176,8 +179,8 @@ class ConnectionTracker:
     def add(self, connection: RTMPServerProtocol) -> None:
         self._open.add(connection)
         self._per_ip[connection.peer_ip] = self.count(connection.peer_ip) + 1
-        self.metrics.connections.labels("rtmp").inc()
-        self.metrics.live_connections.labels("rtmp").set(len(self._open))
+        self.metrics.connections.labels(self.protocol).inc()
+        self.metrics.live_connections.labels(self.protocol).set(len(self._open))
 
     def discard(self, connection: RTMPServerProtocol) -> None:
         if connection not in self._open:
@@ -188,11 +191,11 @@ class ConnectionTracker:
             self._per_ip[connection.peer_ip] = left
         else:
             self._per_ip.pop(connection.peer_ip, None)
-        self.metrics.live_connections.labels("rtmp").set(len(self._open))
+        self.metrics.live_connections.labels(self.protocol).set(len(self._open))
 
     def closed(self, reason: str) -> None:
         """Count a connection lpms closed on its own (``reason``: a limit's name)."""
-        self.metrics.connections_closed.labels("rtmp", reason).inc()
+        self.metrics.connections_closed.labels(self.protocol, reason).inc()
 
 
 RECEIVE_BUFFER_SIZE = 256 << 10  # what one read takes at most
@@ -532,7 +535,15 @@ class RTMPServerProtocol(asyncio.BufferedProtocol):
         self._update_reading()
 
     def _request(self, app: str, name: str, query: dict[str, str]) -> RTMPRequest:
-        return RTMPRequest(app, name, query, self.peer_ip, self.peer_port, self._conn.tc_url)
+        return RTMPRequest(
+            app,
+            name,
+            query,
+            self.peer_ip,
+            self.peer_port,
+            self._conn.tc_url,
+            self._tracker.protocol,
+        )
 
     async def _publish(self, event: PublishRequested) -> None:
         request = self._request(event.app, event.name, event.query)
@@ -558,7 +569,7 @@ class RTMPServerProtocol(asyncio.BufferedProtocol):
             self._handler.end_publish(request, stream, 0)
             return
         self._publishing[event.message_stream_id] = _Publishing(request, stream)
-        stream.attach_publisher("rtmp", request.peer, self._kicked)
+        stream.attach_publisher(request.protocol, request.peer, self._kicked)
         self._conn.accept_publish(event.message_stream_id, self._loop.time())
 
     async def _play(self, event: PlayRequested) -> None:
@@ -585,7 +596,9 @@ class RTMPServerProtocol(asyncio.BufferedProtocol):
         msid = event.message_stream_id
         self._conn.accept_play(msid, self._loop.time())
         subscription = stream.subscribe(
-            f"rtmp:{request.peer}", on_ready=self._schedule_drain, on_kick=self._kicked
+            f"{request.protocol}:{request.peer}",
+            on_ready=self._schedule_drain,
+            on_kick=self._kicked,
         )
         self._playing[msid] = _Playing(request, subscription)
         log_event(log, logging.INFO, "play started", stream=stream.id, peer=request.peer)
@@ -722,13 +735,26 @@ class RTMPServerProtocol(asyncio.BufferedProtocol):
 
 
 async def start_rtmp_listener(
-    handler: RTMPHandler, host: str, port: int, settings: ListenerSettings, metrics: Metrics
+    handler: RTMPHandler,
+    host: str,
+    port: int,
+    settings: ListenerSettings,
+    metrics: Metrics,
+    protocol: str = "rtmp",
+    wrap: Callable[[Callable[[], RTMPServerProtocol]], Callable[[], asyncio.BaseProtocol]]
+    | None = None,
 ) -> tuple[asyncio.Server, ConnectionTracker]:
-    """Listen for RTMP clients; returns the server and the live connections."""
+    """Listen for RTMP clients; returns the server and the live connections.
+    ``protocol`` labels them (``rtmps``); ``wrap`` makes the listener's protocol
+    factory from the RTMP one (a TLS acceptor's)."""
     loop = asyncio.get_running_loop()
-    connections = ConnectionTracker(metrics)
+    connections = ConnectionTracker(metrics, protocol)
+
+    def factory() -> RTMPServerProtocol:
+        return RTMPServerProtocol(handler, settings, connections)
+
     server = await loop.create_server(
-        lambda: RTMPServerProtocol(handler, settings, connections),
+        factory if wrap is None else wrap(factory),
         host,
         port,
         reuse_address=True,
