@@ -318,7 +318,9 @@ class LPMS:
         if self.certificates is None:
             log.warning("no TLS certificate to reload: TLS is off")
             return False
-        return self.certificates.reload()
+        reloaded = self.certificates.reload()
+        self.metrics.tls_reloads.labels("ok" if reloaded else "failed").inc()
+        return reloaded
 
     async def start(self) -> None:
         """Open the listeners; returns once both accept connections. With the Ray

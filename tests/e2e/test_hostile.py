@@ -18,15 +18,17 @@ import struct
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
+from pathlib import Path
 
 import psutil
 import pytest
 
-from lpms import LPMS, ConnectionLimits, ListenerSettings, Settings
+from lpms import LPMS, ConnectionLimits, ListenerSettings, Settings, TLSSettings
 from lpms.rtmp import amf0
 from lpms.rtmp.chunk import ChunkWriter, RTMPMessage
 from lpms.rtmp.handshake import HANDSHAKE_SIZE, ClientHandshake
 from lpms.rtmp.messages import MessageType, set_chunk_size
+from tests.certs import make_certificate
 from tests.e2e.conftest import (
     ClipFile,
     play,
@@ -364,3 +366,65 @@ async def test_a_flood_of_tiny_chunks_is_throttled_and_a_publisher_beside_it_is_
     clip_video = [p.payload for p in clip12.clip.of_kind("video")]
     video = [p.payload for p in received.of_kind("video")]
     assert video == clip_video[clip_video.index(video[0]) :]
+
+
+# --- TLS ------------------------------------------------------------------------------
+
+
+async def rtmp_before_tls(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    writer.write(b"\x03" + garbage(HANDSHAKE_SIZE))  # a plain RTMP client at the RTMPS port
+
+
+async def http_before_tls(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    writer.write(b"GET /api/server HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")  # plain HTTP at HTTPS
+
+
+TLS_HANDSHAKE_TIMEOUT_S = 1.0
+
+
+@pytest.mark.timeout(180)
+async def test_garbage_and_silence_before_the_tls_handshake_do_not_disturb_a_live_stream(
+    clip12: ClipFile, tmp_path: Path
+) -> None:
+    certificate = make_certificate(tmp_path)
+    tls = TLSSettings(
+        cert=str(certificate.cert),
+        key=str(certificate.key),
+        rtmps_port=0,
+        https_port=0,
+        handshake_timeout=TLS_HANDSHAKE_TIMEOUT_S,
+    )
+    server = LPMS(host="127.0.0.1", rtmp_port=0, http_port=0, settings=replace(SETTINGS, tls=tls))
+    await server.start()
+    try:
+        url = rtmp_url(server, "stream/tls-victim")
+        publisher = start_publish(url, clip12)
+        await wait_for_stream(server, "stream/tls-victim")
+        player = asyncio.create_task(play(url))
+        clients = [(server.rtmps_port, kind) for kind in (rtmp_before_tls, silent)]
+        clients += [(server.https_port, kind) for kind in (http_before_tls, silent)]
+        hostile = [client for client in clients for _ in range(COPIES)]
+        random.shuffle(hostile)
+        endings = await asyncio.gather(*(run_client(port, kind) for port, kind in hostile))
+        received = await asyncio.wait_for(player, 60)
+        await asyncio.wait_for(publisher, 60)
+    finally:
+        await server.close()
+
+    assert "left open" not in endings, endings
+    assert received.error is None
+    clip_video = [p.payload for p in clip12.clip.of_kind("video")]
+    video = [p.payload for p in received.of_kind("video")]
+    assert video, "the player received no video"
+    assert video == clip_video[clip_video.index(video[0]) :]
+    assert video[-1] == clip_video[-1]
+    for protocol in ("rtmps", "https"):
+        closed = {
+            reason: server.metrics.value(
+                "lpms_connections_closed_total", protocol=protocol, reason=reason
+            )
+            for reason in ("tls_handshake", "tls_handshake_timeout")
+        }
+        assert closed == {"tls_handshake": COPIES, "tls_handshake_timeout": COPIES}, closed
+    # None of them reached the RTMP code behind the handshake.
+    assert server.metrics.value("lpms_connections_total", protocol="rtmps") == 0
