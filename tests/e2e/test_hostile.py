@@ -29,6 +29,7 @@ from lpms.rtmp.chunk import ChunkWriter, RTMPMessage
 from lpms.rtmp.handshake import HANDSHAKE_SIZE, ClientHandshake
 from lpms.rtmp.messages import MessageType, set_chunk_size
 from tests.certs import make_certificate
+from tests.e2e.clients import Received
 from tests.e2e.conftest import (
     ClipFile,
     play,
@@ -227,6 +228,27 @@ async def run_client(port: int, behave: Hostile) -> str:
         writer.close()
 
 
+async def start_victim(
+    server: LPMS, stream_id: str, clip: ClipFile
+) -> tuple[asyncio.Task[int], asyncio.Task[Received]]:
+    """FFmpeg publishing `clip` as `stream_id` over RTMP, and FFmpeg playing it once it
+    is live: the stream that must not suffer."""
+    url = rtmp_url(server, stream_id)
+    publisher = start_publish(url, clip)
+    await wait_for_stream(server, stream_id)
+    return publisher, asyncio.create_task(play(url))
+
+
+def assert_whole_stream(received: Received, clip: ClipFile) -> None:
+    """The player got the whole stream from the keyframe it joined at, nothing lost."""
+    assert received.error is None
+    clip_video = [p.payload for p in clip.clip.of_kind("video")]
+    video = [p.payload for p in received.of_kind("video")]
+    assert video, "the player received no video"
+    assert video == clip_video[clip_video.index(video[0]) :]
+    assert video[-1] == clip_video[-1]
+
+
 def rss() -> int:
     gc.collect()
     return int(psutil.Process(os.getpid()).memory_info().rss)
@@ -239,10 +261,7 @@ async def test_hostile_and_idle_connections_do_not_disturb_a_live_stream(
     server = LPMS(host="127.0.0.1", rtmp_port=0, http_port=0, settings=SETTINGS)
     await server.start()
     try:
-        url = rtmp_url(server, "stream/victim")
-        publisher = start_publish(url, clip12)
-        await wait_for_stream(server, "stream/victim")
-        player = asyncio.create_task(play(url))
+        publisher, player = await start_victim(server, "stream/victim", clip12)
         await asyncio.sleep(0.5)
         rss_before = rss()
 
@@ -264,13 +283,7 @@ async def test_hostile_and_idle_connections_do_not_disturb_a_live_stream(
     assert all("left open" not in e for e in by_kind.values()), by_kind
     assert len(server._rtmp_connections) == 0
 
-    # The player got the whole stream from the keyframe it joined at, nothing lost.
-    assert received.error is None
-    clip_video = [p.payload for p in clip12.clip.of_kind("video")]
-    video = [p.payload for p in received.of_kind("video")]
-    assert video, "the player received no video"
-    assert video == clip_video[clip_video.index(video[0]) :]
-    assert video[-1] == clip_video[-1]
+    assert_whole_stream(received, clip12)
     dts = [p.dts_ms for p in received.of_kind("video")]
     assert dts == sorted(dts)
 
@@ -397,10 +410,7 @@ async def test_garbage_and_silence_before_the_tls_handshake_do_not_disturb_a_liv
     server = LPMS(host="127.0.0.1", rtmp_port=0, http_port=0, settings=replace(SETTINGS, tls=tls))
     await server.start()
     try:
-        url = rtmp_url(server, "stream/tls-victim")
-        publisher = start_publish(url, clip12)
-        await wait_for_stream(server, "stream/tls-victim")
-        player = asyncio.create_task(play(url))
+        publisher, player = await start_victim(server, "stream/tls-victim", clip12)
         clients = [(server.rtmps_port, kind) for kind in (rtmp_before_tls, silent)]
         clients += [(server.https_port, kind) for kind in (http_before_tls, silent)]
         hostile = [client for client in clients for _ in range(COPIES)]
@@ -412,12 +422,7 @@ async def test_garbage_and_silence_before_the_tls_handshake_do_not_disturb_a_liv
         await server.close()
 
     assert "left open" not in endings, endings
-    assert received.error is None
-    clip_video = [p.payload for p in clip12.clip.of_kind("video")]
-    video = [p.payload for p in received.of_kind("video")]
-    assert video, "the player received no video"
-    assert video == clip_video[clip_video.index(video[0]) :]
-    assert video[-1] == clip_video[-1]
+    assert_whole_stream(received, clip12)
     for protocol in ("rtmps", "https"):
         closed = {
             reason: server.metrics.value(

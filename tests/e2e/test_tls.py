@@ -9,10 +9,10 @@ import asyncio
 import shutil
 import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import pytest
@@ -24,6 +24,7 @@ from tests.e2e.conftest import (
     CLIENT_TIMEOUT,
     ClipFile,
     play_in_browser,
+    run_client_process,
     serving,
     wait_for_stream,
 )
@@ -37,6 +38,8 @@ RELOAD_WITHIN_S = 10.0
 PLAY_S = 5.0
 MIN_ADVANCE_S = 1.5
 HLS_FRAMES = 60  # two segments' worth at 30 fps
+
+T = TypeVar("T")
 
 
 @pytest.fixture
@@ -63,20 +66,10 @@ async def tls_server(certificate: CertificateFiles, **settings: Any) -> AsyncIte
 
 async def run_ffmpeg(ffmpeg: str, *args: str) -> str:
     """Run the ffmpeg command to its end; its standard output (AssertionError if it fails)."""
-    process = await asyncio.create_subprocess_exec(
-        ffmpeg,
-        *("-hide_banner", "-nostdin", "-loglevel", "error", *args),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        out, err = await asyncio.wait_for(process.communicate(), CLIENT_TIMEOUT)
-    except TimeoutError:
-        process.kill()
-        await process.wait()
-        raise AssertionError(f"ffmpeg {args} did not finish within {CLIENT_TIMEOUT}s") from None
-    assert process.returncode == 0, f"ffmpeg {args}: {err.decode(errors='replace')}"
-    return out.decode()
+    quiet = ("-hide_banner", "-nostdin", "-loglevel", "error")
+    code, out, err = await run_client_process(ffmpeg, *quiet, *args)
+    assert code == 0, f"ffmpeg {args}: {err}"
+    return out
 
 
 @asynccontextmanager
@@ -105,23 +98,31 @@ def insecure_session() -> aiohttp.ClientSession:
     )
 
 
-async def wait_for_segments(url: str, count: int, within: float = PLAYLIST_WITHIN_S) -> None:
-    """Poll the media playlist at ``url`` until it lists ``count`` segments (bounded)."""
+async def eventually(
+    probe: Callable[[], Awaitable[T | None]], what: str, within: float = RELOAD_WITHIN_S
+) -> T:
+    """Call ``probe`` until it returns something other than None (bounded)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within
-    last = "no answer"
+    while (found := await probe()) is None:
+        assert loop.time() < deadline, f"{what}: not within {within}s"
+        await asyncio.sleep(0.1)
+    return found
+
+
+async def wait_for_segments(url: str, count: int) -> None:
+    """Until the media playlist at ``url`` lists ``count`` segments (bounded)."""
     async with insecure_session() as session:
-        while loop.time() < deadline:
+
+        async def listed() -> bool | None:
             try:
                 async with session.get(url) as response:
                     text = await response.text()
-                    if response.status == 200 and text.count("#EXTINF") >= count:
-                        return
-                    last = f"HTTP {response.status}: {text[-200:]!r}"
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                last = repr(exc)
-            await asyncio.sleep(0.1)
-    raise AssertionError(f"{url} did not list {count} segments within {within}s (last: {last})")
+            except (aiohttp.ClientError, TimeoutError):
+                return None
+            return True if text.count("#EXTINF") >= count else None
+
+        await eventually(listed, f"{count} segments in {url}", PLAYLIST_WITHIN_S)
 
 
 async def test_ffmpeg_publishes_and_plays_over_rtmps(
@@ -157,19 +158,29 @@ async def test_ffmpeg_publishes_and_plays_over_rtmps(
     assert value("lpms_connections_total", protocol="rtmp") == 0
 
 
+@asynccontextmanager
+async def live_over_tls(
+    ffmpeg: str, certificate: CertificateFiles, clip: ClipFile, stream_id: str
+) -> AsyncIterator[str]:
+    """A server with TLS, the ffmpeg command publishing `clip` to it over RTMPS; yields
+    the stream's HTTPS URL (without .m3u8) once its playlist lists two segments."""
+    async with tls_server(certificate) as server:
+        publish_url = f"rtmps://127.0.0.1:{server.rtmps_port}/{stream_id}"
+        base = f"https://127.0.0.1:{server.https_port}/{stream_id}"
+        async with ffmpeg_publishing(ffmpeg, publish_url, clip):
+            await wait_for_segments(f"{base}/source.m3u8", 2)
+            yield base
+
+
 async def test_ffmpeg_plays_hls_over_https(
     ffmpeg: str, certificate: CertificateFiles, long_clip: ClipFile
 ) -> None:
-    async with tls_server(certificate) as server:
-        publish_url = f"rtmps://127.0.0.1:{server.rtmps_port}/stream/hlss"
-        base = f"https://127.0.0.1:{server.https_port}/stream/hlss"
-        async with ffmpeg_publishing(ffmpeg, publish_url, long_clip):
-            await wait_for_segments(f"{base}/source.m3u8", 2)
-            frames = await run_ffmpeg(
-                ffmpeg,
-                *("-i", f"{base}.m3u8", "-map", "0:v:0", "-frames:v", str(HLS_FRAMES)),
-                *("-f", "framemd5", "-"),
-            )
+    async with live_over_tls(ffmpeg, certificate, long_clip, "stream/hlss") as base:
+        frames = await run_ffmpeg(
+            ffmpeg,
+            *("-i", f"{base}.m3u8", "-map", "0:v:0", "-frames:v", str(HLS_FRAMES)),
+            *("-f", "framemd5", "-"),
+        )
     decoded = [line for line in frames.splitlines() if line and not line.startswith("#")]
     assert len(decoded) == HLS_FRAMES
 
@@ -177,14 +188,10 @@ async def test_ffmpeg_plays_hls_over_https(
 async def test_hls_js_plays_over_https_in_chromium(
     ffmpeg: str, certificate: CertificateFiles, long_clip: ClipFile
 ) -> None:
-    async with tls_server(certificate) as server:
-        publish_url = f"rtmps://127.0.0.1:{server.rtmps_port}/stream/browser"
-        url = f"https://127.0.0.1:{server.https_port}/stream/browser.m3u8"
-        async with ffmpeg_publishing(ffmpeg, publish_url, long_clip):
-            await wait_for_segments(url.replace(".m3u8", "/source.m3u8"), 2)
-            report = await play_in_browser(
-                url, seconds=PLAY_S, chromium_flags=("--ignore-certificate-errors",)
-            )
+    async with live_over_tls(ffmpeg, certificate, long_clip, "stream/browser") as base:
+        report = await play_in_browser(
+            f"{base}.m3u8", seconds=PLAY_S, chromium_flags=("--ignore-certificate-errors",)
+        )
     assert report.samples, report.describe()
     assert report.fatal_errors == [], report.describe()
     assert report.advanced >= MIN_ADVANCE_S, report.describe()
@@ -202,41 +209,33 @@ async def stream_bytes_in(session: aiohttp.ClientSession, url: str) -> int | Non
     return int(summary["bytes_in"])
 
 
-async def eventually_bytes_over(
+async def bytes_over(
     session: aiohttp.ClientSession, url: str, floor: int, within: float = RELOAD_WITHIN_S
 ) -> int:
     """The stream's bytes_in once it is over ``floor`` (0: once it is live; above: its
     publish goes on, never interrupted)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while True:
+
+    async def probe() -> int | None:
         bytes_in = await stream_bytes_in(session, url)
         assert bytes_in is not None or floor == 0, "the stream is no longer live"
-        if bytes_in is not None and bytes_in > floor:
-            return bytes_in
-        assert loop.time() < deadline, f"the stream's bytes stayed at {bytes_in}"
-        await asyncio.sleep(0.1)
+        return bytes_in if bytes_in is not None and bytes_in > floor else None
+
+    return await eventually(probe, f"bytes_in of {url} over {floor}", within)
 
 
-async def eventually_fingerprint(port: int, expected: str, within: float = RELOAD_WITHIN_S) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while (seen := await served_fingerprint(port)) != expected:
-        assert loop.time() < deadline, f"port {port} still serves certificate {seen}"
-        await asyncio.sleep(0.1)
+async def fingerprint_is(port: int, expected: str, within: float = RELOAD_WITHIN_S) -> None:
+    async def probe() -> bool | None:
+        return True if await served_fingerprint(port) == expected else None
+
+    await eventually(probe, f"certificate {expected} on port {port}", within)
 
 
-async def eventually_metric(
-    session: aiohttp.ClientSession, url: str, line: str, within: float = RELOAD_WITHIN_S
-) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while True:
+async def metrics_say(session: aiohttp.ClientSession, url: str, line: str) -> None:
+    async def probe() -> bool | None:
         async with session.get(url) as response:
-            if line in (await response.text()).splitlines():
-                return
-        assert loop.time() < deadline, f"{url} never said {line}"
-        await asyncio.sleep(0.1)
+            return True if line in (await response.text()).splitlines() else None
+
+    await eventually(probe, f"{line} in {url}")
 
 
 @pytest.mark.timeout(180)
@@ -248,7 +247,7 @@ async def test_sighup_puts_a_new_certificate_in_use_while_a_publish_goes_on(
     flags = ("--tls-cert", str(certificate.cert), "--tls-key", str(certificate.key))
     flags += ("--rtmps-port", str(rtmps_port), "--https-port", str(https_port))
     async with serving_cli(*flags) as (server, _, _):
-        await eventually_fingerprint(https_port, certificate.fingerprint, within=20.0)
+        await fingerprint_is(https_port, certificate.fingerprint, within=20.0)
         publish_url = f"rtmps://127.0.0.1:{rtmps_port}/stream/reload"
         api = f"https://127.0.0.1:{https_port}/api/streams/stream/reload"
         metrics = f"https://127.0.0.1:{https_port}/metrics"
@@ -256,20 +255,20 @@ async def test_sighup_puts_a_new_certificate_in_use_while_a_publish_goes_on(
             ffmpeg_publishing(ffmpeg, publish_url, long_clip) as publisher,
             insecure_session() as session,
         ):
-            before = await eventually_bytes_over(session, api, 0, within=20.0)
+            before = await bytes_over(session, api, 0, within=20.0)
 
             shutil.copy(fresh.cert, certificate.cert)
             shutil.copy(fresh.key, certificate.key)
             server.send_signal(signal.SIGHUP)
-            await eventually_fingerprint(https_port, fresh.fingerprint)
+            await fingerprint_is(https_port, fresh.fingerprint)
             assert await served_fingerprint(rtmps_port) == fresh.fingerprint
-            after = await eventually_bytes_over(session, api, before)
+            after = await bytes_over(session, api, before)
 
             certificate.key.write_text("not a key\n")  # a bad file: the new one stays
             server.send_signal(signal.SIGHUP)
-            await eventually_metric(session, metrics, 'lpms_tls_reloads_total{result="failed"} 1.0')
+            await metrics_say(session, metrics, 'lpms_tls_reloads_total{result="failed"} 1.0')
             assert await served_fingerprint(https_port) == fresh.fingerprint
-            await eventually_bytes_over(session, api, after)
+            await bytes_over(session, api, after)
             assert publisher.returncode is None, "the publisher was cut off"
             log = await stop(server, signal.SIGTERM)
     assert server.returncode == 0, log

@@ -151,12 +151,13 @@ class Echo(asyncio.Protocol):
 @asynccontextmanager
 async def echo_server(
     certificates: Certificates, metrics: Metrics, **settings: Any
-) -> AsyncIterator[int]:
+) -> AsyncIterator[tuple[int, TLSHandshakes]]:
+    """An echo server behind the TLS acceptor: its port, and its handshakes."""
     tls = TLSSettings(cert="-", key="-", **settings)
     handshakes = TLSHandshakes(certificates, tls, "rtmps", metrics)
     server = await asyncio.get_running_loop().create_server(handshakes.wrap(Echo), "127.0.0.1", 0)
     try:
-        yield int(server.sockets[0].getsockname()[1])
+        yield int(server.sockets[0].getsockname()[1]), handshakes
     finally:
         server.close()
         handshakes.close()
@@ -185,7 +186,7 @@ def test_a_tls_client_reaches_the_inner_protocol_with_its_first_bytes(
     metrics = Metrics()
 
     async def main() -> None:
-        async with echo_server(certificates, metrics) as port:
+        async with echo_server(certificates, metrics) as (port, _):
             for _ in range(20):  # the first bytes race the handover: try it often
                 async with asyncio.timeout(WAIT_S):
                     reader, writer = await asyncio.open_connection(
@@ -202,55 +203,78 @@ def test_a_tls_client_reaches_the_inner_protocol_with_its_first_bytes(
     assert closed(metrics, "tls_handshake") == 0
 
 
-def test_garbage_before_the_handshake_is_closed_and_counted(
-    certificate: CertificateFiles, run: Callable[[Coroutine[Any, Any, None]], None]
+Opened = tuple[asyncio.StreamReader, list[asyncio.StreamWriter]]
+
+
+async def garbage_first(port: int) -> Opened:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"\x03" + b"not a ClientHello" * 100)  # a plain RTMP client, say
+    return reader, [writer]
+
+
+async def silent(port: int) -> Opened:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    return reader, [writer]
+
+
+async def one_too_many(port: int) -> Opened:
+    _, first = await asyncio.open_connection("127.0.0.1", port)  # holds the one handshake
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    return reader, [writer, first]
+
+
+@pytest.mark.parametrize(
+    ("client", "settings", "reason"),
+    [
+        (garbage_first, {}, "tls_handshake"),
+        (silent, {"handshake_timeout": 0.3}, "tls_handshake_timeout"),
+        (one_too_many, {"max_handshakes": 1}, "max_handshakes"),
+    ],
+)
+def test_a_client_that_does_not_shake_hands_is_closed_and_counted(
+    certificate: CertificateFiles,
+    run: Callable[[Coroutine[Any, Any, None]], None],
+    client: Callable[[int], Coroutine[Any, Any, Opened]],
+    settings: dict[str, Any],
+    reason: str,
 ) -> None:
     certificates = Certificates(str(certificate.cert), str(certificate.key))
     metrics = Metrics()
 
     async def main() -> None:
-        async with echo_server(certificates, metrics) as port:
-            reader, writer = await asyncio.open_connection("127.0.0.1", port)
-            writer.write(b"\x03" + b"not a ClientHello" * 100)
+        async with echo_server(certificates, metrics, **settings) as (port, _):
+            reader, writers = await client(port)
             assert await read_until_closed(reader) == b""
-            writer.close()
+            for writer in writers:
+                writer.close()
 
     run(main())
-    assert closed(metrics, "tls_handshake") == 1
+    assert closed(metrics, reason) == 1
 
 
-def test_a_silent_client_is_closed_after_the_handshake_timeout(
+def test_a_peer_that_leaves_before_the_handshake_is_not_counted(
     certificate: CertificateFiles, run: Callable[[Coroutine[Any, Any, None]], None]
 ) -> None:
+    """A TCP health check: lpms closed nothing of its own."""
     certificates = Certificates(str(certificate.cert), str(certificate.key))
     metrics = Metrics()
 
     async def main() -> None:
-        async with echo_server(certificates, metrics, handshake_timeout=0.3) as port:
-            reader, writer = await asyncio.open_connection("127.0.0.1", port)
-            assert await read_until_closed(reader) == b""
-            writer.close()
+        async with echo_server(certificates, metrics, handshake_timeout=WAIT_S) as (port, shakes):
+            for _ in range(10):
+                _, writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.close()
+                await writer.wait_closed()
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + WAIT_S / 2  # well before the handshake timeout
+            while shakes.pending:
+                assert loop.time() < deadline, f"{len(shakes.pending)} handshakes still wait"
+                await asyncio.sleep(0.01)
+            assert await served_fingerprint(port) == certificate.fingerprint
 
     run(main())
-    assert closed(metrics, "tls_handshake_timeout") == 1
-
-
-def test_handshakes_beyond_the_limit_are_closed_and_counted(
-    certificate: CertificateFiles, run: Callable[[Coroutine[Any, Any, None]], None]
-) -> None:
-    certificates = Certificates(str(certificate.cert), str(certificate.key))
-    metrics = Metrics()
-
-    async def main() -> None:
-        async with echo_server(certificates, metrics, max_handshakes=1) as port:
-            _, silent = await asyncio.open_connection("127.0.0.1", port)  # holds the one
-            reader, writer = await asyncio.open_connection("127.0.0.1", port)
-            assert await read_until_closed(reader) == b""
-            writer.close()
-            silent.close()
-
-    run(main())
-    assert closed(metrics, "max_handshakes") == 1
+    counted = metrics.render().decode()
+    assert "lpms_connections_closed_total{" not in counted, counted
 
 
 def test_a_reload_applies_to_the_next_connection(
@@ -262,7 +286,7 @@ def test_a_reload_applies_to_the_next_connection(
     fresh = make_certificate(tmp_path, "fresh")
 
     async def main() -> None:
-        async with echo_server(certificates, Metrics()) as port:
+        async with echo_server(certificates, Metrics()) as (port, _):
             reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=client_context())
             assert await served_fingerprint(port) == certificate.fingerprint
             certificates.cert, certificates.key = str(fresh.cert), str(fresh.key)

@@ -109,21 +109,29 @@ class TLSAcceptor(asyncio.Protocol):
         handshakes = self._handshakes
         timeout = handshakes.settings.handshake_timeout
         loop = asyncio.get_running_loop()
+        starting = loop.create_task(
+            loop.start_tls(
+                transport,
+                self,
+                handshakes.certificates.context,
+                server_side=True,
+                ssl_handshake_timeout=timeout + 1.0,  # ours fires first, counted
+            )
+        )
         try:
             async with asyncio.timeout(timeout):
-                starting = loop.create_task(
-                    loop.start_tls(
-                        transport,
-                        self,
-                        handshakes.certificates.context,
-                        server_side=True,
-                        ssl_handshake_timeout=timeout + 1.0,  # ours fires first, counted
-                    )
-                )
                 await asyncio.sleep(0)  # start_tls's first step: it takes the transport
+                if transport.is_closing():  # the peer left first (a TCP health check)
+                    starting.cancel()
+                    raise ConnectionResetError("closed by the peer before the handshake")
                 if self._hello:
                     self._replay_hello(transport)
                 tls_transport = await starting
+        except (ConnectionResetError, BrokenPipeError) as exc:
+            # The peer left: not a close of lpms's own, so not counted as one.
+            log.debug("%s left during the TLS handshake: %r", self.peer, exc)
+            transport.abort()
+            return
         except TimeoutError:
             handshakes.failed(self.peer, HANDSHAKE_TIMEOUT, f"no TLS handshake within {timeout:g}s")
             transport.abort()
@@ -134,6 +142,8 @@ class TLSAcceptor(asyncio.Protocol):
             return
         finally:
             handshakes.pending.discard(self)
+            if not starting.done():  # cancelled (abort) or left early: closes the transport
+                starting.cancel()
         if tls_transport is None:  # the connection was lost meanwhile
             return
         self._hand_over(tls_transport)
