@@ -239,12 +239,19 @@ async def metrics_say(session: aiohttp.ClientSession, url: str, line: str) -> No
 
 
 @pytest.mark.timeout(180)
+@pytest.mark.parametrize("event_loop", ["asyncio", "uvloop"])
 async def test_sighup_puts_a_new_certificate_in_use_while_a_publish_goes_on(
-    ffmpeg: str, tmp_path: Path, certificate: CertificateFiles, long_clip: ClipFile
+    ffmpeg: str,
+    tmp_path: Path,
+    certificate: CertificateFiles,
+    long_clip: ClipFile,
+    event_loop: str,
 ) -> None:
+    pytest.importorskip(event_loop)
     fresh = make_certificate(tmp_path, "fresh")
     rtmps_port, https_port = free_port(), free_port()
-    flags = ("--tls-cert", str(certificate.cert), "--tls-key", str(certificate.key))
+    flags = ("--event-loop", event_loop)
+    flags += ("--tls-cert", str(certificate.cert), "--tls-key", str(certificate.key))
     flags += ("--rtmps-port", str(rtmps_port), "--https-port", str(https_port))
     async with serving_cli(*flags) as (server, _, _):
         await fingerprint_is(https_port, certificate.fingerprint, within=20.0)
@@ -275,6 +282,7 @@ async def test_sighup_puts_a_new_certificate_in_use_while_a_publish_goes_on(
     assert "TLS certificate reloaded" in log
     assert "TLS reload failed, old certificate kept" in log
     assert f"rtmps://127.0.0.1:{rtmps_port}" in log
+    assert f"(event loop: {event_loop})" in log
 
 
 async def test_a_bad_certificate_stops_lpms_serve_with_one_clear_line(
