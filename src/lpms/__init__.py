@@ -32,6 +32,7 @@ _EXPORTS: dict[str, str] = {
     "MediaError": "lpms.errors",
     "RTMPProtocolError": "lpms.errors",
     "StreamError": "lpms.errors",
+    "TLSError": "lpms.errors",
     "TranscodeError": "lpms.errors",
     "Segment": "lpms.hls.segmenter",
     "SegmenterOptions": "lpms.hls.segmenter",
@@ -50,6 +51,7 @@ _EXPORTS: dict[str, str] = {
     "ConnectionLimits": "lpms.rtmp.settings",
     "ListenerSettings": "lpms.rtmp.settings",
     "LPMS": "lpms.server",
+    "TLSSettings": "lpms.tls.settings",
     "Accel": "lpms.transcode.settings",
     "TranscodeSettings": "lpms.transcode.settings",
     "GOPFrames": "lpms.transcode.profiles",
@@ -107,6 +109,8 @@ __all__ = [
     "StreamError",
     "StreamLimits",
     "Subscription",
+    "TLSError",
+    "TLSSettings",
     "TrackKind",
     "TranscodeError",
     "TranscodeResult",
@@ -140,6 +144,7 @@ if TYPE_CHECKING:
         MediaError,
         RTMPProtocolError,
         StreamError,
+        TLSError,
         TranscodeError,
     )
     from lpms.hls.segmenter import Segment, SegmenterOptions
@@ -151,6 +156,7 @@ if TYPE_CHECKING:
     from lpms.media.stream import Stream, StreamEnded, Subscription
     from lpms.rtmp.settings import ConnectionLimits, ListenerSettings
     from lpms.server import LPMS
+    from lpms.tls.settings import TLSSettings
     from lpms.transcode.profiles import (
         PRESETS,
         GOPFrames,

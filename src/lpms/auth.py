@@ -52,7 +52,7 @@ class AuthRequest:
     name: str
     query: dict[str, str] = field(default_factory=dict)
     client_ip: str = ""
-    protocol: str = RTMP  # "rtmp" or "hls"
+    protocol: str = RTMP  # "rtmp", "rtmps" (RTMP over TLS) or "hls"
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -45,6 +45,7 @@ from lpms.errors import ConfigError, LPMSError
 from lpms.hls.settings import HLSSettings
 from lpms.media.settings import StreamLimits
 from lpms.rtmp.settings import ListenerSettings
+from lpms.tls.settings import TLSSettings, check_port
 from lpms.transcode.engines import Engine
 from lpms.transcode.profiles import (
     PRESETS,
@@ -127,10 +128,11 @@ class Settings:
 
     host: str = DEFAULT_HOST
     """Address the RTMP and HTTP listeners bind to (0.0.0.0: every IPv4 interface)."""
-    rtmp_port: int = DEFAULT_RTMP_PORT
-    """RTMP port, for publishing and playing (0: any free port)."""
-    http_port: int = DEFAULT_HTTP_PORT
-    """HTTP port: HLS, the status page, /api and /metrics (0: any free port)."""
+    rtmp_port: int | None = DEFAULT_RTMP_PORT
+    """RTMP port, for publishing and playing (0: any free port; off: no plain RTMP)."""
+    http_port: int | None = DEFAULT_HTTP_PORT
+    """HTTP port: HLS, the status page, /api and /metrics (0: any free port; off: no
+    plain HTTP)."""
     workdir: str | None = None
     """Directory for recordings (``hls.record``) and live HLS segments. Not set: live
     segments go to a private temporary directory, removed when the server stops."""
@@ -160,6 +162,7 @@ class Settings:
     transcode: TranscodeSettings = field(default_factory=TranscodeSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)
     http: HTTPSettings = field(default_factory=HTTPSettings)
+    tls: TLSSettings = field(default_factory=TLSSettings)
     webhook: WebhookSettings = field(default_factory=WebhookSettings)
     log: LogSettings = field(default_factory=LogSettings)
 
@@ -167,8 +170,7 @@ class Settings:
         if not self.host:
             raise ValueError("host must not be empty (0.0.0.0 listens on every interface)")
         for name in ("rtmp_port", "http_port"):
-            if not 0 <= getattr(self, name) <= 65535:
-                raise ValueError(f"{name} must be 0 to 65535, got {getattr(self, name)}")
+            check_port(name, getattr(self, name))
         for name in (
             "max_streams",
             "max_players_per_stream",
@@ -463,7 +465,18 @@ def _render_profile(profile: VideoProfile) -> str:
     return toml_value(profile_to_mapping(profile))
 
 
+def _parse_port(raw: object, origin: Origin) -> int | None:
+    if raw is None or (isinstance(raw, str) and raw.strip().lower() == "off"):
+        return None
+    try:
+        return _to_int(raw, origin)
+    except _Invalid:
+        raise _Invalid("not an integer, or off") from None
+
+
 CUSTOM_TYPES: dict[object, CustomType[Any]] = {
+    # Optional integers are listeners' ports, turned off by "off" (TOML has no null).
+    int | None: CustomType(_parse_port, lambda port: toml_value("off" if port is None else port)),
     Accel: CustomType(_parse_accel, lambda accel: toml_value(accel.value)),
     Engine: CustomType(_parse_engine, lambda engine: toml_value(engine.value)),
     tuple[VideoProfile, ...]: CustomType(_parse_profiles, _render_profiles),
@@ -740,7 +753,7 @@ def _write_section(
         lines.extend(_comment(docs.get(item.name, ""), hint))
         where = origins.get(".".join((*prefix, item.name)))
         note = f"  # {where}" if where else ""
-        if value is None:
+        if value is None and hint not in CUSTOM_TYPES:
             lines.append(f"# {item.name} = {NOT_SET}{note}")
         else:
             lines.append(f"{item.name} = {_setting_value(hint, value)}{note}")

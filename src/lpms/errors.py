@@ -42,3 +42,8 @@ class TranscodeError(LPMSError):
 class ConfigError(LPMSError):
     """A setting is unknown or its value invalid; the message names the setting and
     where the value came from (a file, an ``LPMS_*`` variable, a flag)."""
+
+
+class TLSError(LPMSError):
+    """A TLS certificate or key cannot be used (missing, unreadable, not PEM, encrypted,
+    or not each other's); the message names the file."""

@@ -131,6 +131,13 @@ class Metrics:
             "permissions); the segments are then served from memory while they are live",
             registry=registry,
         )
+        self.tls_reloads = Counter(
+            "lpms_tls_reloads",
+            "TLS certificate reloads (SIGHUP), by result: ok, or failed (the certificate "
+            "in use was kept)",
+            ["result"],
+            registry=registry,
+        )
         self.loop_lag = Gauge(
             "lpms_event_loop_lag_seconds",
             "How late the event loop ran a timer, at the last check",

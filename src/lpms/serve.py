@@ -77,13 +77,38 @@ _SETTING_FLAGS: tuple[tuple[str, str, str, dict[str, Any]], ...] = (
     (
         "--rtmp-port",
         "rtmp_port",
-        f"RTMP port (default {_default('rtmp_port')})",
+        f"RTMP port, or off (default {_default('rtmp_port')})",
         {"metavar": "PORT"},
     ),
     (
         "--http-port",
         "http_port",
-        f"HTTP port (default {_default('http_port')})",
+        f"HTTP port, or off (default {_default('http_port')})",
+        {"metavar": "PORT"},
+    ),
+    (
+        "--tls-cert",
+        "tls.cert",
+        "PEM certificate chain: with --tls-key, RTMPS and HTTPS besides RTMP and HTTP; "
+        "read again on SIGHUP (default: none, no TLS)",
+        {"metavar": "FILE"},
+    ),
+    (
+        "--tls-key",
+        "tls.key",
+        "the certificate's PEM private key, unencrypted (default: none)",
+        {"metavar": "FILE"},
+    ),
+    (
+        "--rtmps-port",
+        "tls.rtmps_port",
+        f"RTMPS port, or off (default {_default('tls.rtmps_port')})",
+        {"metavar": "PORT"},
+    ),
+    (
+        "--https-port",
+        "tls.https_port",
+        f"HTTPS port, or off (default {_default('tls.https_port')})",
         {"metavar": "PORT"},
     ),
     (
@@ -267,7 +292,7 @@ def run_serve(args: argparse.Namespace) -> int:
     except OSError as exc:
         log.error("cannot start server: %s", exc)
         return 1
-    except LPMSError as exc:  # what start needs is missing: Ray unreachable, say
+    except LPMSError as exc:  # what start needs is missing: Ray unreachable, a TLS key
         print(f"lpms serve: {exc}", file=sys.stderr)
         return 2
     return 0
@@ -325,4 +350,5 @@ async def _serve(settings: Settings) -> None:
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop, signum)
+    loop.add_signal_handler(signal.SIGHUP, server.reload_tls)
     await server.serve()

@@ -42,6 +42,8 @@ from lpms.sessions import (
     MakeStreamID,
     SessionCore,
 )
+from lpms.tls.acceptor import TLSHandshakes
+from lpms.tls.certs import Certificates
 from lpms.transcode.engines import Engine, EngineFactory
 from lpms.transcode.live import LiveTranscoder, local_engine
 from lpms.transcode.rendition import OutputContainer
@@ -54,6 +56,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("lpms.server")
 
 HOUSEKEEPING_INTERVAL = 1.0  # seconds: event-loop lag, HLS viewers leaving
+HTTPS = "https"  # the HTTPS listener's label in its TLS handshakes' metrics
 
 
 class LPMS:
@@ -104,6 +107,11 @@ class LPMS:
         self._rtmp_connections = ConnectionTracker(self.sessions)
         self._http_runner: web.AppRunner | None = None
         self._http_site: web.TCPSite | None = None
+        self.certificates: Certificates | None = None  # with TLS, once started
+        self._rtmps_server: asyncio.Server | None = None
+        self._rtmps_connections = ConnectionTracker(self.sessions, Protocol.RTMPS)
+        self._https_server: asyncio.Server | None = None
+        self._tls_handshakes: list[TLSHandshakes] = []
         self.hls = HLSStore(settings.hls, settings.workdir, max_streams=settings.max_streams)
         self.hls.on_segment = self._segment_ready
         self.hls.on_write_error = self.metrics.segment_write_errors.inc
@@ -275,35 +283,67 @@ class LPMS:
     # -- lifecycle -----------------------------------------------------------
 
     @property
-    def rtmp_port(self) -> int:
-        """The bound RTMP port (useful with port 0)."""
-        if self._rtmp_server is None or not self._rtmp_server.sockets:
-            return self.settings.rtmp_port
-        return int(self._rtmp_server.sockets[0].getsockname()[1])
+    def rtmp_port(self) -> int | None:
+        """The bound RTMP port (useful with port 0); None when it is off."""
+        return _bound_port(self._rtmp_server, self.settings.rtmp_port)
 
     @property
-    def http_port(self) -> int:
-        """The bound HTTP port (useful with port 0)."""
+    def http_port(self) -> int | None:
+        """The bound HTTP port (useful with port 0); None when it is off."""
         server = self._http_site._server if self._http_site is not None else None
-        sockets = getattr(server, "sockets", None)
-        if not sockets:
-            return self.settings.http_port
-        return int(sockets[0].getsockname()[1])
+        return _bound_port(server, self.settings.http_port)
+
+    @property
+    def rtmps_port(self) -> int | None:
+        """The bound RTMPS port; None without TLS or when it is off."""
+        tls = self.settings.tls
+        return _bound_port(self._rtmps_server, tls.rtmps_port if tls.enabled else None)
+
+    @property
+    def https_port(self) -> int | None:
+        """The bound HTTPS port; None without TLS or when it is off."""
+        tls = self.settings.tls
+        return _bound_port(self._https_server, tls.https_port if tls.enabled else None)
+
+    def reload_tls(self) -> bool:
+        """Read the TLS certificate and key again (``lpms serve`` does on SIGHUP): new
+        connections get them, live ones go on. A bad file is logged and the
+        certificate in use kept; returns whether the new one is in use."""
+        if self.certificates is None:
+            log.warning("no TLS certificate to reload: TLS is off")
+            return False
+        reloaded = self.certificates.reload()
+        self.metrics.tls_reloads.labels("ok" if reloaded else "failed").inc()
+        return reloaded
 
     async def start(self) -> None:
         """Open the listeners; returns once both accept connections. With the Ray
         engine, Ray is reached first: `RayUnavailable` (an `LPMSError`) names the
-        address when it cannot be."""
+        address when it cannot be. A TLS certificate or key that cannot be used is a
+        `TLSError` (an `LPMSError`) naming the file."""
         settings = self.settings
+        if settings.tls.cert is not None and settings.tls.key is not None:
+            self.certificates = Certificates(settings.tls.cert, settings.tls.key)
         if settings.transcode.profiles and settings.transcode.engine is Engine.RAY:
             from lpms.transcode.engines.ray import RayEngineHost  # only with lpms[ray]
 
             ray = RayEngineHost(settings.transcode, self.metrics, self._rendition_output().value)
             await ray.start()
             self._ray = ray
-        self._rtmp_server, self._rtmp_connections = await start_rtmp_listener(
-            self.sessions, settings.host, settings.rtmp_port, self._listener_settings()
-        )
+        if settings.rtmp_port is not None:
+            self._rtmp_server, self._rtmp_connections = await start_rtmp_listener(
+                self.sessions, settings.host, settings.rtmp_port, self._listener_settings()
+            )
+        if self.certificates is not None and settings.tls.rtmps_port is not None:
+            rtmps = self._tls_listener(Protocol.RTMPS)
+            self._rtmps_server, self._rtmps_connections = await start_rtmp_listener(
+                self.sessions,
+                settings.host,
+                settings.tls.rtmps_port,
+                self._listener_settings(),
+                Protocol.RTMPS,
+                rtmps.wrap,
+            )
         http = settings.http
         app = make_app(self, http.max_body_bytes)
         HLSRoutes(
@@ -319,22 +359,44 @@ class LPMS:
             keepalive_timeout=http.keepalive_timeout,
         )
         await self._http_runner.setup()
-        self._http_site = web.TCPSite(self._http_runner, settings.host, settings.http_port)
-        await self._http_site.start()
+        assert self._http_runner.server is not None  # set up
+        if settings.http_port is not None:
+            self._http_site = web.TCPSite(self._http_runner, settings.host, settings.http_port)
+            await self._http_site.start()
+        if self.certificates is not None and settings.tls.https_port is not None:
+            self._https_server = await asyncio.get_running_loop().create_server(
+                self._tls_listener(HTTPS).wrap(self._http_runner.server),
+                settings.host,
+                settings.tls.https_port,
+                reuse_address=True,
+                backlog=settings.rtmp.backlog,
+            )
         self.webhooks.start()
         self._housekeeping = asyncio.get_running_loop().create_task(self._keep_house())
         log.info(
-            "listening: rtmp://%s:%d  http://%s:%d  (event loop: %s)",
-            settings.host,
-            self.rtmp_port,
-            settings.host,
-            self.http_port,
+            "listening: %s  (event loop: %s)",
+            "  ".join(self._listening(settings.host)),
             type(asyncio.get_running_loop()).__module__.split(".")[0],
         )
 
+    def _tls_listener(self, protocol: str) -> TLSHandshakes:
+        assert self.certificates is not None
+        handshakes = TLSHandshakes(self.certificates, self.settings.tls, protocol, self.metrics)
+        self._tls_handshakes.append(handshakes)
+        return handshakes
+
+    def _listening(self, host: str) -> list[str]:
+        ports = [
+            ("rtmp", self.rtmp_port),
+            ("http", self.http_port),
+            (Protocol.RTMPS, self.rtmps_port),
+            (HTTPS, self.https_port),
+        ]
+        return [f"{scheme}://{host}:{port}" for scheme, port in ports if port is not None]
+
     async def serve(self) -> None:
         """Start, then run until `close` is called."""
-        if self._rtmp_server is None:
+        if self._http_runner is None:
             await self.start()
         await self._closed.wait()
 
@@ -342,9 +404,12 @@ class LPMS:
         """Stop accepting, end every stream, close every connection."""
         if self._closed.is_set():
             return
-        if self._rtmp_server is not None:
-            self._rtmp_server.close()
-        for connection in self._rtmp_connections:
+        for server in (self._rtmp_server, self._rtmps_server, self._https_server):
+            if server is not None:
+                server.close()
+        for handshakes in self._tls_handshakes:
+            handshakes.close()
+        for connection in [*self._rtmp_connections, *self._rtmps_connections]:
             connection.close()
         for stream in list(self.streams):
             stream.end()
@@ -358,11 +423,11 @@ class LPMS:
         self.hls.close_all()
         # Off the loop: waits for the recording writer to finish what it has queued.
         await asyncio.get_running_loop().run_in_executor(None, self.hls.flush)
-        if self._rtmp_server is not None:
+        for server in (self._rtmp_server, self._rtmps_server):
+            if server is None:
+                continue
             try:
-                await asyncio.wait_for(
-                    self._rtmp_server.wait_closed(), self.settings.shutdown_timeout
-                )
+                await asyncio.wait_for(server.wait_closed(), self.settings.shutdown_timeout)
             except TimeoutError:
                 log.warning(
                     "some RTMP connections did not close within %gs", self.settings.shutdown_timeout
@@ -456,6 +521,15 @@ class LPMS:
             await asyncio.sleep(HOUSEKEEPING_INTERVAL)
             self.metrics.loop_lag.set(max(0.0, loop.time() - expected))
             self.sessions.expire_hls_viewers(time.monotonic())
+
+
+def _bound_port(server: object, configured: int | None) -> int | None:
+    """The port a listener bound (``configured`` may be 0), or ``configured`` before
+    it listens; None when it is off."""
+    sockets = getattr(server, "sockets", None)
+    if configured is None or not sockets:
+        return configured
+    return int(sockets[0].getsockname()[1])
 
 
 def _stream_counts(stream: object) -> dict[str, int]:

@@ -243,6 +243,7 @@ async def play_hls(
     low_latency: bool = False,
     stamps: bool = False,
     catch_up: float = 1.0,
+    chromium_flags: tuple[str, ...] = (),
 ) -> PlaybackReport:
     """Play ``url`` with hls.js (``player="shaka"``: Shaka Player, which plays DASH
     too; ``low_latency``: hls.js's LL-HLS mode) in headless Chromium for ``seconds``
@@ -250,7 +251,7 @@ async def play_hls(
     error, the end of the stream, or Chromium exiting (``stamps``: read each presented
     frame's capture stamp, see `PlaybackReport.stamp_latencies`; ``catch_up``: hls.js's
     maxLiveSyncPlaybackRate, how much faster it may play to get back to its target
-    latency). Raises `BrowserUnavailable` if
+    latency; ``chromium_flags``: more of Chromium's flags). Raises `BrowserUnavailable` if
     Chromium or a player is missing."""
     chromium = require_browser()
     hls_js = find_hls_js()
@@ -274,6 +275,7 @@ async def play_hls(
             report.chromium_command = [
                 chromium,
                 *CHROMIUM_FLAGS,
+                *chromium_flags,
                 f"--user-data-dir={profile}",
                 page_url,
             ]

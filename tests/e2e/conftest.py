@@ -91,22 +91,23 @@ def rtmp_url(server: LPMS, path: str) -> str:
     return f"rtmp://127.0.0.1:{server.rtmp_port}/{path}"
 
 
-async def _client(*args: str) -> tuple[int, str, str]:
+async def run_client_process(*command: str) -> tuple[int, str, str]:
+    """Run a client program to its end (within `CLIENT_TIMEOUT`): its exit status,
+    standard output and standard error."""
     process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "tests.e2e.clients",
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
+        *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
     )
     try:
         out, err = await asyncio.wait_for(process.communicate(), CLIENT_TIMEOUT)
     except TimeoutError:
         process.kill()
         await process.wait()
-        raise AssertionError(f"client {args} did not finish within {CLIENT_TIMEOUT}s") from None
-    return process.returncode or 0, out.decode(), err.decode()
+        raise AssertionError(f"{command} did not finish within {CLIENT_TIMEOUT}s") from None
+    return process.returncode or 0, out.decode(errors="replace"), err.decode(errors="replace")
+
+
+async def _client(*args: str) -> tuple[int, str, str]:
+    return await run_client_process(sys.executable, "-m", "tests.e2e.clients", *args)
 
 
 async def publish(url: str, clip: ClipFile, *, realtime: bool = True) -> int:

@@ -19,15 +19,18 @@ import struct
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
+from pathlib import Path
 
 import psutil
 import pytest
 
-from lpms import LPMS, ConnectionLimits, HTTPSettings, ListenerSettings, Settings
+from lpms import LPMS, ConnectionLimits, HTTPSettings, ListenerSettings, Settings, TLSSettings
 from lpms.rtmp import amf0
 from lpms.rtmp.chunk import ChunkWriter, RTMPMessage
 from lpms.rtmp.handshake import HANDSHAKE_SIZE, ClientHandshake
 from lpms.rtmp.messages import MessageType, set_chunk_size
+from tests.certs import make_certificate
+from tests.e2e.clients import Received
 from tests.e2e.conftest import (
     ClipFile,
     clip_file,
@@ -227,6 +230,27 @@ async def run_client(port: int, behave: Hostile) -> str:
         writer.close()
 
 
+async def start_victim(
+    server: LPMS, stream_id: str, clip: ClipFile
+) -> tuple[asyncio.Task[int], asyncio.Task[Received]]:
+    """FFmpeg publishing `clip` as `stream_id` over RTMP, and FFmpeg playing it once it
+    is live: the stream that must not suffer."""
+    url = rtmp_url(server, stream_id)
+    publisher = start_publish(url, clip)
+    await wait_for_stream(server, stream_id)
+    return publisher, asyncio.create_task(play(url))
+
+
+def assert_whole_stream(received: Received, clip: ClipFile) -> None:
+    """The player got the whole stream from the keyframe it joined at, nothing lost."""
+    assert received.error is None
+    clip_video = [p.payload for p in clip.clip.of_kind("video")]
+    video = [p.payload for p in received.of_kind("video")]
+    assert video, "the player received no video"
+    assert video == clip_video[clip_video.index(video[0]) :]
+    assert video[-1] == clip_video[-1]
+
+
 def rss() -> int:
     gc.collect()
     return int(psutil.Process(os.getpid()).memory_info().rss)
@@ -239,10 +263,7 @@ async def test_hostile_and_idle_connections_do_not_disturb_a_live_stream(
     server = LPMS(host="127.0.0.1", rtmp_port=0, http_port=0, settings=SETTINGS)
     await server.start()
     try:
-        url = rtmp_url(server, "stream/victim")
-        publisher = start_publish(url, clip12)
-        await wait_for_stream(server, "stream/victim")
-        player = asyncio.create_task(play(url))
+        publisher, player = await start_victim(server, "stream/victim", clip12)
         await asyncio.sleep(0.5)
         rss_before = rss()
 
@@ -264,13 +285,7 @@ async def test_hostile_and_idle_connections_do_not_disturb_a_live_stream(
     assert all("left open" not in e for e in by_kind.values()), by_kind
     assert len(server._rtmp_connections) == 0
 
-    # The player got the whole stream from the keyframe it joined at, nothing lost.
-    assert received.error is None
-    clip_video = [p.payload for p in clip12.clip.of_kind("video")]
-    video = [p.payload for p in received.of_kind("video")]
-    assert video, "the player received no video"
-    assert video == clip_video[clip_video.index(video[0]) :]
-    assert video[-1] == clip_video[-1]
+    assert_whole_stream(received, clip12)
     dts = [p.dts_ms for p in received.of_kind("video")]
     assert dts == sorted(dts)
 
@@ -467,3 +482,57 @@ async def test_flv_players_that_stall_or_send_garbage_are_closed_and_others_are_
     assert video[-1] == clip_video[-1]
     assert server.metrics.value("lpms_live_connections", protocol="ws-flv") == 0
     assert server.metrics.value("lpms_live_connections", protocol="http-flv") == 0
+
+
+# --- TLS ------------------------------------------------------------------------------
+
+
+async def rtmp_before_tls(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    writer.write(b"\x03" + garbage(HANDSHAKE_SIZE))  # a plain RTMP client at the RTMPS port
+
+
+async def http_before_tls(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    writer.write(b"GET /api/server HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")  # plain HTTP at HTTPS
+
+
+TLS_HANDSHAKE_TIMEOUT_S = 1.0
+
+
+@pytest.mark.timeout(180)
+async def test_garbage_and_silence_before_the_tls_handshake_do_not_disturb_a_live_stream(
+    clip12: ClipFile, tmp_path: Path
+) -> None:
+    certificate = make_certificate(tmp_path)
+    tls = TLSSettings(
+        cert=str(certificate.cert),
+        key=str(certificate.key),
+        rtmps_port=0,
+        https_port=0,
+        handshake_timeout=TLS_HANDSHAKE_TIMEOUT_S,
+    )
+    server = LPMS(host="127.0.0.1", rtmp_port=0, http_port=0, settings=replace(SETTINGS, tls=tls))
+    await server.start()
+    try:
+        publisher, player = await start_victim(server, "stream/tls-victim", clip12)
+        clients = [(server.rtmps_port, kind) for kind in (rtmp_before_tls, silent)]
+        clients += [(server.https_port, kind) for kind in (http_before_tls, silent)]
+        hostile = [client for client in clients for _ in range(COPIES)]
+        random.shuffle(hostile)
+        endings = await asyncio.gather(*(run_client(port, kind) for port, kind in hostile))
+        received = await asyncio.wait_for(player, 60)
+        await asyncio.wait_for(publisher, 60)
+    finally:
+        await server.close()
+
+    assert "left open" not in endings, endings
+    assert_whole_stream(received, clip12)
+    for protocol in ("rtmps", "https"):
+        closed = {
+            reason: server.metrics.value(
+                "lpms_connections_closed_total", protocol=protocol, reason=reason
+            )
+            for reason in ("tls_handshake", "tls_handshake_timeout")
+        }
+        assert closed == {"tls_handshake": COPIES, "tls_handshake_timeout": COPIES}, closed
+    # None of them reached the RTMP code behind the handshake.
+    assert server.metrics.value("lpms_connections_total", protocol="rtmps") == 0

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from lpms import HLSSettings, Settings, load_settings
+from lpms import HLSSettings, Settings, TLSSettings, load_settings
 from lpms.cli import build_parser, main
 
 
@@ -77,8 +77,8 @@ def test_an_invalid_setting_exits_2_with_one_line(tmp_path: Path) -> None:
     ("args", "env", "message"),
     [
         ([], {"LPMS_HLS_WINDOWS": "3"}, "unknown environment variable LPMS_HLS_WINDOWS"),
-        (["--rtmp-port", "x"], {}, 'rtmp_port = "x" (from --rtmp-port): not an integer'),
-        (["--rtmp-port", "70000"], {}, "rtmp_port must be 0 to 65535, got 70000"),
+        (["--rtmp-port", "x"], {}, 'rtmp_port = "x" (from --rtmp-port): not an integer, or off'),
+        (["--rtmp-port", "70000"], {}, "rtmp_port must be 0 to 65535 or off, got 70000"),
         (["--record"], {}, "hls.record needs a workdir"),
         (["--publish-key", ""], {}, 'auth.publish_key = "" (from --publish-key): empty'),
         (["--profiles", "P361p"], {}, 'transcode.profiles = "P361p" (from --profiles): unknown'),
@@ -139,7 +139,8 @@ def test_each_flag_sets_its_setting(
         *("--record", "--no-hls", "--profiles", "P240p30fps16x9", "--accel", "software"),
         *("--auth-url", "http://127.0.0.1:9/auth", "--auth-timeout", "3", "--publish-key", "k"),
         *("--webhook-url", "http://127.0.0.1:9/hook", "--log-level", "error"),
-        *("--log-format", "json"),
+        *("--log-format", "json", "--tls-cert", "c.pem", "--tls-key", "k.pem"),
+        *("--rtmps-port", "off", "--https-port", "0"),
     ]
     assert main(["serve", "--print-config", *flags]) == 0
     printed = tmp_path / "printed.toml"
@@ -154,6 +155,18 @@ def test_each_flag_sets_its_setting(
     assert (auth.url, auth.timeout, auth.publish_key) == ("http://127.0.0.1:9/auth", 3.0, "k")
     assert settings.webhook.url == "http://127.0.0.1:9/hook"
     assert (settings.log.level, settings.log.format) == ("error", "json")
+    assert settings.tls == TLSSettings(cert="c.pem", key="k.pem", rtmps_port=None, https_port=0)
+
+
+def test_ports_are_turned_off_with_off(
+    no_lpms_env: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["serve", "--print-config", "--rtmp-port", "off", "--http-port", "OFF"]) == 0
+    printed = tmp_path / "printed.toml"
+    printed.write_text(capsys.readouterr().out)
+    assert 'rtmp_port = "off"' in printed.read_text()
+    settings = load_settings(printed, env={})
+    assert (settings.rtmp_port, settings.http_port) == (None, None)
 
 
 def test_help_shows_the_dataclass_defaults(capsys: pytest.CaptureFixture[str]) -> None:
@@ -164,8 +177,10 @@ def test_help_shows_the_dataclass_defaults(capsys: pytest.CaptureFixture[str]) -
     defaults = Settings()
     for expected in (
         f"(default {defaults.host})",
-        f"RTMP port (default {defaults.rtmp_port})",
-        f"HTTP port (default {defaults.http_port})",
+        f"RTMP port, or off (default {defaults.rtmp_port})",
+        f"HTTP port, or off (default {defaults.http_port})",
+        f"RTMPS port, or off (default {defaults.tls.rtmps_port})",
+        f"HTTPS port, or off (default {defaults.tls.https_port})",
         f"seconds (default {defaults.hls.segment_duration:g})",
         f"playlist (default {defaults.hls.window})",
         f"answer (default {defaults.auth.timeout:g})",

@@ -479,7 +479,7 @@ def test_a_sections_own_check_names_the_setting_and_its_source(tmp_path: Path) -
 
 def test_top_level_checks(tmp_path: Path) -> None:
     assert error(env={"LPMS_RTMP_PORT": "70000"}) == (
-        'rtmp_port must be 0 to 65535, got 70000 (rtmp_port = "70000" from LPMS_RTMP_PORT)'
+        'rtmp_port must be 0 to 65535 or off, got 70000 (rtmp_port = "70000" from LPMS_RTMP_PORT)'
     )
     assert "max_streams must be at least 1" in error(env={"LPMS_MAX_STREAMS": "0"})
     assert "host must not be empty" in error(env={"LPMS_HOST": ""})

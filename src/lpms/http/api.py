@@ -57,6 +57,8 @@ async def server_info(request: web.Request) -> web.Response:
             "uptime_s": round(time.monotonic() - server.started_at, 3),
             "rtmp_port": server.rtmp_port,
             "http_port": server.http_port,
+            "rtmps_port": server.rtmps_port,
+            "https_port": server.https_port,
             "streams": len(server.streams),
             "hls": {
                 "enabled": settings.hls.enabled,
@@ -113,7 +115,12 @@ def stream_summary(server: LPMS, stream: Stream, host: str) -> dict[str, Any]:
     """What the API says about one live stream (the status page shows all of it)."""
     app, _, name = stream.id.rpartition("/")
     rtmp_host = _hostname(host)
-    obs_server = f"rtmp://{rtmp_host}:{server.rtmp_port}/{app}"
+    servers = {
+        scheme: f"{scheme}://{rtmp_host}:{port}/{app}"
+        for scheme, port in (("rtmp", server.rtmp_port), ("rtmps", server.rtmps_port))
+        if port is not None
+    }
+    urls = {scheme: f"{base}/{name}" for scheme, base in servers.items()}
     return {
         "id": stream.id,
         "app": app,
@@ -127,10 +134,10 @@ def stream_summary(server: LPMS, stream: Stream, host: str) -> dict[str, Any]:
         "bytes_out": stream.bytes_out + server.hls_bytes_out.get(stream.id, 0),
         "dropped_packets": stream.dropped_packets,
         "urls": {
-            "rtmp": f"{obs_server}/{name}",
+            **urls,
             "hls": f"/{stream.id}.m3u8",
             "flv": f"/{stream.id}.flv",
-            "obs_server": obs_server,
+            "obs_server": servers.get("rtmp") or servers.get("rtmps"),
             "obs_key": name,
         },
     }

@@ -165,8 +165,16 @@ OPENAPI: dict[str, Any] = {
                 "properties": {
                     "version": {"type": "string"},
                     "uptime_s": {"type": "number"},
-                    "rtmp_port": {"type": "integer"},
-                    "http_port": {"type": "integer"},
+                    "rtmp_port": {"type": ["integer", "null"], "description": "null: off"},
+                    "http_port": {"type": ["integer", "null"], "description": "null: off"},
+                    "rtmps_port": {
+                        "type": ["integer", "null"],
+                        "description": "null: off, or no TLS certificate",
+                    },
+                    "https_port": {
+                        "type": ["integer", "null"],
+                        "description": "null: off, or no TLS certificate",
+                    },
                     "streams": {"type": "integer", "description": "Live streams"},
                     "hls": {"type": "object"},
                     "transcode": {"type": "object"},
@@ -254,13 +262,17 @@ OPENAPI: dict[str, Any] = {
                     "urls": {
                         "type": "object",
                         "properties": {
-                            "rtmp": {"type": "string"},
+                            "rtmp": {"type": "string", "description": "absent: RTMP is off"},
+                            "rtmps": {"type": "string", "description": "absent: no RTMPS"},
                             "hls": {"type": "string"},
                             "flv": {
                                 "type": "string",
                                 "description": "HTTP-FLV; WebSocket-FLV at the same path",
                             },
-                            "obs_server": {"type": "string"},
+                            "obs_server": {
+                                "type": ["string", "null"],
+                                "description": "RTMP's, else RTMPS's",
+                            },
                             "obs_key": {"type": "string"},
                         },
                     },

@@ -16,7 +16,7 @@ import asyncio
 import logging
 import os
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import cast
 
 from lpms.access import Action, PlayRequest, Protocol, PublishRequest, Refusal, RefusalReason
@@ -644,12 +644,20 @@ async def start_rtmp_listener(
     port: int,
     settings: ListenerSettings,
     protocol: Protocol = Protocol.RTMP,
+    wrap: Callable[[Callable[[], RTMPServerProtocol]], Callable[[], asyncio.BaseProtocol]]
+    | None = None,
 ) -> tuple[asyncio.Server, ConnectionTracker]:
-    """Listen for RTMP clients; returns the server and the live connections."""
+    """Listen for RTMP clients; returns the server and the live connections.
+    ``protocol`` labels them (``rtmps``); ``wrap`` makes the listener's protocol
+    factory from the RTMP one (a TLS acceptor's)."""
     loop = asyncio.get_running_loop()
     connections = ConnectionTracker(core, protocol)
+
+    def factory() -> RTMPServerProtocol:
+        return RTMPServerProtocol(settings, connections)
+
     server = await loop.create_server(
-        lambda: RTMPServerProtocol(settings, connections),
+        factory if wrap is None else wrap(factory),
         host,
         port,
         reuse_address=True,

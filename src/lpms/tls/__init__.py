@@ -1,0 +1,1 @@
+"""TLS for the public listeners: RTMPS and HTTPS (settings, certificates, acceptor)."""
