@@ -6,8 +6,9 @@ BIN := $(VENV)/bin
 SERVE_ARGS ?=
 BENCH_ARGS ?=
 STRESS_ARGS ?=
-# hls.js (from npm) for the browser playback test, tests/e2e/test_hls_browser.py.
-# `make test` installs it only where npm exists; elsewhere that test skips.
+# hls.js, Shaka Player and mpegts.js (from npm) for the browser playback tests
+# (tests/e2e/test_hls_browser.py, test_llhls.py, test_flv_browser.py ...).
+# `make test` installs them only where npm exists; elsewhere those tests skip.
 BROWSER_DIR := tests/e2e/browser
 BROWSER_STAMP := $(BROWSER_DIR)/node_modules/.package-lock.json
 NPM := $(shell command -v npm 2>/dev/null)

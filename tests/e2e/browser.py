@@ -1,8 +1,9 @@
-"""A real browser player for end-to-end tests: hls.js (or Shaka Player, for DASH) in
-Debian's headless Chromium.
+"""A real browser player for end-to-end tests: hls.js (or Shaka Player, for DASH, or
+mpegts.js, for HTTP-FLV and WebSocket-FLV) in Debian's headless Chromium.
 
-`play_hls` serves ``browser/player.html``, hls.js and Shaka Player (from npm: ``make
-browser-deps`` installs them into ``browser/node_modules``) on loopback, opens the page
+`play_hls` serves ``browser/player.html``, hls.js, Shaka Player and mpegts.js (from
+npm: ``make browser-deps`` installs them into ``browser/node_modules``) on loopback,
+opens the page
 in headless Chromium with the stream's URL in the query, and collects what the page
 posts every 250 ms: the video element's clock, state and size, how far behind the
 wall clock the frame on screen is, and every error the player raises. With
@@ -41,6 +42,7 @@ BROWSER_DIR = Path(__file__).parent / "browser"
 PLAYER_PAGE = BROWSER_DIR / "player.html"
 HLS_JS = BROWSER_DIR / "node_modules" / "hls.js" / "dist" / "hls.min.js"
 SHAKA = BROWSER_DIR / "node_modules" / "shaka-player" / "dist" / "shaka-player.compiled.js"
+MPEGTS_JS = BROWSER_DIR / "node_modules" / "mpegts.js" / "dist" / "mpegts.js"
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser")
 INSTALL_CHROMIUM = "apt-get install -y --no-install-recommends chromium"
@@ -80,7 +82,7 @@ HAVE_CURRENT_DATA = 2  # HTMLMediaElement.readyState: a frame is there to show
 
 
 class BrowserUnavailable(Exception):
-    """Chromium or hls.js is not installed; the message says how to install it."""
+    """Chromium or a player is not installed; the message says how to install it."""
 
 
 class BrowserError(Exception):
@@ -98,7 +100,7 @@ def find_chromium() -> str:
 
 
 def find_hls_js() -> Path:
-    for script in (HLS_JS, SHAKA):
+    for script in (HLS_JS, SHAKA, MPEGTS_JS):
         if not script.is_file():
             raise BrowserUnavailable(
                 f"{script.name} is not installed at {script}: {INSTALL_HLS_JS}"
@@ -107,8 +109,8 @@ def find_hls_js() -> Path:
 
 
 def require_browser() -> str:
-    """Chromium's path, if both it and hls.js are installed; `BrowserUnavailable`
-    naming everything missing otherwise."""
+    """Chromium's path, if it and the players (hls.js, Shaka Player, mpegts.js) are
+    installed; `BrowserUnavailable` naming everything missing otherwise."""
     missing = []
     chromium = ""
     try:
@@ -143,9 +145,10 @@ class PlaybackSample:
 
 @dataclass(frozen=True, slots=True)
 class PlayerError:
-    """An hls.js ``Hls.Events.ERROR``, or a ``<video>`` or page error."""
+    """An hls.js ``Hls.Events.ERROR`` (or Shaka's or mpegts.js's error), or a
+    ``<video>`` or page error."""
 
-    source: str  # "hls.js", "video" or "page"
+    source: str  # "hls.js", "shaka", "mpegts.js", "video" or "page"
     type: str  # hls.js's ErrorTypes (networkError, mediaError, ...)
     details: str  # hls.js's ErrorDetails (manifestLoadError, bufferStalledError, ...)
     fatal: bool
@@ -246,12 +249,15 @@ async def play_hls(
     chromium_flags: tuple[str, ...] = (),
 ) -> PlaybackReport:
     """Play ``url`` with hls.js (``player="shaka"``: Shaka Player, which plays DASH
-    too; ``low_latency``: hls.js's LL-HLS mode) in headless Chromium for ``seconds``
+    too; ``player="mpegts"``: mpegts.js, which plays live FLV from an ``http://`` or
+    ``ws://`` URL; ``low_latency``: hls.js's LL-HLS mode, or mpegts.js's latency
+    chasing) in headless Chromium for ``seconds``
     after the page's first report (at most ``start_timeout`` away), or until a fatal
     error, the end of the stream, or Chromium exiting (``stamps``: read each presented
     frame's capture stamp, see `PlaybackReport.stamp_latencies`; ``catch_up``: hls.js's
-    maxLiveSyncPlaybackRate, how much faster it may play to get back to its target
-    latency; ``chromium_flags``: more of Chromium's flags). Raises `BrowserUnavailable` if
+    maxLiveSyncPlaybackRate or mpegts.js's liveSyncPlaybackRate, how much faster it may
+    play to get back to its target latency; ``chromium_flags``: more of Chromium's
+    flags). Raises `BrowserUnavailable` if
     Chromium or a player is missing."""
     chromium = require_browser()
     hls_js = find_hls_js()
@@ -375,6 +381,9 @@ async def _page_server(hls_js: Path, reports: asyncio.Queue[dict[str, Any]]) -> 
     async def shaka(request: web.Request) -> web.StreamResponse:
         return web.FileResponse(SHAKA)
 
+    async def mpegts_js(request: web.Request) -> web.StreamResponse:
+        return web.FileResponse(MPEGTS_JS)
+
     async def receive_report(request: web.Request) -> web.Response:
         body = await request.json()
         if not isinstance(body, dict):
@@ -389,6 +398,7 @@ async def _page_server(hls_js: Path, reports: asyncio.Queue[dict[str, Any]]) -> 
     app.router.add_get("/", page)
     app.router.add_get("/hls.min.js", script)
     app.router.add_get("/shaka.js", shaka)
+    app.router.add_get("/mpegts.js", mpegts_js)
     app.router.add_post("/report", receive_report)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
     await runner.setup()
