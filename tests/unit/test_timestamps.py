@@ -34,7 +34,7 @@ def av_stream(start: int, end: int, *, audio_lead: int = 0) -> list[MediaPacket]
     as FLV sends them; audio ``audio_lead`` ms ahead of the video it plays with."""
     frames = [video(t, key=(t - start) % 1000 == 0) for t in range(start, end, 33)]
     sounds = [audio(t + audio_lead) for t in range(start, end, 23)]
-    return sorted(frames + sounds, key=lambda p: (p.dts, p.kind))
+    return sorted(frames + sounds, key=lambda p: (p.dts, p.kind is TrackKind.VIDEO))
 
 
 def run(packets: Iterable[MediaPacket], repair: TimestampRepair | None = None) -> list[MediaPacket]:

@@ -14,7 +14,7 @@ import struct
 from collections.abc import Iterable
 
 from lpms.media.flv import tag_header
-from lpms.media.packet import MediaPacket
+from lpms.media.packet import MediaPacket, TrackKind
 from lpms.media.stream import PlayerClock
 
 SIGNATURE = b"FLV\x01"
@@ -24,6 +24,7 @@ _HAS_AUDIO = 0x04
 _HAS_VIDEO = 0x01
 _TAG_HEADER = struct.Struct(">I3sBxxx")  # type and size, timestamp, its extension, stream ID 0
 _PREVIOUS_TAG_SIZE = struct.Struct(">I")
+_TAG_TYPES = {TrackKind.AUDIO: 8, TrackKind.VIDEO: 9, TrackKind.DATA: 18}  # E.4.1 TagType
 
 
 def file_header(*, has_audio: bool, has_video: bool) -> bytes:
@@ -39,7 +40,7 @@ def tag(packet: MediaPacket, timestamp: int) -> bytes:
     size = len(head) + len(packet.payload)
     timestamp &= 0xFFFFFFFF
     header = _TAG_HEADER.pack(
-        int(packet.kind) << 24 | size,
+        _TAG_TYPES[packet.kind] << 24 | size,
         (timestamp & 0xFFFFFF).to_bytes(3, "big"),
         timestamp >> 24,
     )

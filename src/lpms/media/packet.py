@@ -14,12 +14,13 @@ from dataclasses import dataclass
 from lpms.records import record
 
 
-class TrackKind(enum.IntEnum):
-    """What a packet carries; the values are the RTMP message type IDs for each."""
+class TrackKind(enum.Enum):
+    """What a packet carries. Each protocol maps kinds to its own codes at its edge
+    (RTMP message type IDs, FLV tag types), so none of them leaks into the rest."""
 
-    AUDIO = 8
-    VIDEO = 9
-    DATA = 18
+    AUDIO = "audio"
+    VIDEO = "video"
+    DATA = "data"
 
 
 class Codec(enum.Enum):

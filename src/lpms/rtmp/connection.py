@@ -78,10 +78,12 @@ _CLOCK_EVERY = 16
 # the comparison, on every message.
 _VIDEO_MESSAGE = int(MessageType.VIDEO)
 _MEDIA_MESSAGES = frozenset({_VIDEO_MESSAGE, int(MessageType.AUDIO)})
-_VIDEO_KIND, _AUDIO_KIND = TrackKind.VIDEO, TrackKind.AUDIO
-_VIDEO_CHUNK_STREAM = int(ChunkStreamID.VIDEO)
-_AUDIO_CHUNK_STREAM = int(ChunkStreamID.AUDIO)
-_DATA_CHUNK_STREAM = int(ChunkStreamID.DATA)
+# Each kind of packet's chunk stream and message type on the way out.
+_OUTGOING = {
+    TrackKind.VIDEO: (int(ChunkStreamID.VIDEO), int(MessageType.VIDEO)),
+    TrackKind.AUDIO: (int(ChunkStreamID.AUDIO), int(MessageType.AUDIO)),
+    TrackKind.DATA: (int(ChunkStreamID.DATA), int(MessageType.DATA_AMF0)),
+}
 
 
 class RTMPConnection:
@@ -416,19 +418,13 @@ class RTMPConnection:
         ``packet.dts`` (players start near zero); taking it here rather than as a
         rebased copy of the packet saves an object per packet per player.
         """
-        kind = packet.kind
-        if kind is _VIDEO_KIND:
-            csid = _VIDEO_CHUNK_STREAM
-        elif kind is _AUDIO_KIND:
-            csid = _AUDIO_CHUNK_STREAM
-        else:
-            csid = _DATA_CHUNK_STREAM
+        csid, type_id = _OUTGOING[packet.kind]
         if timestamp is None:
             timestamp = packet.dts
         self._writer.write_body(
             self._out,
             csid,
-            kind,
+            type_id,
             timestamp,
             message_stream_id,
             flv.tag_header(packet),
