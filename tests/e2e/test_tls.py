@@ -185,6 +185,27 @@ async def test_ffmpeg_plays_hls_over_https(
     assert len(decoded) == HLS_FRAMES
 
 
+async def test_http_flv_and_websocket_flv_play_over_tls(
+    ffmpeg: str, certificate: CertificateFiles, long_clip: ClipFile
+) -> None:
+    async with live_over_tls(ffmpeg, certificate, long_clip, "stream/flvs") as base:
+        frames = await run_ffmpeg(
+            ffmpeg,
+            *("-i", f"{base}.flv", "-map", "0:v:0", "-frames:v", str(HLS_FRAMES)),
+            *("-f", "framemd5", "-"),
+        )
+        data = bytearray()
+        async with (
+            insecure_session() as session,
+            session.ws_connect(f"wss{base.removeprefix('https')}.flv") as websocket,
+        ):
+            while len(data) < 64 << 10:
+                data += await websocket.receive_bytes(timeout=10)
+    decoded = [line for line in frames.splitlines() if line and not line.startswith("#")]
+    assert len(decoded) == HLS_FRAMES
+    assert data.startswith(b"FLV\x01")
+
+
 async def test_hls_js_plays_over_https_in_chromium(
     ffmpeg: str, certificate: CertificateFiles, long_clip: ClipFile
 ) -> None:
