@@ -10,6 +10,11 @@ players received the whole stream, and the lpms/nginx ratios. Ratios are the poi
 the clients share the machine with the server, so absolute figures depend on the
 machine and on how loaded it is.
 
+With --players http-flv lpms's players read the same streams over HTTP-FLV
+(``GET /stream/NAME.flv``, the same ffmpeg client), while nginx-rtmp, which has no
+HTTP-FLV, keeps its RTMP players: lpms's FLV-over-HTTP fan-out against nginx-rtmp's
+RTMP one, under the same load.
+
 With --hls both servers also cut every stream into 2 s segments and serve the
 playlists over HTTP (nginx-rtmp MPEG-TS; lpms its default, low-latency HLS over CMAF,
 and ``lpms-ts`` is lpms with ``--hls-format ts``), and the script measures, per
@@ -69,6 +74,7 @@ NGINX_MODULE_CANDIDATES = (
     "/usr/local/nginx/modules/ngx_rtmp_module.so",
 )
 SERVER_NAMES = ("lpms", "nginx", "lpms-ts")  # lpms-ts: lpms --hls-format ts
+PLAYER_KINDS = ("rtmp", "http-flv")  # what lpms's players read; nginx's read RTMP
 
 # The test input: what a typical 720p30 contribution stream looks like.
 FPS = 30
@@ -100,6 +106,7 @@ SATURATED_PCT = 90.0  # machine busy share above which the figures understate de
 # The lpms/nginx CPU per stream targets, by mode (--cpu-target overrides).
 CPU_TARGET_RELAY = 1.0
 CPU_TARGET_HLS = 1.0
+CPU_TARGET_HTTP_FLV = 1.2  # lpms's HTTP-FLV players against nginx-rtmp's RTMP ones
 # lpms's RSS growth over idle per live HLS stream, in MiB, at the input's 2.5 Mbit/s.
 RSS_PER_STREAM_TARGET_HLS_MIB = 1.5
 
@@ -145,6 +152,12 @@ class BenchConfig:
     input_path: Path
     hls: bool = False
     event_loop: str = "asyncio"
+    players: str = "rtmp"  # PLAYER_KINDS: what lpms's players read
+
+
+def reads_http_flv(name: str, config: BenchConfig) -> bool:
+    """Whether server ``name``'s players read HTTP-FLV (nginx-rtmp has none: RTMP)."""
+    return config.players == "http-flv" and name != "nginx"
 
 
 @dataclass(frozen=True, slots=True)
@@ -556,9 +569,17 @@ class RunningServer:
     log_path: Path
     # HLS mode: stream `stream/NAME`'s playlist is at PLAYLIST_BASE/NAME.m3u8.
     playlist_base: str | None
+    # --players http-flv (lpms): stream `stream/NAME` is played from FLV_BASE/NAME.flv.
+    flv_base: str | None = None
 
     def playlist_url(self, name: str) -> str | None:
         return None if self.playlist_base is None else f"{self.playlist_base}/{name}.m3u8"
+
+    def play_url(self, name: str) -> str:
+        """Where a player of stream `stream/NAME` reads it: RTMP, or HTTP-FLV."""
+        if self.flv_base is not None:
+            return f"{self.flv_base}/{name}.flv"
+        return f"rtmp://127.0.0.1:{self.rtmp_port}/stream/{name}"
 
 
 def start_server(
@@ -596,10 +617,17 @@ def start_server(
         process = children.spawn(command, log_path, env=lpms_env(), cwd=run_dir)
         playlist_base = f"http://127.0.0.1:{http_port}/stream"
     wait_for_port(rtmp_port, process, log_path)
-    if not config.hls:
+    flv = reads_http_flv(name, config)
+    if not config.hls and not flv:
         return RunningServer(process, rtmp_port, log_path, playlist_base=None)
     wait_for_port(http_port, process, log_path)
-    return RunningServer(process, rtmp_port, log_path, playlist_base)
+    return RunningServer(
+        process,
+        rtmp_port,
+        log_path,
+        playlist_base if config.hls else None,
+        flv_base=f"http://127.0.0.1:{http_port}/stream" if flv else None,
+    )
 
 
 # --- clients ---------------------------------------------------------------------------
@@ -963,7 +991,11 @@ class Measurement:
 
 
 def run_server(name: str, config: BenchConfig) -> ServerResult:
-    run_dir = OUT_DIR / (f"run-{name}-hls" if config.hls else f"run-{name}")
+    run_dir = OUT_DIR / "-".join(
+        ["run", name]
+        + (["hls"] if config.hls else [])
+        + (["http-flv"] if reads_http_flv(name, config) else [])
+    )
     shutil.rmtree(run_dir, ignore_errors=True)
     run_dir.mkdir(parents=True)
     children = Children()
@@ -1048,7 +1080,7 @@ def start_clients(
         players.append(
             Player(
                 stream=stream,
-                url=url,
+                url=server.play_url(stream_name(stream)),
                 capture_path=run_dir / f"player-{stream:02d}.crc",
                 log_path=run_dir / f"player-{stream:02d}.log",
                 not_before=now + JOIN_DELAY_S,
@@ -1265,9 +1297,12 @@ def table_row(result: ServerResult) -> list[str]:
 
 def mode_line(config: BenchConfig) -> str:
     run = f"{config.streams} streams, {config.duration_s:g} s, lpms event loop {config.event_loop}"
+    relay = "RTMP relay"
+    if config.players == "http-flv":
+        relay = "RTMP in, HTTP-FLV players on lpms, RTMP players on nginx"
     if not config.hls:
-        return f"mode: RTMP relay, no HLS ({run})"
-    return f"mode: RTMP relay + HLS, {HLS_SEGMENT_S} s segments, {HLS_WINDOW} in a playlist ({run})"
+        return f"mode: {relay}, no HLS ({run})"
+    return f"mode: {relay} + HLS, {HLS_SEGMENT_S} s segments, {HLS_WINDOW} in a playlist ({run})"
 
 
 def print_table(config: BenchConfig, results: dict[str, ServerResult], cpu_target: float) -> None:
@@ -1357,6 +1392,7 @@ def report_json(config: BenchConfig, results: dict[str, ServerResult], cpu_targe
             },
             "cpus": psutil.cpu_count(),
             "mode": "hls" if config.hls else "relay",
+            "players": config.players,
             "hls": (
                 {
                     "segment_duration_s": HLS_SEGMENT_S,
@@ -1420,9 +1456,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help=f"both servers also serve HLS ({HLS_SEGMENT_S} s segments); times the first playlist",
     )
     parser.add_argument(
+        "--players",
+        choices=PLAYER_KINDS,
+        default="rtmp",
+        help="what lpms's players read: rtmp (default) or http-flv (/stream/NAME.flv, the same "
+        "ffmpeg client); nginx-rtmp's players read RTMP either way",
+    )
+    parser.add_argument(
         "--cpu-target",
         type=float,
-        help=f"lpms/nginx CPU target (default {CPU_TARGET_RELAY:g}, with --hls {CPU_TARGET_HLS:g})",
+        help=f"lpms/nginx CPU target (default {CPU_TARGET_RELAY:g}, with --hls {CPU_TARGET_HLS:g}, "
+        f"with --players http-flv {CPU_TARGET_HTTP_FLV:g})",
     )
     parser.add_argument(
         "--event-loop",
@@ -1452,6 +1496,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args.servers = servers
     if args.cpu_target is None:
         args.cpu_target = CPU_TARGET_HLS if args.hls else CPU_TARGET_RELAY
+        if args.players == "http-flv":
+            args.cpu_target = CPU_TARGET_HTTP_FLV
     return args
 
 
@@ -1492,6 +1538,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 input_path=ensure_input(tools.ffmpeg),
                 hls=args.hls,
                 event_loop=args.event_loop,
+                players=args.players,
             )
             rounds: dict[str, list[ServerResult]] = {name: [] for name in config.servers}
             for round_index in range(args.rounds):

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Glass-to-glass latency: lpms LL-HLS, lpms ``--hls-format ts`` and nginx-rtmp HLS, in one run.
+"""Glass-to-glass latency: lpms LL-HLS, lpms ``--hls-format ts``, nginx-rtmp HLS and lpms
+WebSocket-FLV, in one run.
 
 For each contender in turn, on the same machine and with the same publisher and player:
 
@@ -18,6 +19,11 @@ For each contender in turn, on the same machine and with the same publisher and 
   hls.js's own default, 1, never catches up from a slow start). For every frame the
   page presents it reads the stamp back off the picture (``requestVideoFrameCallback``,
   a canvas) and reports when, on the wall clock, that frame is on screen.
+  The WebSocket-FLV contender (``lpms-flv``: ``ws://.../stream/NAME.flv`` from the
+  same lpms, LL-HLS on as by default) is played by mpegts.js in the same page, set
+  up for low latency as live pages set it: no stash buffer,
+  ``liveBufferLatencyChasing`` (a jump to 0.3 s from the buffer's end once it holds
+  more than 1 s) and ``liveSync`` at ``--catch-up``.
 
 **Latency** is that moment less the frame's capture time: what a viewer sees, from
 the camera's shutter to the screen, measured the same way for every contender,
@@ -97,7 +103,8 @@ STAMP_ROWS = 2
 STAMP_BITS = STAMP_COLUMNS * STAMP_ROWS  # 32 of time, 8 of check
 WHITE, BLACK, GREY = 235, 16, 128  # limited-range luma and neutral chroma
 
-CONTENDERS = ("lpms-ll", "lpms-ts", "nginx")
+CONTENDERS = ("lpms-ll", "lpms-ts", "nginx", "lpms-flv")
+FLV_CONTENDERS = ("lpms-flv",)  # played over WebSocket-FLV by mpegts.js, not HLS
 LATENCY_TARGET_S = 1.5  # lpms LL-HLS median
 NGINX_RATIO_TARGET = 0.3
 PART_DELAY_TARGET_S = 0.2
@@ -246,11 +253,11 @@ class Run:
     stalls: int = 0
     part_delays: list[float] = field(default_factory=list)  # after the last frame arrived
     part_delays_from_capture: list[float] = field(default_factory=list)
-    player: str = ""  # hls.js's version and the browser's
+    player: str = ""  # the player's version (hls.js or mpegts.js) and the browser's
     error: str | None = None
 
 
-INGEST_SERVERS = {"lpms-ll": "lpms", "lpms-ts": "lpms-ts", "nginx": "nginx"}
+INGEST_SERVERS = {"lpms-ll": "lpms", "lpms-ts": "lpms-ts", "nginx": "nginx", "lpms-flv": "lpms"}
 """Each contender by its name in bench/ingest.py, which starts it."""
 
 
@@ -258,7 +265,7 @@ def start_contender(
     contender: str, tools: ingest.Tools, run_dir: Path, children: ingest.Children
 ) -> ingest.RunningServer:
     """One server on free loopback ports, serving HLS as ``bench/ingest.py --hls``
-    starts it."""
+    starts it (and, for an FLV contender, HTTP-FLV as with ``--players http-flv``)."""
     name = INGEST_SERVERS[contender]
     config = ingest.BenchConfig(
         streams=1,
@@ -268,8 +275,19 @@ def start_contender(
         tools=tools,
         input_path=Path(),  # the publisher here is this script's own
         hls=True,
+        players="http-flv" if contender in FLV_CONTENDERS else "rtmp",
     )
     return ingest.start_server(name, config, run_dir, children)
+
+
+def player_source(contender: str, server: ingest.RunningServer, name: str) -> tuple[str, str]:
+    """What the page plays for ``contender``: its URL and the player (browser.play_hls's
+    ``player``): the HLS playlist with hls.js, or WebSocket-FLV with mpegts.js."""
+    if contender in FLV_CONTENDERS:
+        return "ws" + server.play_url(name).removeprefix("http"), "mpegts"
+    url = server.playlist_url(name)
+    assert url is not None  # served with HLS
+    return url, "hls"
 
 
 async def wait_for_playlist(session: aiohttp.ClientSession, url: str, publisher: Any) -> str:
@@ -404,9 +422,11 @@ async def play_one(
         )
         timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
         async with aiohttp.ClientSession(timeout=timeout) as session:
-            url = server.playlist_url(name)
-            assert url is not None  # served with HLS
-            media_url = await wait_for_playlist(session, url, publisher)
+            playlist = server.playlist_url(name)
+            assert playlist is not None  # served with HLS
+            # The playlist listing a segment: the stream is live, for every contender.
+            media_url = await wait_for_playlist(session, playlist, publisher)
+            url, player = player_source(contender, server, name)
             listings: list[PartListing] = []
             pdts: dict[int, datetime] = {}
             watcher = None
@@ -421,6 +441,7 @@ async def play_one(
             report = await browser.play_hls(
                 url,
                 seconds=args.warmup + args.seconds,
+                player=player,
                 low_latency=True,
                 stamps=True,
                 catch_up=args.catch_up,
@@ -442,9 +463,12 @@ async def play_one(
         run.unreadable_stamps = report.unreadable_stamps
         environment = report.environment
         chrome = re.search(r"Chrome/([\d.]+)", str(environment.get("user_agent", "")))
-        run.player = f"hls.js {environment.get('hls_version')} in Chromium " + (
-            chrome.group(1) if chrome else "(version unknown)"
+        version = (
+            f"mpegts.js {environment.get('mpegts_version')}"
+            if player == "mpegts"
+            else f"hls.js {environment.get('hls_version')}"
         )
+        run.player = f"{version} in Chromium {chrome.group(1) if chrome else '(version unknown)'}"
         run.stalls = sum(1 for e in report.errors if e.details == "bufferStalledError")
         if not run.stamp_latencies:
             raise BenchError(
@@ -561,6 +585,12 @@ def judge(runs: list[Run], cpu: dict[str, float | None]) -> Outcome:
             )
         if (ts := medians.get("lpms-ts")) is not None:
             outcome.lines.append(f"lpms LL-HLS / lpms --hls-format ts median: {ll / ts:.2f}x")
+    flv = medians.get("lpms-flv")
+    if flv is not None:
+        line = f"lpms WebSocket-FLV (mpegts.js) glass-to-glass median: {flv:.2f} s"
+        if ll is not None:
+            line += f"; lpms WebSocket-FLV / lpms LL-HLS median: {flv / ll:.2f}x"
+        outcome.lines.append(line)
     delays = [d for r in by_contender["lpms-ll"] for d in r.part_delays]
     if (delay := figures(delays)) is not None:
         outcome.met["part_delay"] = delay[1] <= PART_DELAY_TARGET_S
@@ -731,7 +761,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"latency: {args.size} {FPS} fps, a keyframe every {args.gop} frames, "
             f"{SEGMENT_S} s segments; the player joins {args.join_after:g} s into the "
             f"stream, {args.seconds:g} s measured after {args.warmup:g} s, "
-            f"hls.js lowLatencyMode, maxLiveSyncPlaybackRate {args.catch_up:g}, "
+            f"hls.js lowLatencyMode, maxLiveSyncPlaybackRate {args.catch_up:g} (mpegts.js "
+            f"for lpms-flv: latency chasing, liveSyncPlaybackRate {args.catch_up:g}), "
             f"{args.rounds} round(s); {_player(runs)}"
         )
         print("\n".join(outcome.lines))

@@ -1,10 +1,7 @@
 """Live FLV in a real browser: FFmpeg publishes over RTMP, mpegts.js plays lpms's
 ``/APP/NAME.flv`` in headless Chromium (tests/e2e/browser.py), over a WebSocket as
-browser pages do, and over plain HTTP.
-
-Skipped where Chromium or mpegts.js is missing (the reason says how to install them),
-unless LPMS_REQUIRE_BROWSER=1, as .ci/run sets it, makes that a failure.
-"""
+browser pages do, and over plain HTTP; skipped or failed (LPMS_REQUIRE_BROWSER=1)
+without Chromium or the players, as `play_in_browser` decides."""
 
 from __future__ import annotations
 
