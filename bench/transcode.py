@@ -260,16 +260,16 @@ def ffmpeg_run(ffmpeg: str, args: Sequence[str], what: str) -> None:
         raise BenchError(f"{what} failed:\n{done.stderr.strip()}")
 
 
-def make_input(ffmpeg: str, directory: Path) -> Path:
-    """Encodes the 10 s 720p30 H.264 + AAC MPEG-TS test input."""
-    path = directory / f"input-720p{FPS}-{VIDEO_KBPS}k-gop{GOP_FRAMES}-{INPUT_SECONDS}s.ts"
-    log(f"encoding the test input ({INPUT_SECONDS} s, 720p{FPS})")
+def make_input(ffmpeg: str, directory: Path, seconds: int = INPUT_SECONDS) -> Path:
+    """Encodes the 720p30 H.264 + AAC MPEG-TS test input (10 s unless told)."""
+    path = directory / f"input-720p{FPS}-{VIDEO_KBPS}k-gop{GOP_FRAMES}-{seconds}s.ts"
+    log(f"encoding the test input ({seconds} s, 720p{FPS})")
     ffmpeg_run(
         ffmpeg,
         [
             *("-f", "lavfi", "-i", f"testsrc2=size=1280x720:rate={FPS}"),
             *("-f", "lavfi", "-i", f"sine=frequency=440:sample_rate={AUDIO_RATE}"),
-            *("-t", str(INPUT_SECONDS), "-c:v", "libx264", "-preset", PRESET),
+            *("-t", str(seconds), "-c:v", "libx264", "-preset", PRESET),
             *("-b:v", f"{VIDEO_KBPS}k", "-g", str(GOP_FRAMES)),
             *("-keyint_min", str(GOP_FRAMES), "-sc_threshold", "0"),
             *("-c:a", "aac", "-b:a", f"{AUDIO_KBPS}k", "-f", "mpegts", str(path)),
@@ -305,6 +305,18 @@ def video_span(packets: Sequence[av.Packet[Any]], rate: Fraction | None) -> floa
     time_base = packets[0].time_base or Fraction(1, 90000)
     period = float(1 / rate) if rate else 0.0
     return float((max(stamps) - min(stamps)) * time_base) + period
+
+
+def segment_timing(path: Path) -> tuple[float, int]:
+    """A segment's video duration (seconds, from its timestamps) and frames."""
+    try:
+        with av.open(str(path)) as container:
+            video = container.streams.video[0]
+            rate = video.average_rate or video.guessed_rate
+            packets = [p for p in container.demux(video) if p.size]
+    except (av.FFmpegError, IndexError) as exc:
+        raise BenchError(f"cannot read segment {path}: {exc}") from None
+    return video_span(packets, Fraction(rate) if rate else None), len(packets)
 
 
 def probe_source(path: Path, segments: tuple[Path, ...]) -> Source:
