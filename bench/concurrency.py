@@ -56,7 +56,6 @@ import resource
 import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -67,16 +66,15 @@ try:
     from lpms import Transcoder
     from transcode import (
         BenchError,
-        MissingTool,
         Rung,
         Source,
         cut_segments,
         ffmpeg_way,
-        find_ffmpeg,
         ladder,
         make_input,
         print_table,
         probe_source,
+        run_bench,
         segment_timing,
     )
 except ImportError as missing:  # pragma: no cover - only outside the dev environment
@@ -457,25 +455,7 @@ def bench(args: argparse.Namespace, ffmpeg: str, root: Path) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
-        ffmpeg = find_ffmpeg()
-    except MissingTool as error:
-        print(f"concurrency: {error}", file=sys.stderr)
-        return 2
-    root = Path(tempfile.mkdtemp(prefix="lpms-bench-concurrency-"))
-    try:
-        return bench(args, ffmpeg, root)
-    except KeyboardInterrupt:
-        print("concurrency: interrupted", file=sys.stderr)
-        return 130
-    except BenchError as error:
-        print(f"concurrency: {error}", file=sys.stderr)
-        return 1
-    finally:
-        if args.keep:
-            log(f"work directory kept: {root}")
-        else:
-            shutil.rmtree(root, ignore_errors=True)
+    return run_bench("concurrency", args.keep, lambda ffmpeg, root: bench(args, ffmpeg, root))
 
 
 if __name__ == "__main__":

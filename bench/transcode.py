@@ -37,7 +37,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -725,27 +725,33 @@ def bench(args: argparse.Namespace, ffmpeg: str, root: Path) -> int:
     return 0 if met or not args.check else 1
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
+def run_bench(name: str, keep: bool, body: Callable[[str, Path], int]) -> int:
+    """Runs ``body(ffmpeg, work_directory)`` in a fresh work directory, removed after
+    unless ``keep``; a missing tool is exit status 2, a `BenchError` 1, an interrupt 130."""
     try:
         ffmpeg = find_ffmpeg()
     except MissingTool as error:
-        print(f"transcode: {error}", file=sys.stderr)
+        print(f"{name}: {error}", file=sys.stderr)
         return 2
-    root = Path(tempfile.mkdtemp(prefix="lpms-bench-transcode-"))
+    root = Path(tempfile.mkdtemp(prefix=f"lpms-bench-{name}-"))
     try:
-        return bench(args, ffmpeg, root)
+        return body(ffmpeg, root)
     except KeyboardInterrupt:
-        print("transcode: interrupted", file=sys.stderr)
+        print(f"{name}: interrupted", file=sys.stderr)
         return 130
     except BenchError as error:
-        print(f"transcode: {error}", file=sys.stderr)
+        print(f"{name}: {error}", file=sys.stderr)
         return 1
     finally:
-        if args.keep:
-            log(f"work directory kept: {root}")
+        if keep:
+            print(f"[{name}] work directory kept: {root}", file=sys.stderr, flush=True)
         else:
             shutil.rmtree(root, ignore_errors=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    return run_bench("transcode", args.keep, lambda ffmpeg, root: bench(args, ffmpeg, root))
 
 
 if __name__ == "__main__":
