@@ -14,7 +14,7 @@ BROWSER_STAMP := $(BROWSER_DIR)/node_modules/.package-lock.json
 NPM := $(shell command -v npm 2>/dev/null)
 BROWSER_DEPS := $(if $(NPM),browser-deps)
 
-.PHONY: serve test install dev lint typecheck unit integration e2e test-stress bench bench-transcode bench-distributed bench-latency bench-soak clean browser-deps
+.PHONY: serve test install dev lint typecheck unit integration e2e test-stress bench bench-transcode bench-distributed bench-concurrency bench-latency bench-soak clean browser-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -71,6 +71,9 @@ bench-transcode: dev
 
 bench-distributed: dev
 	$(BIN)/python bench/distributed.py $(BENCH_ARGS)
+
+bench-concurrency: dev
+	$(BIN)/python bench/concurrency.py $(BENCH_ARGS)
 
 bench-latency: dev browser-deps
 	$(BIN)/python bench/latency.py $(BENCH_ARGS)

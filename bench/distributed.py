@@ -55,7 +55,6 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from fractions import Fraction
 from pathlib import Path
 
 try:
@@ -84,8 +83,8 @@ try:
         lpms_env,
         print_table,
         probe_source,
+        segment_timing,
         tail,
-        video_span,
     )
 except ImportError as missing:  # pragma: no cover - only outside the dev environment
     print(f"bench/distributed.py needs {missing.name}: run `make dev`", file=sys.stderr)
@@ -376,18 +375,6 @@ def live_segments(paths: Sequence[Path]) -> list[Segment]:
         )
         start += duration
     return segments
-
-
-def segment_timing(path: Path) -> tuple[float, int]:
-    """A segment's video duration (seconds, from its timestamps) and frames."""
-    try:
-        with av.open(str(path)) as container:
-            video = container.streams.video[0]
-            rate = video.average_rate or video.guessed_rate
-            packets = [p for p in container.demux(video) if p.size]
-    except (av.FFmpegError, IndexError) as exc:
-        raise BenchError(f"cannot read segment {path}: {exc}") from None
-    return video_span(packets, Fraction(rate) if rate else None), len(packets)
 
 
 # --- part 1: per segment, local against Ray --------------------------------------------

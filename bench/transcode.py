@@ -37,7 +37,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -260,16 +260,16 @@ def ffmpeg_run(ffmpeg: str, args: Sequence[str], what: str) -> None:
         raise BenchError(f"{what} failed:\n{done.stderr.strip()}")
 
 
-def make_input(ffmpeg: str, directory: Path) -> Path:
-    """Encodes the 10 s 720p30 H.264 + AAC MPEG-TS test input."""
-    path = directory / f"input-720p{FPS}-{VIDEO_KBPS}k-gop{GOP_FRAMES}-{INPUT_SECONDS}s.ts"
-    log(f"encoding the test input ({INPUT_SECONDS} s, 720p{FPS})")
+def make_input(ffmpeg: str, directory: Path, seconds: int = INPUT_SECONDS) -> Path:
+    """Encodes the 720p30 H.264 + AAC MPEG-TS test input (10 s unless told)."""
+    path = directory / f"input-720p{FPS}-{VIDEO_KBPS}k-gop{GOP_FRAMES}-{seconds}s.ts"
+    log(f"encoding the test input ({seconds} s, 720p{FPS})")
     ffmpeg_run(
         ffmpeg,
         [
             *("-f", "lavfi", "-i", f"testsrc2=size=1280x720:rate={FPS}"),
             *("-f", "lavfi", "-i", f"sine=frequency=440:sample_rate={AUDIO_RATE}"),
-            *("-t", str(INPUT_SECONDS), "-c:v", "libx264", "-preset", PRESET),
+            *("-t", str(seconds), "-c:v", "libx264", "-preset", PRESET),
             *("-b:v", f"{VIDEO_KBPS}k", "-g", str(GOP_FRAMES)),
             *("-keyint_min", str(GOP_FRAMES), "-sc_threshold", "0"),
             *("-c:a", "aac", "-b:a", f"{AUDIO_KBPS}k", "-f", "mpegts", str(path)),
@@ -305,6 +305,18 @@ def video_span(packets: Sequence[av.Packet[Any]], rate: Fraction | None) -> floa
     time_base = packets[0].time_base or Fraction(1, 90000)
     period = float(1 / rate) if rate else 0.0
     return float((max(stamps) - min(stamps)) * time_base) + period
+
+
+def segment_timing(path: Path) -> tuple[float, int]:
+    """A segment's video duration (seconds, from its timestamps) and frames."""
+    try:
+        with av.open(str(path)) as container:
+            video = container.streams.video[0]
+            rate = video.average_rate or video.guessed_rate
+            packets = [p for p in container.demux(video) if p.size]
+    except (av.FFmpegError, IndexError) as exc:
+        raise BenchError(f"cannot read segment {path}: {exc}") from None
+    return video_span(packets, Fraction(rate) if rate else None), len(packets)
 
 
 def probe_source(path: Path, segments: tuple[Path, ...]) -> Source:
@@ -713,27 +725,33 @@ def bench(args: argparse.Namespace, ffmpeg: str, root: Path) -> int:
     return 0 if met or not args.check else 1
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
+def run_bench(name: str, keep: bool, body: Callable[[str, Path], int]) -> int:
+    """Runs ``body(ffmpeg, work_directory)`` in a fresh work directory, removed after
+    unless ``keep``; a missing tool is exit status 2, a `BenchError` 1, an interrupt 130."""
     try:
         ffmpeg = find_ffmpeg()
     except MissingTool as error:
-        print(f"transcode: {error}", file=sys.stderr)
+        print(f"{name}: {error}", file=sys.stderr)
         return 2
-    root = Path(tempfile.mkdtemp(prefix="lpms-bench-transcode-"))
+    root = Path(tempfile.mkdtemp(prefix=f"lpms-bench-{name}-"))
     try:
-        return bench(args, ffmpeg, root)
+        return body(ffmpeg, root)
     except KeyboardInterrupt:
-        print("transcode: interrupted", file=sys.stderr)
+        print(f"{name}: interrupted", file=sys.stderr)
         return 130
     except BenchError as error:
-        print(f"transcode: {error}", file=sys.stderr)
+        print(f"{name}: {error}", file=sys.stderr)
         return 1
     finally:
-        if args.keep:
-            log(f"work directory kept: {root}")
+        if keep:
+            print(f"[{name}] work directory kept: {root}", file=sys.stderr, flush=True)
         else:
             shutil.rmtree(root, ignore_errors=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    return run_bench("transcode", args.keep, lambda ffmpeg, root: bench(args, ffmpeg, root))
 
 
 if __name__ == "__main__":
