@@ -242,11 +242,11 @@ def _transcode_on_ray(
     args: argparse.Namespace, profiles: Sequence[VideoProfile], bar: ProgressBar | None
 ) -> TranscodeResult:
     """``--engine ray``: the file's chunks as tasks on the cluster, joined here."""
+    if args.format not in (None, OutputFormat.MPEGTS.value):
+        raise TranscodeError(f"--engine ray joins the chunks as MPEG-TS, not {args.format}")
     from lpms.transcode.chunks import ChunkedFile, transcode_in_chunks
     from lpms.transcode.engines.ray_chunks import RayChunkRunner
 
-    if args.format not in (None, OutputFormat.MPEGTS.value):
-        raise TranscodeError(f"--engine ray joins the chunks as MPEG-TS, not {args.format}")
     address = args.ray_address or os.environ.get("RAY_ADDRESS", "").strip() or "local"
     accel = Accel.parse(args.accel)
     for profile in profiles:  # refused here, not by every worker
