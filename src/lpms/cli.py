@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
 from lpms import __version__
-from lpms.errors import LPMSError
+from lpms.errors import LPMSError, TranscodeError
 from lpms.logs import configure_logging
 from lpms.transcode.accel import check_accel
 from lpms.transcode.chunks import DEFAULT_CHUNK_SECONDS, DEFAULT_CHUNK_TIMEOUT
@@ -21,12 +21,13 @@ from lpms.transcode.engines import Engine
 from lpms.transcode.probe import probe
 from lpms.transcode.profiles import (
     PRESETS,
+    OutputFormat,
     VideoProfile,
     format_bitrate,
     format_framerate,
     load_profiles,
 )
-from lpms.transcode.session import Transcoder, TranscodeResult, container_for, output_name
+from lpms.transcode.session import Transcoder, TranscodeResult, output_container, output_name
 from lpms.transcode.settings import Accel
 
 log = logging.getLogger("lpms")
@@ -81,7 +82,14 @@ def _add_transcode_parser(commands: Any) -> None:
         help="software (default) or nvidia (NVDEC/NVENC)",
     )
     transcode.add_argument(
-        "--outdir", default=".", help="where OUTDIR/PROFILE.ts go (default: here)"
+        "--outdir", default=".", help="where OUTDIR/PROFILE.ts (or .mp4) go (default: here)"
+    )
+    transcode.add_argument(
+        "--format",
+        choices=[f.value for f in OutputFormat],
+        help="every output's container, over the profiles' own format: mpegts, mp4 (its "
+        "index at the front) or fmp4 (fragmented); default: each profile's format, else "
+        "mpegts for H.264 and HEVC, fmp4 for VP9 and AV1. MP4 outputs carry the video alone",
     )
     transcode.add_argument(
         "--engine",
@@ -190,6 +198,7 @@ class ProgressBar:
 
 def run_transcode(args: argparse.Namespace) -> int:
     """``lpms transcode``: the file through every profile, then a summary table."""
+    chosen = OutputFormat(args.format) if args.format else None
     try:
         profiles = load_profiles(args.profiles)
         show_progress = sys.stderr.isatty() if args.progress is None else args.progress
@@ -198,7 +207,7 @@ def run_transcode(args: argparse.Namespace) -> int:
             if args.engine == Engine.RAY.value:
                 result = _transcode_on_ray(args, profiles, bar)
             else:
-                with Transcoder(profiles, accel=args.accel) as transcoder:
+                with Transcoder(profiles, accel=args.accel, output=chosen) as transcoder:
                     result = transcoder.transcode_file(args.input, args.outdir, progress=bar)
         finally:
             if bar is not None:
@@ -212,7 +221,7 @@ def run_transcode(args: argparse.Namespace) -> int:
     )
     rows = [("PROFILE", "RESOLUTION", "FRAMES", "FPS", "BITRATE", "SIZE", "SPEED", "OUTPUT")]
     for output in result.outputs:
-        codec = output.profile.codec
+        container = output_container(output.profile, chosen)
         rows.append(
             (
                 output.profile.name,
@@ -222,7 +231,7 @@ def run_transcode(args: argparse.Namespace) -> int:
                 _kbps(output.bitrate),
                 f"{output.size / 1e6:.2f} MB",
                 f"{result.speed:.2f}x",
-                str(Path(args.outdir) / output_name(output.profile, container_for(codec))),
+                str(Path(args.outdir) / output_name(output.profile, container)),
             )
         )
     print_table(rows)
@@ -233,6 +242,8 @@ def _transcode_on_ray(
     args: argparse.Namespace, profiles: Sequence[VideoProfile], bar: ProgressBar | None
 ) -> TranscodeResult:
     """``--engine ray``: the file's chunks as tasks on the cluster, joined here."""
+    if args.format not in (None, OutputFormat.MPEGTS.value):
+        raise TranscodeError(f"--engine ray joins the chunks as MPEG-TS, not {args.format}")
     from lpms.transcode.chunks import ChunkedFile, transcode_in_chunks
     from lpms.transcode.engines.ray_chunks import RayChunkRunner
 

@@ -27,8 +27,10 @@ from lpms.config import (
 from lpms.errors import ConfigError, LPMSError
 from lpms.hls.settings import HLSFormat
 from lpms.logs import configure_logging
-from lpms.transcode.accel import TS_CODECS, check_accel
+from lpms.transcode.accel import check_accel
 from lpms.transcode.engines import Engine
+from lpms.transcode.profiles import TS_CODECS
+from lpms.transcode.rendition import check_encoder
 from lpms.transcode.settings import Accel
 
 log = logging.getLogger("lpms")
@@ -279,8 +281,9 @@ def run_serve(args: argparse.Namespace) -> int:
             header = "The effective configuration: defaults < --config FILE < LPMS_* < flags."
             print(to_toml(settings, origins=loaded.origins, header=header), end="")
             return 0
-        for profile in settings.transcode.profiles:  # the accel is tried before serving
+        for profile in settings.transcode.profiles:  # accel and options tried before serving
             check_accel(settings.transcode.accel, profile.codec)
+            check_encoder(profile, settings.transcode.accel)
         loop_factory = event_loop_factory(settings.event_loop)
     except LPMSError as exc:
         print(f"lpms serve: {exc}", file=sys.stderr)

@@ -189,3 +189,16 @@ def test_help_shows_the_dataclass_defaults(capsys: pytest.CaptureFixture[str]) -
         "--print-config",
     ):
         assert expected in text
+
+
+def test_serve_refuses_a_profile_the_encoder_will_not_open(tmp_path: Path) -> None:
+    """An unknown encoder option stops `lpms serve` before it listens, not each
+    stream's transcoding later."""
+    ladder = tmp_path / "ladder.json"
+    ladder.write_text(
+        '[{"name": "web", "width": 256, "height": 144, "bitrate": 300000,'
+        ' "encoder_options": {"tuen": "film"}}]'
+    )
+    done = serve("--profiles", str(ladder), "--rtmp-port", "0", "--http-port", "0")
+    assert done.returncode == 2
+    assert done.stderr == ("lpms serve: web: libx264 has no option 'tuen' (encoder_options)\n")

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import av
 import pytest
 
 from lpms import output_size, profile_by_name
@@ -69,6 +70,69 @@ def test_transcode_refuses_clearly(clip: Path, args: list[str], message: str) ->
     assert done.returncode == 1
     assert message in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_transcode_format_mp4_has_its_index_at_the_front(clip: Path, tmp_path: Path) -> None:
+    done = lpms(
+        "transcode", str(clip), "--profiles", "P144p30fps16x9", "--outdir", str(tmp_path),
+        "--format", "mp4",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    output = tmp_path / "P144p30fps16x9.mp4"
+    assert str(output) in done.stdout
+    data = output.read_bytes()
+    assert data.index(b"moov") < data.index(b"mdat")  # faststart
+    with av.open(str(output)) as container:
+        assert "mp4" in container.format.name
+    assert len(probe(str(output)).video_pts) == 90
+
+
+def test_transcode_profiles_file_with_quality_and_format(clip: Path, tmp_path: Path) -> None:
+    profiles = tmp_path / "ladder.json"
+    profiles.write_text(
+        '[{"name": "crf", "width": 256, "height": 144, "quality": 30, "format": "fmp4",'
+        ' "encoder_options": {"tune": "zerolatency"}}]'
+    )
+    done = lpms("transcode", str(clip), "--profiles", str(profiles), "--outdir", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    data = (tmp_path / "crf.mp4").read_bytes()
+    assert b"moof" in data
+    assert len(probe(str(tmp_path / "crf.mp4")).video_pts) == 90
+
+
+@pytest.mark.parametrize(
+    ("profile", "args", "message"),
+    [
+        (
+            '{"name": "web", "width": 256, "height": 144, "bitrate": 100000, "encoder": "AV1"}',
+            ["--format", "mpegts"],
+            "web: AV1 cannot go into MPEG-TS",
+        ),
+        (
+            '{"name": "web", "width": 256, "height": 144, "bitrate": 100000,'
+            ' "encoder_options": {"tuen": "film"}}',
+            [],
+            "web: libx264 has no option 'tuen' (encoder_options)",
+        ),
+        (
+            '{"name": "web", "width": 256, "height": 144, "bitrate": 1, "qualty": 3}',
+            [],
+            "unknown field 'qualty'; did you mean 'quality'?",
+        ),
+    ],
+)
+def test_transcode_refuses_bad_profiles_in_one_line(
+    clip: Path, tmp_path: Path, profile: str, args: list[str], message: str
+) -> None:
+    profiles = tmp_path / "ladder.json"
+    profiles.write_text(f"[{profile}]")
+    done = lpms(
+        "transcode", str(clip), "--profiles", str(profiles), "--outdir", str(tmp_path), *args
+    )
+    assert done.returncode == 1
+    assert message in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert not list(tmp_path.glob("web.*"))
 
 
 def test_transcode_of_a_missing_or_bad_file(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ from lpms.transcode.profiles import (
     GOPFrames,
     GOPSeconds,
     H264Profile,
+    OutputFormat,
     ProfileError,
     VideoCodec,
     VideoProfile,
@@ -24,6 +25,8 @@ from lpms.transcode.profiles import (
     parse_gop,
     parse_profiles,
     profile_by_name,
+    profile_from_mapping,
+    profile_to_mapping,
     profiles_from_json,
     profiles_from_toml,
 )
@@ -141,7 +144,7 @@ def test_int_framerate_becomes_fraction() -> None:
         ({"width": 0}, "width must be 2 to"),
         ({"height": 100_000}, "height must be 2 to"),
         ({"width": 640.0}, "width must be an integer"),
-        ({"bitrate": 0}, "bitrate must be 1 to"),
+        ({"bitrate": 0}, "bitrate must be above 0, or 0 with a quality"),
         ({"bitrate": True}, "bitrate must be an integer"),
         ({"framerate": Fraction(0)}, "frame rate"),
         ({"framerate": 29.97}, "frame rate must be a Fraction"),
@@ -150,6 +153,19 @@ def test_int_framerate_becomes_fraction() -> None:
         ({"codec": VideoCodec.VP9, "h264_profile": H264Profile.HIGH}, "needs codec H.264"),
         ({"preset": "very fast"}, "encoder preset"),
         ({"gop": 2}, "gop must be"),
+        ({"quality": 0}, "quality must be 1 to 51, got 0"),
+        ({"quality": 52}, "quality must be 1 to 51, got 52"),
+        ({"quality": 64, "codec": VideoCodec.VP9}, "quality must be 1 to 63"),
+        ({"quality": 23.5}, "quality must be an integer"),
+        ({"bitrate": -1, "quality": 23}, "bitrate must be 0 to"),
+        ({"encoder_options": {"": "1"}}, "encoder option name must look like"),
+        ({"encoder_options": {"x=1": "1"}}, "encoder option name must look like"),
+        ({"encoder_options": {"crf": 23}}, "encoder option 'crf' must be a string, got 23"),
+        ({"encoder_options": {"tune": "a\nb"}}, "encoder option 'tune' must be printable"),
+        ({"encoder_options": {f"o{i}": "1" for i in range(65)}}, "more than 64"),
+        ({"encoder_options": ["tune"]}, "encoder options must be a mapping"),
+        ({"format": "mp4"}, "format must be an OutputFormat"),
+        ({"format": OutputFormat.MPEGTS, "codec": VideoCodec.AV1}, "AV1 cannot go into MPEG-TS"),
     ],
 )
 def test_invalid_profiles_are_refused(changes: dict[str, object], message: str) -> None:
@@ -363,6 +379,142 @@ def test_toml_preset_names() -> None:
 def test_toml_errors(text: str, message: str) -> None:
     with pytest.raises(ProfileError, match=message):
         profiles_from_toml(text)
+
+
+# --- quality, encoder options, format ------------------------------------------------
+
+
+def test_quality_with_or_without_a_bitrate() -> None:
+    crf = VideoProfile("crf", 640, 360, 0, quality=23)
+    assert (crf.bitrate, crf.quality) == (0, 23)
+    capped = VideoProfile("capped", 640, 360, 1_000_000, quality=23)
+    assert capped.bitrate == 1_000_000
+    assert VideoProfile("av1", 640, 360, 0, codec=VideoCodec.AV1, quality=63).quality == 63
+
+
+def test_encoder_options_are_a_read_only_copy() -> None:
+    given = {"tune": "zerolatency"}
+    profile = VideoProfile("a", 640, 360, 1, encoder_options=given)
+    given["tune"] = "film"
+    assert profile.encoder_options == {"tune": "zerolatency"}
+    with pytest.raises(TypeError):
+        profile.encoder_options["tune"] = "film"  # type: ignore[index]
+    # Still hashable, and equal profiles hash alike.
+    assert hash(profile) == hash(VideoProfile("a", 640, 360, 1, encoder_options=dict(given)))
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("mpegts", OutputFormat.MPEGTS),
+        ("TS", OutputFormat.MPEGTS),
+        ("mp4", OutputFormat.MP4),
+        ("fmp4", OutputFormat.FMP4),
+        ("cmaf", OutputFormat.FMP4),
+    ],
+)
+def test_output_format_names(text: str, expected: OutputFormat) -> None:
+    assert OutputFormat.parse(text) is expected
+
+
+def test_output_formats() -> None:
+    assert [f.value for f in OutputFormat] == ["mpegts", "mp4", "fmp4"]
+    assert OutputFormat.CMAF is OutputFormat.FMP4
+    assert [f.extension for f in OutputFormat] == ["ts", "mp4", "mp4"]
+    assert not OutputFormat.MPEGTS.carries(VideoCodec.VP9)
+    assert OutputFormat.MPEGTS.carries(VideoCodec.HEVC)
+    assert OutputFormat.MP4.carries(VideoCodec.AV1)
+    with pytest.raises(ProfileError, match="unknown format 'mkv'; choose one of mpegts, mp4, fmp4"):
+        OutputFormat.parse("mkv")
+
+
+def test_json_quality_options_and_format() -> None:
+    text = """[
+      {"name": "crf", "width": 1280, "height": 720, "quality": 23},
+      {"name": "capped", "width": 640, "height": 360, "bitrate": 1000000, "quality": 28,
+       "encoder_options": {"tune": "zerolatency", "x264-params": "keyint=60"},
+       "format": "mp4"},
+      {"name": "lpms0", "width": 640, "height": 360, "bitrate": 1000000, "quality": 0},
+      {"name": "frag", "width": 640, "height": 360, "bitrate": 1000000, "encoder": "VP9",
+       "format": "fmp4"}
+    ]"""
+    crf, capped, lpms0, frag = profiles_from_json(text)
+    assert (crf.bitrate, crf.quality, crf.format) == (0, 23, None)
+    assert (capped.bitrate, capped.quality, capped.format) == (1_000_000, 28, OutputFormat.MP4)
+    assert dict(capped.encoder_options) == {"tune": "zerolatency", "x264-params": "keyint=60"}
+    assert lpms0.quality is None  # LPMS's quality 0: none
+    assert frag.format is OutputFormat.FMP4
+
+
+def test_toml_quality_options_and_format() -> None:
+    text = """
+[[profiles]]
+name = "crf"
+width = 1280
+height = 720
+quality = 23
+format = "mp4"
+encoder_options = { tune = "zerolatency" }
+
+[[profiles]]
+name = "intra"
+width = 640
+height = 360
+bitrate = "1M"
+gop = "intra"
+
+[profiles.encoder_options]
+x264-params = "keyint=1"
+"""
+    crf, intra = profiles_from_toml(text)
+    assert crf == VideoProfile(
+        "crf", 1280, 720, 0, quality=23, format=OutputFormat.MP4,
+        encoder_options={"tune": "zerolatency"},
+    )  # fmt: skip
+    assert intra.gop == INTRA_ONLY
+    assert dict(intra.encoder_options) == {"x264-params": "keyint=1"}
+
+
+def test_new_fields_round_trip_in_lpms_names() -> None:
+    profile = VideoProfile(
+        "all", 640, 360, 900_000, quality=30, encoder_options={"tune": "film"},
+        format=OutputFormat.FMP4,
+    )  # fmt: skip
+    mapping = profile_to_mapping(profile)
+    assert mapping["quality"] == 30
+    assert mapping["encoder_options"] == {"tune": "film"}
+    assert mapping["format"] == "fmp4"
+    assert profile_from_mapping(mapping) == profile
+    plain = profile_to_mapping(PRESETS["P144p30fps16x9"])
+    assert not {"quality", "encoder_options", "format"} & set(plain)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('[{"width": 2, "height": 2}]', "field 'bitrate' is missing \\(or give a 'quality'\\)"),
+        ('[{"width": 2, "height": 2, "bitrate": 0}]', "field 'bitrate' must be positive"),
+        ('[{"width": 2, "height": 2, "quality": -1}]', "field 'quality' must not be negative"),
+        ('[{"width": 2, "height": 2, "quality": "23"}]', "field 'quality' must be an integer"),
+        ('[{"width": 2, "height": 2, "quality": 60}]', "quality must be 1 to 51, got 60"),
+        ('[{"width": 2, "height": 2, "quality": 9, "encoder_options": "tune=film"}]',
+         "field 'encoder_options' must be an object of strings"),
+        ('[{"width": 2, "height": 2, "quality": 9, "encoder_options": {"g": 1}}]',
+         "encoder option 'g' must be a string"),
+        ('[{"width": 2, "height": 2, "quality": 9, "format": "mkv"}]', "unknown format 'mkv'"),
+        ('[{"width": 2, "height": 2, "quality": 9, "format": 4}]',
+         "field 'format' must be a string"),
+        ('[{"width": 2, "height": 2, "quality": 9, "encoder": "AV1", "format": "mpegts"}]',
+         "AV1 cannot go into MPEG-TS"),
+        ('[{"width": 2, "height": 2, "bitrate": 1, "qualty": 9}]',
+         "unknown field 'qualty'; did you mean 'quality'\\?"),
+        ('[{"width": 2, "height": 2, "bitrate": 1, "encoderOptions": {}}]',
+         "unknown field 'encoderOptions'; did you mean 'encoder_options'\\?"),
+    ],
+)  # fmt: skip
+def test_json_errors_for_the_new_fields(text: str, message: str) -> None:
+    with pytest.raises(ProfileError, match=message):
+        profiles_from_json(text)
 
 
 # --- output size ---------------------------------------------------------------------

@@ -23,10 +23,12 @@ from lpms.transcode.profiles import (
     MAX_DIMENSION,
     MAX_FRAMERATE,
     MAX_GOP_FRAMES,
+    MAX_QUALITY,
     PRESETS,
     GOPFrames,
     GOPSeconds,
     H264Profile,
+    OutputFormat,
     ProfileError,
     VideoCodec,
     VideoProfile,
@@ -93,6 +95,16 @@ CUSTOM_PROFILES = [
     ),
     VideoProfile(
         "vp9", 426, 240, 600_000, Fraction(15), gop=GOPSeconds(Fraction(2)), codec=VideoCodec.VP9
+    ),
+    # A constant quality with no bitrate, encoder options, an MP4 file output.
+    VideoProfile(
+        "crf",
+        1280,
+        720,
+        0,
+        quality=23,
+        encoder_options={"tune": "zerolatency", "x264-params": "keyint=60:min-keyint=60"},
+        format=OutputFormat.MP4,
     ),
 ]
 
@@ -197,11 +209,12 @@ def video_profiles(draw: st.DrawFn) -> VideoProfile:
     aspect = st.just("") | st.builds(
         lambda a, b: f"{a}:{b}", st.integers(1, 64), st.integers(1, 64)
     )
+    quality = draw(st.none() | st.integers(1, MAX_QUALITY[codec]))
     return VideoProfile(
         name=draw(st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,40}", fullmatch=True)),
         width=draw(st.integers(2, MAX_DIMENSION)),
         height=draw(st.integers(2, MAX_DIMENSION)),
-        bitrate=draw(st.integers(1, MAX_BITRATE)),
+        bitrate=draw(st.integers(0 if quality else 1, MAX_BITRATE)),
         framerate=draw(_framerates()),
         aspect_ratio=draw(aspect),
         gop=draw(
@@ -210,6 +223,15 @@ def video_profiles(draw: st.DrawFn) -> VideoProfile:
         codec=codec,
         h264_profile=draw(h264) if codec is VideoCodec.H264 else None,
         preset=draw(st.from_regex(r"[A-Za-z0-9_.-]{1,20}", fullmatch=True)),
+        quality=quality,
+        encoder_options=draw(
+            st.dictionaries(
+                st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_-]{0,20}", fullmatch=True),
+                st.text(st.characters(codec="utf-8", categories=["L", "N", "P", "S"]), max_size=30),
+                max_size=4,
+            )
+        ),
+        format=draw(st.sampled_from([f for f in OutputFormat if f.carries(codec)] + [None])),
     )
 
 

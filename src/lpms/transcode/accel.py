@@ -32,11 +32,6 @@ _ENCODERS: dict[Accel, dict[VideoCodec, str]] = {
     },
 }
 
-# MPEG-TS carries these; VP9 and AV1 go into fMP4 (CMAF) only.
-
-
-TS_CODECS = frozenset({VideoCodec.H264, VideoCodec.HEVC})
-
 # x264/x265 preset names to NVENC's p1 (fastest) .. p7 (slowest).
 _NVENC_PRESETS = {
     "ultrafast": "p1",

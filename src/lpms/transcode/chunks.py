@@ -50,7 +50,7 @@ import av.bitstream
 
 from lpms.errors import HLSError, LPMSError, TranscodeError
 from lpms.hls.segmenter import ContinuityCounters
-from lpms.transcode.profiles import VideoProfile
+from lpms.transcode.profiles import OutputFormat, VideoProfile
 from lpms.transcode.rendition import AudioTrack, RenditionOutput
 from lpms.transcode.session import (
     COPIED_AUDIO,
@@ -539,7 +539,8 @@ def run_chunk(request: dict[str, Any]) -> dict[str, Any]:
     why}`` for a chunk that cannot be transcoded: what a remote worker runs."""
     try:
         chunk = chunk_from_wire(request)
-        with Transcoder(chunk.profiles, accel=chunk.accel) as transcoder:
+        joined_as = OutputFormat.MPEGTS  # whatever format the profiles name
+        with Transcoder(chunk.profiles, accel=chunk.accel, output=joined_as) as transcoder:
             result = transcoder.transcode_chunk(
                 chunk.data,
                 shift=chunk.shift,

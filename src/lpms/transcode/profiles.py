@@ -1,7 +1,9 @@
 """Video profiles: what one rendition of a live stream looks like.
 
-A `VideoProfile` says how to encode one output: size, bitrate, frame rate, keyframe
-spacing (GOP), codec, H.264 profile and encoder preset. `PRESETS` holds LPMS's
+A `VideoProfile` says how to encode one output: size, rate control (a bitrate, a
+constant quality, or both), frame rate, keyframe spacing (GOP), codec, H.264 profile,
+encoder preset, options passed to the encoder as they are, and the container a file
+output is written as. `PRESETS` holds LPMS's
 built-in profiles under LPMS's names and numbers (livepeer/lpms,
 ``ffmpeg/videoprofile.go``). Profiles come from preset names (``"P720p30fps16x9,..."``),
 from LPMS's JSON transcoding options, or from a TOML file; `output_size` fits a source
@@ -17,7 +19,7 @@ import math
 import re
 import tomllib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from types import MappingProxyType
@@ -34,12 +36,15 @@ MAX_FRAMERATE = 1000
 MAX_GOP_FRAMES = 100_000
 MAX_GOP_SECONDS = 3600
 MAX_NAME_LENGTH = 100
+MAX_ENCODER_OPTIONS = 64
+MAX_ENCODER_OPTION_LENGTH = 1000
 
 _NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _ASPECT_PATTERN = re.compile(r"([1-9][0-9]*):([1-9][0-9]*)")
 _PRESET_PATTERN = re.compile(r"[A-Za-z0-9_.-]+")
 _BITRATE_PATTERN = re.compile(r"([0-9]+(?:\.[0-9]+)?)\s*([kKmM]?)")
 _GOP_PATTERN = re.compile(r"([0-9]+(?:\.[0-9]+)?)\s*(s|f|frames)?")
+_OPTION_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 
 
 class ProfileError(LPMSError, ValueError):
@@ -66,6 +71,48 @@ class VideoCodec(enum.Enum):
             known = ", ".join(c.value for c in cls)
             raise ProfileError(f"unknown codec {text!r}; choose one of {known}")
         return codec
+
+
+TS_CODECS = frozenset({VideoCodec.H264, VideoCodec.HEVC})
+"""The codecs MPEG-TS carries; VP9 and AV1 go into MP4 (fragmented or not) only."""
+
+MAX_QUALITY: Mapping[VideoCodec, int] = MappingProxyType(
+    {VideoCodec.H264: 51, VideoCodec.HEVC: 51, VideoCodec.VP9: 63, VideoCodec.AV1: 63}
+)
+"""Highest `VideoProfile.quality` per codec: the top of x264's and x265's CRF scale,
+of libvpx's and SVT-AV1's (the lowest is 1: LPMS reads 0 as no quality)."""
+
+
+class OutputFormat(enum.Enum):
+    """What a file output is written as; LPMS's ``format`` names (``mpegts``, ``mp4``)
+    and ours (``fmp4``)."""
+
+    MPEGTS = "mpegts"
+    MP4 = "mp4"  # one index (moov) at the front, as LPMS writes it (movflags faststart)
+    FMP4 = "fmp4"  # fragmented MP4 (CMAF), a fragment from each keyframe
+    CMAF = "fmp4"  # the same, by its HLS name
+
+    @property
+    def extension(self) -> str:
+        """The output file's extension: ``ts``, or ``mp4`` for either MP4."""
+        return "ts" if self is OutputFormat.MPEGTS else "mp4"
+
+    def carries(self, codec: VideoCodec) -> bool:
+        """Whether this container can carry ``codec`` (MPEG-TS: H.264 and HEVC only)."""
+        return self is not OutputFormat.MPEGTS or codec in TS_CODECS
+
+    @classmethod
+    def parse(cls, text: str) -> OutputFormat:
+        """``mpegts``, ``mp4`` or ``fmp4`` (also ``ts`` and ``cmaf``), any case."""
+        key = text.strip().lower()
+        found = {"ts": cls.MPEGTS, "cmaf": cls.FMP4}.get(key)
+        if found is None:
+            try:
+                found = cls(key)
+            except ValueError:
+                known = ", ".join(f.value for f in cls)
+                raise ProfileError(f"unknown format {text!r}; choose one of {known}") from None
+        return found
 
 
 _CODEC_ALIASES: Mapping[str, VideoCodec] = {
@@ -207,12 +254,21 @@ def parse_bitrate(value: str | int) -> int:
 class VideoProfile:
     """How to encode one rendition.
 
-    `bitrate` is in bits per second. `framerate` None passes the source's frame rate
-    through. `aspect_ratio` is a label such as ``"16:9"`` (empty: width:height
-    reduced); like LPMS, scaling keeps the source's shape whatever it says (see
-    `output_size`). `gop` None means a keyframe only at each source segment boundary.
-    `h264_profile` None leaves the encoder's default; it is for H.264 only. `preset`
-    is the encoder's speed preset.
+    Rate control, as LPMS sets it: `bitrate` (bits per second) alone is the average,
+    with the peak bounded by a VBV of one second at that rate (maximum rate and
+    buffer both the bitrate). `quality` is a constant quality instead: x264's, x265's,
+    libvpx's and SVT-AV1's ``crf``, NVENC's ``cq`` at quality + 7 (LPMS's mapping); a
+    `bitrate` given with it is only the peak (the same one-second VBV), and 0 means
+    none. `framerate` None passes the source's frame rate through. `aspect_ratio` is
+    a label such as ``"16:9"`` (empty: width:height reduced); like LPMS, scaling keeps
+    the source's shape whatever it says (see `output_size`). `gop` None means a
+    keyframe only at each source segment boundary; `INTRA_ONLY` makes every frame
+    one. `h264_profile` None leaves the encoder's default; it is for H.264 only.
+    `preset` is the encoder's speed preset. `encoder_options` go to the encoder as
+    they are, over lpms's own (an option the encoder does not have is an error when
+    the transcoder starts). `format` is the container of a file output (None: MPEG-TS
+    where it carries the codec, else fragmented MP4); live HLS renditions are in the
+    HLS format's container whatever it says.
     """
 
     name: str
@@ -225,17 +281,25 @@ class VideoProfile:
     codec: VideoCodec = VideoCodec.H264
     h264_profile: H264Profile | None = None
     preset: str = DEFAULT_PRESET
+    quality: int | None = None
+    # Out of the hash (a mapping has none); equal profiles still hash alike.
+    encoder_options: Mapping[str, str] = field(
+        default_factory=lambda: MappingProxyType({}), hash=False
+    )
+    format: OutputFormat | None = None
 
     def __post_init__(self) -> None:
         _check_name(self.name)
         _check_int("width", self.width, 2, MAX_DIMENSION)
         _check_int("height", self.height, 2, MAX_DIMENSION)
-        _check_int("bitrate", self.bitrate, 1, MAX_BITRATE)
         object.__setattr__(self, "framerate", _checked_framerate(self.framerate))
         object.__setattr__(self, "aspect_ratio", _checked_aspect_ratio(self))
         if self.gop is not None and not isinstance(self.gop, GOPSeconds | GOPFrames):
             raise ProfileError(f"gop must be GOPSeconds, GOPFrames or None, got {self.gop!r}")
         _check_encoder(self)
+        _check_rate_control(self)
+        object.__setattr__(self, "encoder_options", _checked_options(self.encoder_options))
+        _check_format(self)
 
     @property
     def resolution(self) -> str:
@@ -281,6 +345,47 @@ def _check_encoder(profile: VideoProfile) -> None:
     preset = profile.preset
     if not isinstance(preset, str) or not _PRESET_PATTERN.fullmatch(preset):
         raise ProfileError(f"encoder preset must be one word like 'veryfast', got {preset!r}")
+
+
+def _check_rate_control(profile: VideoProfile) -> None:
+    """A bitrate, a quality, or both; bitrate 0 is none (LPMS's zero), with a quality."""
+    quality = profile.quality
+    if quality is not None:
+        _check_int("quality", quality, 1, MAX_QUALITY[profile.codec])
+    _check_int("bitrate", profile.bitrate, 0, MAX_BITRATE)
+    if profile.bitrate == 0 and quality is None:
+        raise ProfileError("bitrate must be above 0, or 0 with a quality (constant quality)")
+
+
+def _checked_options(options: object) -> Mapping[str, str]:
+    """A read-only copy of encoder options: names as FFmpeg spells them, string values."""
+    if not isinstance(options, Mapping):
+        raise ProfileError(f"encoder options must be a mapping of strings, got {options!r}")
+    if len(options) > MAX_ENCODER_OPTIONS:
+        raise ProfileError(f"more than {MAX_ENCODER_OPTIONS} encoder options")
+    for name, value in options.items():
+        if not isinstance(name, str) or not _OPTION_NAME_PATTERN.fullmatch(name):
+            raise ProfileError(
+                f"encoder option name must look like 'tune' or 'x264-params', got {name!r}"
+            )
+        if not isinstance(value, str):
+            raise ProfileError(f"encoder option {name!r} must be a string, got {value!r}")
+        if len(value) > MAX_ENCODER_OPTION_LENGTH or not value.isprintable():
+            raise ProfileError(
+                f"encoder option {name!r} must be printable text of at most "
+                f"{MAX_ENCODER_OPTION_LENGTH} characters"
+            )
+    return MappingProxyType(dict(options))
+
+
+def _check_format(profile: VideoProfile) -> None:
+    container = profile.format
+    if container is None:
+        return
+    if not isinstance(container, OutputFormat):
+        raise ProfileError(f"format must be an OutputFormat or None, got {container!r}")
+    if not container.carries(profile.codec):
+        raise ProfileError(f"{profile.codec.value} cannot go into MPEG-TS; use format mp4 or fmp4")
 
 
 def _checked_framerate(framerate: object) -> Fraction | None:
@@ -378,8 +483,9 @@ def _unique(profiles: tuple[VideoProfile, ...]) -> tuple[VideoProfile, ...]:
     return profiles
 
 
-# The fields of LPMS's JSON profile (ffmpeg.JsonProfile), plus our "preset" and
-# "aspectRatio". LPMS's colorDepth and chromaFormat are read only at their 8-bit 4:2:0
+# The fields of LPMS's JSON profile (ffmpeg.JsonProfile), plus our "preset",
+# "aspectRatio", "encoder_options" and "format" (LPMS's VideoProfile has a Format, its
+# JSON none). LPMS's colorDepth and chromaFormat are read only at their 8-bit 4:2:0
 # values; anything else is refused rather than silently encoded as 8-bit 4:2:0.
 _FIELDS = frozenset(
     {
@@ -392,10 +498,13 @@ _FIELDS = frozenset(
         "gop",
         "profile",
         "encoder",
+        "quality",
         "preset",
         "aspectRatio",
         "colorDepth",
         "chromaFormat",
+        "encoder_options",
+        "format",
     }
 )
 
@@ -405,8 +514,11 @@ def profile_from_mapping(entry: Mapping[str, object], where: str = "profile") ->
     `where` begins error messages (``"profiles[2]"``)."""
     unknown = sorted(set(entry) - _FIELDS)
     if unknown:
+        close = difflib.get_close_matches(str(unknown[0]), sorted(_FIELDS), n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]!r}? " if close else ""
         raise ProfileError(
-            f"{where}: unknown field {unknown[0]!r}; known fields: {', '.join(sorted(_FIELDS))}"
+            f"{where}: unknown field {unknown[0]!r}; {hint}"
+            f"known fields: {', '.join(sorted(_FIELDS))}"
         )
     try:
         return _profile_from_fields(entry)
@@ -435,7 +547,13 @@ def profile_to_mapping(profile: VideoProfile) -> dict[str, object]:
     fields["encoder"] = profile.codec.value
     if profile.h264_profile is not None:
         fields["profile"] = profile.h264_profile.value
+    if profile.quality is not None:
+        fields["quality"] = profile.quality
     fields["preset"] = profile.preset
+    if profile.encoder_options:
+        fields["encoder_options"] = dict(profile.encoder_options)
+    if profile.format is not None:
+        fields["format"] = profile.format.value
     return fields
 
 
@@ -454,7 +572,8 @@ def _decimal(number: Fraction, what: str) -> str:
 def _profile_from_fields(entry: Mapping[str, object]) -> VideoProfile:
     width = _required_int(entry, "width")
     height = _required_int(entry, "height")
-    bitrate = _bitrate_field(entry)
+    quality = _quality_field(entry)
+    bitrate = _bitrate_field(entry, required=quality is None)
     name = _field(entry, "name", str, "") or f"custom_{width}x{height}_{bitrate}"
     _check_pixel_format(entry)
     return VideoProfile(
@@ -468,6 +587,9 @@ def _profile_from_fields(entry: Mapping[str, object]) -> VideoProfile:
         codec=VideoCodec.parse(_field(entry, "encoder", str, "")),
         h264_profile=H264Profile.parse(_field(entry, "profile", str, "")),
         preset=_field(entry, "preset", str, DEFAULT_PRESET),
+        quality=quality,
+        encoder_options=_options_field(entry),
+        format=_format_field(entry),
     )
 
 
@@ -491,9 +613,11 @@ def _required_int(entry: Mapping[str, object], key: str) -> int:
     return value
 
 
-def _bitrate_field(entry: Mapping[str, object]) -> int:
+def _bitrate_field(entry: Mapping[str, object], *, required: bool) -> int:
     if "bitrate" not in entry:
-        raise ProfileError("field 'bitrate' is missing")
+        if required:
+            raise ProfileError("field 'bitrate' is missing (or give a 'quality')")
+        return 0
     value = entry["bitrate"]
     if isinstance(value, bool) or not isinstance(value, int | str):
         raise ProfileError(f"field 'bitrate' must be bits per second or '4000k', got {value!r}")
@@ -501,9 +625,29 @@ def _bitrate_field(entry: Mapping[str, object]) -> int:
         bitrate = parse_bitrate(value)
     except ProfileError as exc:
         raise ProfileError(f"field 'bitrate': {exc}") from None
-    if bitrate <= 0:
+    if bitrate < 0 or (bitrate == 0 and required):
         raise ProfileError(f"field 'bitrate' must be positive, got {value!r}")
     return bitrate
+
+
+def _quality_field(entry: Mapping[str, object]) -> int | None:
+    # LPMS's quality is unsigned and 0 when not given: 0 means none.
+    quality = _field(entry, "quality", int, 0)
+    if quality < 0:
+        raise ProfileError(f"field 'quality' must not be negative, got {quality}")
+    return quality or None
+
+
+def _options_field(entry: Mapping[str, object]) -> Mapping[str, str]:
+    options = entry.get("encoder_options", {})
+    if not isinstance(options, Mapping):
+        raise ProfileError(f"field 'encoder_options' must be an object of strings, got {options!r}")
+    return _checked_options(options)
+
+
+def _format_field(entry: Mapping[str, object]) -> OutputFormat | None:
+    text = _field(entry, "format", str, "")
+    return OutputFormat.parse(text) if text else None
 
 
 def _framerate_fields(entry: Mapping[str, object]) -> Fraction | None:
@@ -561,12 +705,17 @@ def profiles_from_json(text: str | bytes) -> tuple[VideoProfile, ...]:
         {"name": "720p", "width": 1280, "height": 720, "bitrate": 4000000,
          "fps": 30, "fpsDen": 1, "gop": "2", "profile": "H264High", "encoder": "H.264"}
 
-    ``width``, ``height`` and ``bitrate`` (bits per second, or ``"4000k"``) are needed.
-    A missing ``name`` becomes LPMS's ``custom_WxH_BITRATE``; ``fps`` 0 or missing passes
-    the source's rate through; ``gop`` is seconds, ``"intra"``, or (ours) ``"60f"``;
-    ``profile`` is ``H264Baseline``/``Main``/``High``/``ConstrainedHigh`` or ``none``;
-    ``encoder`` is ``H.264`` (default), ``HEVC``, ``VP9`` or ``AV1``. Ours too:
-    ``preset`` (encoder preset) and ``aspectRatio``. A string in the list names a preset.
+    ``width``, ``height`` and ``bitrate`` (bits per second, or ``"4000k"``) are needed;
+    ``quality`` (LPMS's constant quality: CRF, or NVENC's CQ at quality + 7) may stand
+    in for ``bitrate``, which is then only the peak. A missing ``name`` becomes LPMS's
+    ``custom_WxH_BITRATE``; ``fps`` 0 or missing passes the source's rate through;
+    ``gop`` is seconds, ``"intra"``, or (ours) ``"60f"``; ``profile`` is
+    ``H264Baseline``/``Main``/``High``/``ConstrainedHigh`` or ``none``; ``encoder`` is
+    ``H.264`` (default), ``HEVC``, ``VP9`` or ``AV1``; ``quality`` 0 is none, as in
+    LPMS. Ours too: ``preset`` (encoder preset), ``aspectRatio``, ``encoder_options``
+    (an object of strings for the encoder, such as ``{"tune": "zerolatency"}``) and
+    ``format`` (``mpegts``, ``mp4`` or ``fmp4``: a file output's container). A string
+    in the list names a preset.
     """
     try:
         decoded = json.loads(text)
@@ -590,6 +739,9 @@ def profiles_from_toml(text: str) -> tuple[VideoProfile, ...]:
         gop = 2.0
         profile = "high"
         preset = "veryfast"
+        quality = 23
+        format = "mp4"
+        encoder_options = { tune = "zerolatency" }
 
     (TOML cannot mix the inline array and ``[[profiles]]`` in one file; use one form.)
     """

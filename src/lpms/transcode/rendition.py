@@ -14,25 +14,34 @@ as LPMS does for software encoders, each segment gets a fresh encoder while the
 thread, scaler and output state live on for the whole session. NVENC can be drained
 and reused, and is, into MPEG-TS.
 
-Outputs are MPEG-TS (H.264, HEVC), or CMAF: a fragmented MP4 of the video alone
-(any codec, AV1 and VP9 too), written by FFmpeg's mp4 muxer, which builds each
-codec's configuration record (avcC, hvcC, av1C, vpcC) as players need it; that
-encoder belongs to its output's stream, one per output.
+Outputs are MPEG-TS (H.264, HEVC), or an MP4 of the video alone (any codec, AV1 and
+VP9 too): fragmented (CMAF), or one index at the front (``faststart``), written by
+FFmpeg's mp4 muxer, which builds each codec's configuration record (avcC, hvcC,
+av1C, vpcC) as players need it; that encoder belongs to its output's stream, one
+per output.
+
+Rate control is LPMS's (``ffmpeg/encoder.c``, ``ffmpeg/ffmpeg.go``): a bitrate is the
+encoder's average, minimum and maximum rate, and its VBV buffer holds one second
+of it; a quality is a CRF (NVENC: CQ at quality + 7), the bitrate then only the
+maximum. A profile's own encoder options go last, over all of these, and one the
+encoder does not know is refused when the `RenditionEncoder` is made.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import enum
 import io
 import logging
 import os
 import queue
+import shutil
+import tempfile
 import threading
 import time
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from fractions import Fraction
+from pathlib import Path
 from typing import Any, BinaryIO
 
 import av
@@ -43,7 +52,14 @@ from lpms.errors import HLSError, TranscodeError
 from lpms.hls.fmp4 import read_video_config
 from lpms.media.codecs.h264 import avc_config_from_annex_b
 from lpms.transcode.accel import encoder_name, encoder_preset
-from lpms.transcode.profiles import H264Profile, VideoCodec, VideoProfile, output_size
+from lpms.transcode.profiles import (
+    INTRA_ONLY,
+    H264Profile,
+    OutputFormat,
+    VideoCodec,
+    VideoProfile,
+    output_size,
+)
 from lpms.transcode.settings import Accel
 
 log = logging.getLogger(__name__)
@@ -60,13 +76,10 @@ _ASSUMED_FRAMERATE = Fraction(30)  # for a GOP in seconds when the source gives 
 
 _MUX_NAMES = {VideoCodec.H264: "h264", VideoCodec.HEVC: "hevc"}
 CMAF_MOVFLAGS = "empty_moov+default_base_moof+frag_keyframe"
+FASTSTART_MOVFLAGS = "+faststart"
 
-
-class OutputContainer(enum.Enum):
-    """What a rendition's output is written as."""
-
-    MPEGTS = "mpegts"
-    CMAF = "cmaf"  # fragmented MP4, video only
+OutputContainer = OutputFormat
+"""What a rendition's output is written as (MP4 and CMAF: the video alone)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +133,7 @@ class _Output:
 
     sink: BinaryIO
     container: av.container.OutputContainer
-    video: av.stream.Stream | None  # CMAF: made with its encoder, at the first frame
+    video: av.stream.Stream | None  # MP4: made with its encoder, at the first frame
     audio: av.stream.Stream | None
     time_base: Fraction
     audio_time_base: Fraction
@@ -141,6 +154,7 @@ class _Output:
     next_dts: int = 0  # the least DTS a video packet may have
     busy_seconds: float = 0.0  # this thread's time on the output (scale, encode, mux)
     dropped: int = field(default=0)
+    scratch: Path | None = None  # MP4 with its index at the front: written here first
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,10 +183,11 @@ _Message = _Begin | av.VideoFrame | _Audio | _End | None  # None stops the threa
 
 def check_container(profile: VideoProfile, container: OutputContainer) -> None:
     """`TranscodeError` unless ``container`` can carry ``profile``'s codec."""
-    if container is OutputContainer.MPEGTS and profile.codec not in _MUX_NAMES:
+    if not container.carries(profile.codec):
         raise TranscodeError(
             f"{profile.name}: {profile.codec.value} cannot go into MPEG-TS; it needs "
-            "fMP4 (lpms serve --hls-format fmp4, the default)"
+            "MP4 or fMP4 (lpms transcode --format fmp4; lpms serve --hls-format fmp4, "
+            "the default)"
         )
 
 
@@ -295,11 +310,8 @@ class RenditionEncoder:
         )
         self._drop_output()
         self._begin_error = None
-        if self.container is OutputContainer.CMAF:
-            container = av.open(sink, mode="w", format="mp4", options={"movflags": CMAF_MOVFLAGS})
-            self._output = _Output(
-                sink, container, None, None, time_base, time_base, framerate, begin.steer
-            )
+        if self.container is not OutputContainer.MPEGTS:
+            self._output = self._begin_mp4(begin)
             self._set_frame_timing(self._output)
             return
         container = av.open(sink, mode="w", format="mpegts")
@@ -315,6 +327,35 @@ class RenditionEncoder:
             sink, container, video, audio_stream, time_base, audio_time_base, framerate, begin.steer
         )
         self._set_frame_timing(self._output)
+
+    def _begin_mp4(self, begin: _Begin) -> _Output:
+        """An MP4 of the video alone, its stream added with its encoder."""
+        scratch = None
+        if self.container is OutputContainer.CMAF:
+            options = {"movflags": CMAF_MOVFLAGS}
+            container = av.open(begin.sink, mode="w", format="mp4", options=options)
+        else:
+            # FFmpeg moves the index to the front by reading the file back by its
+            # name, which a Python file object has not: a file of our own, copied.
+            scratch = _scratch_file(begin.sink)
+            try:
+                container = av.open(
+                    str(scratch), mode="w", format="mp4", options={"movflags": FASTSTART_MOVFLAGS}
+                )
+            except BaseException:
+                scratch.unlink(missing_ok=True)
+                raise
+        return _Output(
+            begin.sink,
+            container,
+            None,
+            None,
+            begin.time_base,
+            begin.time_base,
+            begin.framerate,
+            begin.steer,
+            scratch=scratch,
+        )
 
     def _on_frame(self, frame: av.VideoFrame) -> None:
         output = self._require_output()
@@ -369,11 +410,11 @@ class RenditionEncoder:
         if self._encoder is not None and self._encoder_key == key:
             return self._encoder
         if self._encoder is not None:
-            if self.container is OutputContainer.CMAF:
+            if self.container is not OutputContainer.MPEGTS:
                 raise TranscodeError(f"{self.profile.name}: the picture size changed mid-segment")
             self._drain_encoder(output)
         scale = self._rate_scale if output.steer else 1.0
-        if self.container is OutputContainer.CMAF:
+        if self.container is not OutputContainer.MPEGTS:
             stream = output.container.add_stream(self._codec, rate=rate or _ASSUMED_FRAMERATE)
             stream.time_base = output.time_base
             output.video = stream
@@ -381,52 +422,18 @@ class RenditionEncoder:
         else:
             context = av.CodecContext.create(self._codec, "w")
         assert isinstance(context, av.VideoCodecContext)
-        self._encoder = self._configure(context, width, height, output.time_base, rate, scale)
+        self._encoder = open_encoder(
+            context,
+            self.profile,
+            self.accel,
+            (width, height),
+            output.time_base,
+            rate,
+            scale=scale,
+            threads=self.threads,
+        )
         self._encoder_key = key
         return self._encoder
-
-    def _configure(
-        self,
-        encoder: av.VideoCodecContext,
-        width: int,
-        height: int,
-        time_base: Fraction,
-        rate: Fraction | None,
-        scale: float,
-    ) -> av.VideoCodecContext:
-        profile = self.profile
-        encoder.width, encoder.height, encoder.pix_fmt = width, height, "yuv420p"
-        encoder.time_base = time_base
-        if rate is not None:
-            encoder.framerate = rate
-        encoder.bit_rate = round(profile.bitrate * scale)
-        # PyAV asks for slice threads unless told otherwise; x264's frame threads
-        # (what the ffmpeg CLI gets) cost less CPU per frame and compress better, and
-        # their added delay is drained at every output's end anyway.
-        encoder.thread_type = "AUTO"
-        if self.threads:
-            encoder.thread_count = self.threads
-        options = _speed_options(self._codec, encoder_preset(self.accel, profile.preset))
-        if profile.gop is not None:
-            interval = profile.gop.keyframe_interval(rate or _ASSUMED_FRAMERATE)
-            encoder.gop_size = interval or 1
-            if self._codec in ("libx264", "libx265"):
-                options["sc_threshold"] = "0"
-        options.update(_codec_options(self._codec, profile))
-        if self._codec == "libx264":
-            # Left to itself x264 derives the level from the bitrate, which steering
-            # changes from segment to segment: a new level is a new decoder
-            # configuration, and players are told of a discontinuity for it.
-            top = round(profile.bitrate * MAX_RATE_SCALE)
-            options["level"] = h264_level(width, height, rate or _ASSUMED_FRAMERATE, top)
-        encoder.options = options
-        try:
-            encoder.open()
-        except av.FFmpegError as exc:
-            raise TranscodeError(
-                f"{self._codec} for {profile.name} would not open: {exc}"
-            ) from None
-        return encoder
 
     def _drain_encoder(self, output: _Output) -> None:
         encoder = self._encoder
@@ -483,15 +490,21 @@ class RenditionEncoder:
             output.container.close()
         except Exception as exc:
             output.error = output.error or exc
-        if self.container is OutputContainer.CMAF:
+        if self.container is not OutputContainer.MPEGTS:
             self._encoder, self._encoder_key = None, None  # it was the output's own
         self._output = None
+        if output.scratch is not None and output.error is None:
+            try:
+                _copy_scratch(output.scratch, output.sink)
+            except OSError as exc:
+                output.error = TranscodeError(f"{self.profile.name}: writing the MP4: {exc}")
+        _remove_scratch(output)
         if output.error is not None:
             result.set_exception(output.error)
             return
         output.busy_seconds += time.perf_counter() - started  # the drain
         made = self._result(output)
-        if self.container is OutputContainer.CMAF and made.data:
+        if self.container is not OutputContainer.MPEGTS and made.data:
             # The record FFmpeg's muxer built, as CODECS strings and players read it.
             try:
                 config, _timescale = read_video_config(made.data)
@@ -505,8 +518,11 @@ class RenditionEncoder:
 
     def _steer_bitrate(self, made: RenditionOutput) -> None:
         """Scale the next encoder's bitrate by how far this output missed its target
-        (bounded, and only on outputs long enough to say)."""
+        (bounded, and only on outputs long enough to say; with a quality the bitrate
+        is only a ceiling, no target)."""
         if made.duration < MIN_STEERING_SECONDS or made.bitrate <= 0:
+            return
+        if self.profile.quality is not None:
             return
         scale = self._rate_scale * self.profile.bitrate / made.bitrate
         self._rate_scale = min(MAX_RATE_SCALE, max(MIN_RATE_SCALE, scale))
@@ -545,6 +561,98 @@ class RenditionEncoder:
                 output.container.close()
             except Exception:  # already failing; its error was reported
                 log.debug("closing an abandoned %s output failed", self.profile.name)
+            _remove_scratch(output)
+
+
+def open_encoder(
+    encoder: av.VideoCodecContext,
+    profile: VideoProfile,
+    accel: Accel,
+    size: tuple[int, int],
+    time_base: Fraction,
+    rate: Fraction | None,
+    *,
+    scale: float = 1.0,
+    threads: int = 0,
+) -> av.VideoCodecContext:
+    """Set up and open ``encoder`` for ``profile`` at ``size``, its bitrate times
+    ``scale``; `TranscodeError` if it will not open, or leaves one of the profile's
+    encoder options unused (an option it does not have)."""
+    codec = encoder_name(profile.codec, accel)
+    width, height = size
+    encoder.width, encoder.height, encoder.pix_fmt = width, height, "yuv420p"
+    encoder.time_base = time_base
+    if rate is not None:
+        encoder.framerate = rate
+    # PyAV asks for slice threads unless told otherwise; x264's frame threads
+    # (what the ffmpeg CLI gets) cost less CPU per frame and compress better, and
+    # their added delay is drained at every output's end anyway.
+    encoder.thread_type = "AUTO"
+    if threads:
+        encoder.thread_count = threads
+    options = _speed_options(codec, encoder_preset(accel, profile.preset))
+    if profile.gop is not None:
+        interval = profile.gop.keyframe_interval(rate or _ASSUMED_FRAMERATE)
+        encoder.gop_size = interval or 1
+        if codec in ("libx264", "libx265"):
+            options["sc_threshold"] = "0"
+    options.update(_codec_options(codec, profile))
+    options.update(rate_control(codec, profile, round(profile.bitrate * scale)))
+    if codec == "libx264":
+        # Left to itself x264 derives the level from the bitrate, which steering
+        # changes from segment to segment: a new level is a new decoder
+        # configuration, and players are told of a discontinuity for it.
+        top = round(profile.bitrate * MAX_RATE_SCALE)
+        options["level"] = h264_level(width, height, rate or _ASSUMED_FRAMERATE, top)
+    options.update(profile.encoder_options)
+    encoder.options = options
+    try:
+        encoder.open()
+    except av.FFmpegError as exc:
+        raise TranscodeError(f"{codec} for {profile.name} would not open: {exc}") from None
+    # What the encoder did not take is left in its options.
+    unused = sorted(set(profile.encoder_options) & set(encoder.options or {}))
+    if unused:
+        raise TranscodeError(
+            f"{profile.name}: {codec} has no option {unused[0]!r} (encoder_options)"
+        )
+    return encoder
+
+
+def check_encoder(profile: VideoProfile, accel: Accel) -> None:
+    """`TranscodeError` now, before any media, for what would fail every output: a
+    quality the encoder cannot take, or encoder options it will not open with (tried
+    on a throwaway encoder, only for a profile that has options)."""
+    codec = encoder_name(profile.codec, accel)
+    rate_control(codec, profile, profile.bitrate)
+    if not profile.encoder_options:
+        return
+    context = av.CodecContext.create(codec, "w")
+    assert isinstance(context, av.VideoCodecContext)
+    size = output_size(profile, profile.width, profile.height)
+    rate = profile.framerate or _ASSUMED_FRAMERATE
+    open_encoder(context, profile, accel, size, 1 / rate, rate)
+
+
+def _scratch_file(sink: BinaryIO) -> Path:
+    """An empty file to write an MP4 in: beside ``sink`` when it is a named file (the
+    same disk), else in the temporary directory."""
+    name = getattr(sink, "name", None)
+    directory = os.path.dirname(os.path.abspath(name)) if isinstance(name, str) else None
+    handle, path = tempfile.mkstemp(prefix=".lpms-", suffix=".mp4", dir=directory)
+    os.close(handle)
+    return Path(path)
+
+
+def _copy_scratch(scratch: Path, sink: BinaryIO) -> None:
+    with scratch.open("rb") as source:
+        shutil.copyfileobj(source, sink)
+
+
+def _remove_scratch(output: _Output) -> None:
+    if output.scratch is not None:
+        output.scratch.unlink(missing_ok=True)
+        output.scratch = None
 
 
 def _lift_negative_dts(output: _Output, packet: av.Packet[Any]) -> None:
@@ -679,6 +787,52 @@ def _codec_options(codec: str, profile: VideoProfile) -> dict[str, str]:
             options["bf"] = "0"
         if h264_profile is H264Profile.CONSTRAINED_HIGH and codec == "libx264":
             options["x264-params"] = "cabac=1:b-pyramid=none"
+    return options
+
+
+def rate_control(codec: str, profile: VideoProfile, bitrate: int) -> dict[str, str]:
+    """The encoder options for ``profile``'s rate control at ``bitrate`` (its own, or
+    steered), as LPMS sets them.
+
+    LPMS (``ffmpeg/encoder.c``) sets a bitrate as the encoder's average, minimum and
+    maximum rate and its VBV buffer size alike: an average with a peak bounded over
+    one second. Its quality (``ffmpeg/ffmpeg.go``) is the ``crf`` option, and NVENC's
+    ``cq`` at quality + 7 (at most 51); a bitrate given with it is, as LPMS's
+    VideoProfile says, only the maximum. We set NVENC's ``rc`` to VBR for the CQ
+    (what NVENC picks for a CQ anyway), the average rate to 0 (FFmpeg's default is
+    200 kb/s, which x265 and libvpx would take as a target) except for libvpx given
+    a bitrate, as its constrained-quality mode takes its ceiling there; a quality outside NVENC's CQ
+    range is a `TranscodeError`, where LPMS warns and drops it.
+
+    SVT-AV1 takes a maximum rate only with a CRF (and forces keyframes only then):
+    there a bitrate alone is the average and the buffer, with no maximum, and an
+    intra-only profile needs a quality.
+    """
+    rate = str(bitrate)
+    if profile.quality is None and codec == "libsvtav1":
+        if profile.gop == INTRA_ONLY:
+            raise TranscodeError(
+                f"{profile.name}: SVT-AV1 makes every frame a keyframe only at a constant "
+                "quality: give the profile a quality"
+            )
+        return {"b": rate, "bufsize": rate}  # its average rate takes no maximum
+    if profile.quality is None:
+        return {"b": rate, "minrate": rate, "maxrate": rate, "bufsize": rate}
+    options = {"b": "0"}  # not FFmpeg's default of 200 kb/s, a target some encoders take
+    if codec.endswith("_nvenc"):
+        cq = profile.quality + 7
+        if cq > 51:
+            raise TranscodeError(
+                f"{profile.name}: quality {profile.quality} is beyond NVENC's CQ "
+                f"(quality + 7, at most 51): use a quality of at most 44"
+            )
+        options.update(rc="vbr", cq=str(cq))
+    else:
+        options["crf"] = str(profile.quality)
+    if bitrate:
+        options.update(maxrate=rate, bufsize=rate)
+        if codec == "libvpx-vp9":
+            options["b"] = rate
     return options
 
 

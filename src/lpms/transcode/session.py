@@ -10,8 +10,8 @@ can switch between them at any segment.
 
 A segment that cannot be read or decoded raises `TranscodeError` for that segment
 only; the session goes on with the next one. ``transcode_file`` runs the same
-pipeline over a whole file, writing one MPEG-TS file per profile, with keyframes
-where the source has them.
+pipeline over a whole file, writing one file per profile (MPEG-TS, or MP4 as its
+format or the caller says), with keyframes where the source has them.
 """
 
 from __future__ import annotations
@@ -36,8 +36,8 @@ from av.video.frame import PictureType
 from lpms.errors import LPMSError, TranscodeError
 from lpms.hls.segmenter import ContinuityCounters
 from lpms.media.codecs.aac import adts_frame, is_adts
-from lpms.transcode.accel import TS_CODECS, check_accel, decoder_hwaccel
-from lpms.transcode.profiles import VideoCodec, VideoProfile, parse_profiles
+from lpms.transcode.accel import check_accel, decoder_hwaccel
+from lpms.transcode.profiles import TS_CODECS, VideoCodec, VideoProfile, parse_profiles
 from lpms.transcode.rendition import (
     DEFAULT_QUEUE_FRAMES,
     AudioTrack,
@@ -45,6 +45,7 @@ from lpms.transcode.rendition import (
     RenditionEncoder,
     RenditionOutput,
     check_container,
+    check_encoder,
     share_frame,
 )
 from lpms.transcode.settings import Accel
@@ -114,10 +115,10 @@ class Transcoder:
         self.accel = Accel.parse(accel)
         for profile in chosen:
             check_accel(self.accel, profile.codec)
-        # Each profile's output: as asked, or MPEG-TS where it can carry the codec.
-        self.containers = tuple(output or container_for(p.codec) for p in chosen)
+        self.containers = tuple(output_container(p, output) for p in chosen)
         for profile, container in zip(chosen, self.containers, strict=True):
             check_container(profile, container)  # before any encoder thread starts
+            check_encoder(profile, self.accel)
         self._encoders = [
             RenditionEncoder(
                 p,
@@ -161,9 +162,9 @@ class Transcoder:
         outdir: str | os.PathLike[str],
         progress: ProgressCallback | None = None,
     ) -> TranscodeResult:
-        """Transcode a whole file or URL into ``OUTDIR/PROFILE.ts`` (``.mp4`` for a
-        codec MPEG-TS cannot carry) for each profile, with a keyframe wherever the
-        source has one (so the outputs line up)."""
+        """Transcode a whole file or URL into ``OUTDIR/PROFILE.ts`` (``.mp4`` for an
+        MP4, see `containers`) for each profile, with a keyframe wherever the source
+        has one (so the outputs line up)."""
         self._check_open()
         directory = Path(outdir)
         directory.mkdir(parents=True, exist_ok=True)
@@ -467,9 +468,17 @@ def container_for(codec: VideoCodec) -> OutputContainer:
     return OutputContainer.MPEGTS if codec in TS_CODECS else OutputContainer.CMAF
 
 
+def output_container(
+    profile: VideoProfile, output: OutputContainer | None = None
+) -> OutputContainer:
+    """What ``profile``'s output is written as: ``output`` where given, else the
+    profile's format, else MPEG-TS where it carries the codec (`container_for`)."""
+    return output or profile.format or container_for(profile.codec)
+
+
 def output_name(profile: VideoProfile, container: OutputContainer) -> str:
-    """``PROFILE.ts``, or ``PROFILE.mp4`` for a fragmented MP4."""
-    return f"{profile.name}.{'ts' if container is OutputContainer.MPEGTS else 'mp4'}"
+    """``PROFILE.ts``, or ``PROFILE.mp4`` for an MP4 (fragmented or not)."""
+    return f"{profile.name}.{container.extension}"
 
 
 def stream_framerate(stream: av.video.stream.VideoStream) -> Fraction | None:

@@ -15,10 +15,9 @@ from concurrent.futures import Future
 from typing import Any
 
 from lpms.errors import TranscodeError
-from lpms.transcode.accel import TS_CODECS
 from lpms.transcode.chunks import Chunk, run_chunk
 from lpms.transcode.engines.ray_runtime import RayUnavailable, connect
-from lpms.transcode.profiles import VideoProfile
+from lpms.transcode.profiles import TS_CODECS, OutputFormat, VideoProfile
 from lpms.transcode.session import TranscodeResult
 from lpms.transcode.settings import Accel
 from lpms.transcode.wire import chunk_to_wire, result_from_wire
@@ -52,6 +51,11 @@ class RayChunkRunner:
                     f"{profile.name}: --engine ray joins the chunks as MPEG-TS, which "
                     f"cannot carry {profile.codec.value}; transcode it with --engine local "
                     "(fragmented MP4)"
+                )
+            if profile.format not in (None, OutputFormat.MPEGTS):
+                raise TranscodeError(
+                    f"{profile.name}: --engine ray joins the chunks as MPEG-TS, not "
+                    f"{profile.format.value}; transcode it with --engine local"
                 )
         self._ray = connect(address, timeout=connect_timeout)
         try:
