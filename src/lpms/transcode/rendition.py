@@ -607,7 +607,7 @@ def _private_copy(picture: av.VideoFrame) -> av.VideoFrame:
     copy = av.VideoFrame(picture.width, picture.height, picture.format.name)
     for source, target in zip(picture.planes, copy.planes, strict=True):
         if source.line_size == target.line_size and source.buffer_size == target.buffer_size:
-            target.update(source)
+            target.update(bytes(source))
             continue
         source_view, target_view = memoryview(source), memoryview(target)
         row = min(source.line_size, target.line_size)
