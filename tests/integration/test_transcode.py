@@ -35,13 +35,6 @@ from tests.media import Part, Probed, make_clip, probe, split_at_keyframes
 START = 1.0
 
 
-def frame_grid(first: int, rate: Fraction | int, count: int) -> list[int]:
-    """PTS (90 kHz) of ``count`` frames at ``rate`` from ``first``: where a profile
-    with a lower frame rate than its source puts its frames."""
-    step = Fraction(90000) / rate
-    return [first + round(index * step) for index in range(count)]
-
-
 def thread_names() -> set[str]:
     """Python threads of our own (FFmpeg's threads that log show up as Dummy-N)."""
     return {t.name for t in threading.enumerate() if not t.name.startswith("Dummy-")}
@@ -202,8 +195,8 @@ def test_output_segments_keep_the_source_timestamps(
         else:
             assert profile.framerate is not None
             assert abs(decoded.frames - 2 * profile.framerate) <= 1
-            grid = frame_grid(source.video_pts[0], profile.framerate, decoded.frames)
-            assert decoded.video_pts == grid
+            assert decoded.video_pts[0] == source.video_pts[0]
+            assert set(decoded.video_pts) <= set(source.video_pts)
         assert decoded.audio_packets == source.audio_packets  # AAC copied
 
 
@@ -284,12 +277,8 @@ def test_frame_rate(
     assert abs(decoded.frames - frames) <= 1
     assert output.frames == decoded.frames
     assert output.framerate == pytest.approx(min(profile_fps or source_fps, source_fps), rel=0.02)
-    first = source.video_pts[0]
-    assert decoded.video_pts[0] == first
-    if profile_fps is not None and profile_fps < source_fps:  # on the profile's grid
-        assert decoded.video_pts == frame_grid(first, profile_fps, decoded.frames)
-    else:
-        assert decoded.video_pts == source.video_pts  # the source's own
+    assert decoded.video_pts[0] == source.video_pts[0]
+    assert set(decoded.video_pts) <= set(source.video_pts)
     assert decoded.warnings == []
 
 
@@ -357,9 +346,10 @@ def check_good_output(result: TranscodeResult, source: Probed) -> None:
         rate = output.profile.framerate
         if rate is None or rate >= SEGMENT_FPS:
             assert decoded.video_pts == source.video_pts
-        else:  # on the profile's frame grid from the first source frame
+        else:  # every output frame is a source frame, the first one kept
             assert abs(decoded.frames - source.frames * rate / SEGMENT_FPS) <= 1
-            assert decoded.video_pts == frame_grid(source.video_pts[0], rate, decoded.frames)
+            assert decoded.video_pts[0] == source.video_pts[0]
+            assert set(decoded.video_pts) <= set(source.video_pts)
 
 
 @pytest.mark.parametrize(

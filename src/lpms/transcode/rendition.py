@@ -374,12 +374,16 @@ class RenditionEncoder:
         return picture
 
     def _slots(self, output: _Output, pts: int, forced: bool) -> list[int]:
-        """Where a frame goes in the output: its own PTS when the profile keeps the
-        source's rate, else onto a grid one output frame apart, as FFmpeg's ``fps``
-        filter does for LPMS: a frame that falls in a slot already filled is dropped,
-        one after a gap fills the slots before it with the last picture (constant
-        rate out of variable-rate input). A forced keyframe starts the grid again at
-        its own PTS, so every profile has a keyframe where the source segment starts.
+        """The PTS a frame is encoded at: none (dropped), its own, and before it
+        the slots of a gap. With a profile rate below the source's, the output has a
+        grid of slots one output frame apart, as FFmpeg's ``fps`` filter gives LPMS:
+        a frame that falls in a slot already filled is dropped, one after a gap fills
+        the empty slots before it with the last picture at their grid PTS (a steady
+        rate out of variable-rate input). A frame kept keeps its own PTS, within a
+        quarter slot before to three quarters after its slot, so a file's chunks
+        (in 90 kHz) and the file itself (maybe in ms) keep the same timestamps. A
+        forced keyframe starts the grid again at its own PTS, so every profile has a
+        keyframe where the source segment starts.
 
         LPMS's runaway guard (encoder.c, ``lpms_ERR_ENC_RUNAWAY``): more than
         `max_frames_per_decoded` output frames per decoded frame is an error, before
@@ -404,7 +408,7 @@ class RenditionEncoder:
                 f"{self.max_frames_per_decoded} each); the source's timestamps jump"
             )
         first, output.next_slot = output.next_slot, slot + 1
-        return [round(start + index * step) for index in range(first, slot + 1)]
+        return [round(start + index * step) for index in range(first, slot)] + [pts]
 
     def _set_frame_timing(self, output: _Output) -> None:
         """Once per output, not per frame: the output's frame period, and the step
