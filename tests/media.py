@@ -41,19 +41,24 @@ def make_clip(
     start: float = 0.0,
     b_frames: int = 0,
     open_gop: bool = False,
+    rotation: int = 0,
 ) -> bytes:
     """Encode test pattern (H.264, ultrafast, a keyframe every ``gop_frames``, none
     elsewhere; ``b_frames`` B-frames in a row; with ``open_gop`` x264's open GOPs,
     keyframes that are recovery points rather than IDR) and, unless ``audio`` is
     None, a tone in that codec; each part is encoded at its size, timestamps running
     on, into one video track. Timestamps begin at ``start`` seconds (lpms's
-    segmenter begins at 1 s)."""
+    segmenter begins at 1 s). ``rotation``: a display matrix on the video track that
+    turns it that many degrees counter-clockwise (as ffprobe reports it), as a phone
+    records portrait; MP4 and MOV carry it."""
     parts = [parts] if isinstance(parts, Part) else parts
     buffer = io.BytesIO()
     out = av.open(buffer, "w", format=container)
     if len(parts) > 1 and container != "mpegts":
         raise ValueError("a size change mid-clip needs MPEG-TS (SPS/PPS in-band)")
     video = out.add_stream("libx264", rate=fps)
+    if rotation:
+        video.set_display_rotation(rotation)
     packets: list[tuple[float, int, av.Packet]] = []
     offset = round(start * 90000)
     for index, part in enumerate(parts):

@@ -68,7 +68,7 @@ def file_run(tmp_path_factory: pytest.TempPathFactory) -> FileRun:
         )
     )
     progress: list[tuple[float, float]] = []
-    with Transcoder(list(PRESETS.values())) as transcoder:
+    with Transcoder(list(PRESETS.values()), max_outputs=len(PRESETS)) as transcoder:
         result = transcoder.transcode_file(
             source, directory / "out", lambda done, total: progress.append((done, total))
         )

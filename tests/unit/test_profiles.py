@@ -538,16 +538,18 @@ P240 = PRESETS["P240p30fps16x9"]
         (P240, (1440, 1080), (320, 240)),
         # 4:3 into a 4:3 box.
         (PRESETS["P720p30fps4x3"], (1024, 768), (960, 720)),
-        # Vertical 9:16: height pinned, as LPMS; 720 * 9/16 = 405 rounds half up to 406.
-        (P720, (1080, 1920), (406, 720)),
-        (P240, (720, 1280), (136, 240)),  # 135 -> 136
+        # Vertical 9:16: the box turned, as LPMS (a phone's portrait video).
+        (P720, (1080, 1920), (720, 1280)),
+        (P240, (720, 1280), (240, 426)),  # 239.6 -> 240
+        # Portrait 3:4 in the turned box: width pinned; 360 * 4/3 = 480.
+        (PRESETS["P360p30fps16x9"], (480, 640), (360, 480)),
         # Odd source sizes still give even outputs.
         (P720, (1279, 719), (1280, 720)),
         (P240, (853, 480), (426, 240)),
         (P720, (641, 481), (960, 720)),  # 959.5 -> 960
         # Extreme shapes keep at least 2 pixels.
         (P240, (10_000, 2), (426, 2)),
-        (P240, (1, 5000), (2, 240)),
+        (P240, (1, 5000), (2, 426)),
     ],
 )
 def test_output_size(
@@ -578,6 +580,8 @@ def test_output_size_stays_in_box_even_and_keeps_shape(
 ) -> None:
     profile = VideoProfile("box", box_width, box_height, 1000)
     width, height = output_size(profile, source_width, source_height)
+    if (source_width > source_height) != (box_width > box_height):
+        box_width, box_height = box_height, box_width  # a source of the other shape
     assert 2 <= width <= box_width
     assert 2 <= height <= box_height
     assert width % 2 == 0

@@ -756,18 +756,23 @@ def output_size(profile: VideoProfile, source_width: int, source_height: int) ->
     """The output size for a source of another shape: the source's aspect ratio kept,
     inside the profile's box, both sides even (yuv420p halves chroma both ways).
 
-    LPMS scales with ``w=if(gte(iw,ih),W,-2):h=if(lt(iw,ih),H,-2)``: a landscape source
-    gets the profile's width, a portrait one the profile's height, and FFmpeg's ``-2``
-    computes the other side rounded to the nearest even number. That can overflow the
-    box (a 4:3 source through a 16:9 profile comes out 1280x960 from a 1280x720
-    profile), so we pin whichever side binds instead: the result equals LPMS's whenever
-    LPMS's stays in the box (16:9 and wider sources, portrait sources through a
-    landscape profile) and is the largest even size in the box otherwise.
+    A portrait source turns the box (a 640x360 profile is a 360x640 box for it), as
+    LPMS does ("comparing landscape to portrait, apply rotate on chosen resolution",
+    ffmpeg.go; since #417 its scale expression fits the larger side to the larger of
+    the profile's): a phone's portrait video gets as many pixels as a landscape one.
+    In that box LPMS pins the side of the source's longer dimension and FFmpeg's ``-2``
+    computes the other, rounded to the nearest even number. That can overflow the box
+    (a 4:3 source through a 16:9 profile comes out 1280x960 from a 1280x720 profile),
+    so we pin whichever side binds instead: the result equals LPMS's whenever LPMS's
+    stays in the box (16:9 and wider sources) and is the largest even size in the box
+    otherwise.
     """
     _check_int("source width", source_width, 1, 1 << 20)
     _check_int("source height", source_height, 1, 1 << 20)
     box_width = profile.width - profile.width % 2
     box_height = profile.height - profile.height % 2
+    if (source_width > source_height) != (box_width > box_height):
+        box_width, box_height = box_height, box_width
     if source_width * box_height >= source_height * box_width:  # as wide as the box, or wider
         height = _even_side(box_width, source_height, source_width)
         return box_width, min(height, box_height)

@@ -32,6 +32,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import logging
+import math
 import os
 import queue
 import shutil
@@ -60,7 +61,7 @@ from lpms.transcode.profiles import (
     VideoProfile,
     output_size,
 )
-from lpms.transcode.settings import Accel
+from lpms.transcode.settings import DEFAULT_MAX_FRAMES_PER_DECODED, Accel
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +151,11 @@ class _Output:
     size: tuple[int, int] = (0, 0)
     frame_step: Fraction | None = None  # time-base units between kept frames, if reducing
     frame_duration: int = 0  # of an output frame, in the time base
-    next_slot: Fraction | None = None
+    grid_start: Fraction | None = None  # where the output's frame grid starts
+    next_slot: int = 0  # the first slot of that grid not yet filled
+    received: int = 0  # decoded frames given to this output
+    picture: av.VideoFrame | None = None  # the last one encoded, to repeat into a gap
+    picture_shared: bool = False  # it is the decoded frame, which other threads read
     next_dts: int = 0  # the least DTS a video packet may have
     busy_seconds: float = 0.0  # this thread's time on the output (scale, encode, mux)
     dropped: int = field(default=0)
@@ -203,8 +208,10 @@ class RenditionEncoder:
         threads: int = 0,
         nice: int = 0,
         container: OutputContainer = OutputContainer.MPEGTS,
+        max_frames_per_decoded: int = DEFAULT_MAX_FRAMES_PER_DECODED,
     ) -> None:
         self.profile = profile
+        self.max_frames_per_decoded = max_frames_per_decoded
         self.accel = accel
         self.threads = threads
         self.nice = nice
@@ -361,36 +368,88 @@ class RenditionEncoder:
         output = self._require_output()
         if frame.pts is None:
             return
+        output.received += 1
         forced = frame.pict_type == PictureType.I
-        if not self._keep(output, frame.pts, forced):
+        slots = self._slots(output, frame.pts, forced)
+        if not slots:
             return
+        for repeat in slots[:-1]:  # a gap in the source: the last picture again
+            output.picture = self._encode(
+                output, output.picture, repeat, PictureType.NONE, output.picture_shared
+            )
+            output.picture_shared = False
         width, height = output_size(self.profile, frame.width, frame.height)
-        encoder = self._encoder_for(output, width, height)
         scaled = self._reformatter.reformat(
             frame, width, height, "yuv420p", interpolation=Interpolation.BICUBIC
         )
-        if output.first_pts is None:
-            output.first_pts = frame.pts
-        output.end_pts = max(output.end_pts, frame.pts + output.frame_duration)
-        output.frames += 1
         output.size = (width, height)
-        self._mux_video(output, encoder.encode(scaled))
+        kind = PictureType.I if forced else PictureType.NONE
+        # A frame the scaler had nothing to do for is the decoded frame itself.
+        shared = scaled is frame
+        output.picture = self._encode(output, scaled, slots[-1], kind, shared)
+        output.picture_shared = output.picture is frame
 
-    def _keep(self, output: _Output, pts: int, forced: bool) -> bool:
-        """Frame-rate reduction: keep frames one output frame apart, always a forced
-        keyframe (so every profile has a keyframe where the source segment starts)."""
+    def _encode(
+        self,
+        output: _Output,
+        picture: av.VideoFrame | None,
+        pts: int,
+        kind: PictureType,
+        shared: bool,
+    ) -> av.VideoFrame | None:
+        """Encode ``picture`` at ``pts``; the picture, or the private copy of it that
+        was encoded when it had to be retimed and every profile's thread reads it."""
+        if picture is None:
+            return None
+        if picture.pts != pts or picture.pict_type != kind:
+            if shared:
+                picture = _private_copy(picture)
+            picture.pts, picture.time_base, picture.pict_type = pts, output.time_base, kind
+        width, height = output.size
+        encoder = self._encoder_for(output, width, height)
+        if output.first_pts is None:
+            output.first_pts = pts
+        output.end_pts = max(output.end_pts, pts + output.frame_duration)
+        output.frames += 1
+        self._mux_video(output, encoder.encode(picture))
+        return picture
+
+    def _slots(self, output: _Output, pts: int, forced: bool) -> list[int]:
+        """The PTS a frame is encoded at: none (dropped), its own, and before it
+        the slots of a gap. With a profile rate below the source's, the output has a
+        grid of slots one output frame apart, as FFmpeg's ``fps`` filter gives LPMS:
+        a frame that falls in a slot already filled is dropped, one after a gap fills
+        the empty slots before it with the last picture at their grid PTS (a steady
+        rate out of variable-rate input). A frame kept keeps its own PTS, within a
+        quarter slot before to three quarters after its slot, so a file's chunks
+        (in 90 kHz) and the file itself (maybe in ms) keep the same timestamps. A
+        forced keyframe starts the grid again at its own PTS, so every profile has a
+        keyframe where the source segment starts.
+
+        LPMS's runaway guard (encoder.c, ``lpms_ERR_ENC_RUNAWAY``): more than
+        `max_frames_per_decoded` output frames per decoded frame is an error, before
+        they are made, not a wait while memory fills."""
         step = output.frame_step
         if step is None:
-            return True
-        slot = output.next_slot
-        if not forced and slot is not None and pts < slot:
+            return [pts]
+        start = output.grid_start
+        if forced or start is None:
+            output.grid_start, output.next_slot = Fraction(pts), 1
+            return [pts]
+        # A quarter step of slack: a frame a little early for its slot still fills it.
+        slot = math.floor((pts - start) / step + Fraction(1, 4))
+        if slot < output.next_slot:
             output.dropped += 1
-            return False
-        if forced or slot is None or pts >= slot + step:
-            output.next_slot = pts + step  # (re)start the grid here
-        else:
-            output.next_slot = slot + step
-        return True
+            return []
+        count = slot + 1 - output.next_slot
+        if output.frames + count > self.max_frames_per_decoded * output.received:
+            raise TranscodeError(
+                f"{self.profile.name}: encoded frames runaway: {output.frames + count} "
+                f"frames for {output.received} decoded (more than "
+                f"{self.max_frames_per_decoded} each); the source's timestamps jump"
+            )
+        first, output.next_slot = output.next_slot, slot + 1
+        return [round(start + index * step) for index in range(first, slot)] + [pts]
 
     def _set_frame_timing(self, output: _Output) -> None:
         """Once per output, not per frame: the output's frame period, and the step
@@ -653,6 +712,21 @@ def _remove_scratch(output: _Output) -> None:
     if output.scratch is not None:
         output.scratch.unlink(missing_ok=True)
         output.scratch = None
+
+
+def _private_copy(picture: av.VideoFrame) -> av.VideoFrame:
+    """A copy of a picture's pixels in a frame of its own."""
+    copy = av.VideoFrame(picture.width, picture.height, picture.format.name)
+    for source, target in zip(picture.planes, copy.planes, strict=True):
+        if source.line_size == target.line_size and source.buffer_size == target.buffer_size:
+            target.update(bytes(source))
+            continue
+        source_view, target_view = memoryview(source), memoryview(target)
+        row = min(source.line_size, target.line_size)
+        for line in range(target.height):
+            start, into = line * source.line_size, line * target.line_size
+            target_view[into : into + row] = source_view[start : start + row]
+    return copy
 
 
 def _lift_negative_dts(output: _Output, packet: av.Packet[Any]) -> None:

@@ -37,6 +37,7 @@ from lpms.errors import LPMSError, TranscodeError
 from lpms.hls.segmenter import ContinuityCounters
 from lpms.media.codecs.aac import adts_frame, is_adts
 from lpms.transcode.accel import check_accel, decoder_hwaccel
+from lpms.transcode.orientation import Upright, display_rotation
 from lpms.transcode.profiles import TS_CODECS, VideoCodec, VideoProfile, parse_profiles
 from lpms.transcode.rendition import (
     DEFAULT_QUEUE_FRAMES,
@@ -48,7 +49,13 @@ from lpms.transcode.rendition import (
     check_encoder,
     share_frame,
 )
-from lpms.transcode.settings import Accel
+from lpms.transcode.settings import (
+    DEFAULT_MAX_FILE_SECONDS,
+    DEFAULT_MAX_FRAMES_PER_DECODED,
+    DEFAULT_MAX_OUTPUTS,
+    DEFAULT_MAX_SEGMENT_SECONDS,
+    Accel,
+)
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +103,12 @@ class Transcoder:
 
     Not thread-safe: one caller thread feeds segments in order (the profiles' encoders
     run on threads of their own). Close it, or use it as a context manager.
+
+    Hard caps, each a `TranscodeError` when passed (`lpms.transcode.settings` has
+    their defaults, LPMS's): ``max_outputs`` profiles; ``max_segment_seconds`` of
+    video in a segment or chunk and ``max_file_seconds`` in a file, by the
+    container's duration or, where it tells none, the frames' timestamps;
+    ``max_frames_per_decoded`` output frames per decoded frame in any profile.
     """
 
     def __init__(
@@ -107,10 +120,20 @@ class Transcoder:
         threads: int = 0,
         nice: int = 0,
         output: OutputContainer | None = None,
+        max_outputs: int = DEFAULT_MAX_OUTPUTS,
+        max_segment_seconds: float = DEFAULT_MAX_SEGMENT_SECONDS,
+        max_file_seconds: float = DEFAULT_MAX_FILE_SECONDS,
+        max_frames_per_decoded: int = DEFAULT_MAX_FRAMES_PER_DECODED,
     ) -> None:
         chosen = parse_profiles(profiles) if isinstance(profiles, str) else tuple(profiles)
         if not chosen:
             raise TranscodeError("a transcoder needs at least one profile")
+        if len(chosen) > max_outputs:
+            raise TranscodeError(
+                f"too many outputs: {len(chosen)} profiles, at most {max_outputs} a session"
+            )
+        self.max_segment_seconds = max_segment_seconds
+        self.max_file_seconds = max_file_seconds
         self.profiles = chosen
         self.accel = Accel.parse(accel)
         for profile in chosen:
@@ -127,6 +150,7 @@ class Transcoder:
                 threads=threads,
                 nice=nice,
                 container=container,
+                max_frames_per_decoded=max_frames_per_decoded,
             )
             for p, container in zip(chosen, self.containers, strict=True)
         ]
@@ -178,7 +202,9 @@ class Transcoder:
             names = [output_name(p, c) for p, c in zip(self.profiles, self.containers, strict=True)]
             files = [open(directory / name, "wb") for name in names]  # noqa: SIM115
             try:
-                return self._run(container, list(files), index, "source", progress)
+                return self._run(
+                    container, list(files), index, "source", progress, limit=self.max_file_seconds
+                )
             finally:
                 for file in files:
                     file.close()
@@ -257,10 +283,14 @@ class Transcoder:
         shift: Fraction = Fraction(0),
         framerate: Fraction | None = None,
         window: tuple[Fraction | None, Fraction | None] = (None, None),
+        limit: float | None = None,
     ) -> TranscodeResult:
         started = time.perf_counter()
         if not container.streams.video:
             raise TranscodeError(f"segment {index} has no video track")
+        limit = self.max_segment_seconds if limit is None else limit
+        total = float(container.duration / av.time_base) if container.duration else 0.0
+        _check_duration(total, limit, index)
         video = container.streams.video[0]
         audio_in = container.streams.audio[0] if container.streams.audio else None
         audio = AudioPath.for_stream(audio_in) if audio_in is not None else None
@@ -269,13 +299,15 @@ class Transcoder:
         framerate = framerate or stream_framerate(video)
         back = _Shift(shift)
         shows = _window(window, time_base)
+        timeline = _Timeline(time_base, framerate)
+        upright: Upright | None = None
+        probe_rotation = _carries_display_matrix(container)
         segments = force_keyframes == "first"
         for encoder, sink in zip(self._encoders, sinks, strict=True):
             encoder.begin(
                 sink, time_base, framerate, audio.track if audio else None, steer=segments
             )
-        counts = _Counts()
-        total = float(container.duration / av.time_base) if container.duration else 0.0
+        counts = _Counts(limit=limit, index=index)
         error: BaseException | None = None
         try:
             streams = [s for s in (video, audio_in) if s is not None]
@@ -284,17 +316,22 @@ class Transcoder:
                     continue  # the demuxer's end-of-stream marker: drained below
                 back.apply(packet)
                 if packet.stream is video:
+                    if probe_rotation:
+                        probe_rotation = False
+                        upright = _upright_for(video, packet, time_base)
                     for frame in self._decode(decoder, packet, counts):
+                        timeline.fix(frame)
                         if not shows(frame.pts):
                             continue
-                        self._dispatch(frame, counts, force_keyframes, time_base)
+                        self._dispatch(frame, counts, force_keyframes, time_base, upright)
                         if progress is not None and frame.pts is not None:
                             progress(float(frame.pts * time_base) - counts.start_seconds, total)
                 elif audio is not None:
                     self._send_audio(audio.packets(packet))
             for frame in self._decode(decoder, None, counts):
+                timeline.fix(frame)
                 if shows(frame.pts):
-                    self._dispatch(frame, counts, force_keyframes, time_base)
+                    self._dispatch(frame, counts, force_keyframes, time_base, upright)
             if audio is not None:
                 self._send_audio(audio.finish())
         except (av.FFmpegError, LPMSError) as exc:
@@ -349,13 +386,18 @@ class Transcoder:
         return [f for f in frames if isinstance(f, av.VideoFrame)]
 
     def _dispatch(
-        self, frame: av.VideoFrame, counts: _Counts, force_keyframes: str, time_base: Fraction
+        self,
+        frame: av.VideoFrame,
+        counts: _Counts,
+        force_keyframes: str,
+        time_base: Fraction,
+        upright: Upright | None,
     ) -> None:
-        if frame.pts is None:
-            return
         first = counts.frames == 0
-        counts.add(frame, time_base)
         keyframe = first if force_keyframes == "first" else (first or frame.key_frame)
+        if upright is not None:
+            frame = upright(frame)
+        counts.add(frame, time_base)
         frame.pict_type = PictureType.I if keyframe else PictureType.NONE
         share_frame(frame)
         for encoder in self._encoders:
@@ -401,6 +443,44 @@ def _window(
     return shows
 
 
+def _carries_display_matrix(container: av.container.InputContainer) -> bool:
+    """Whether the container can hold a display matrix (MP4/MOV, Matroska): MPEG-TS,
+    FLV and raw streams cannot, so live segments skip the look."""
+    names = container.format.name.split(",")
+    return "mov" in names or "matroska" in names
+
+
+def _upright_for(
+    stream: av.video.stream.VideoStream, packet: av.Packet[Any], time_base: Fraction
+) -> Upright | None:
+    clockwise = display_rotation(stream, packet)
+    return Upright(clockwise, time_base) if clockwise else None
+
+
+class _Timeline:
+    """Every decoded frame gets a PTS, and each one later than the last: LPMS's
+    ``fix_video_pts`` (ffmpeg/decoder.c). A frame without one (a raw H.264 stream,
+    AV_NOPTS_VALUE) takes its packet's DTS, else the last PTS plus one frame period;
+    one at or before the last (out-of-order input) is put one frame period after it.
+    LPMS moves such a frame on by one tick; a whole period keeps a stretch of frames
+    that went back in time at their rate, so a profile's frame-rate conversion keeps
+    them instead of dropping all but one (quirks.md, "Handling out-of-order frames").
+    Per segment, as LPMS resets ``last_video_pts`` in ``transcode_init``."""
+
+    __slots__ = ("_last", "_period")
+
+    def __init__(self, time_base: Fraction, framerate: Fraction | None) -> None:
+        self._period = max(1, round(1 / (framerate * time_base))) if framerate else 1
+        self._last: int | None = None
+
+    def fix(self, frame: av.VideoFrame) -> None:
+        pts = frame.pts if frame.pts is not None else frame.dts
+        last = self._last
+        if last is not None and (pts is None or pts <= last):
+            pts = last + self._period
+        frame.pts = self._last = pts if pts is not None else 0
+
+
 class _Shift:
     """Moves packets' timestamps back by a number of seconds, in each one's time base."""
 
@@ -423,8 +503,17 @@ class _Shift:
             packet.dts -= ticks
 
 
+def _check_duration(seconds: float, limit: float, index: int) -> None:
+    if seconds > limit:
+        raise TranscodeError(
+            f"input {index} is {seconds:.1f} s of video, over the limit of {limit:g} s"
+        )
+
+
 @dataclass(slots=True)
 class _Counts:
+    limit: float = math.inf  # seconds of video, from the first frame's PTS
+    index: int = 0
     frames: int = 0
     pixels: int = 0
     skipped: int = 0
@@ -438,6 +527,7 @@ class _Counts:
             self.first_pts = pts
             self.start_seconds = float(pts * time_base)
         self.last_pts = max(self.last_pts, pts)
+        _check_duration(float((self.last_pts - self.first_pts) * time_base), self.limit, self.index)
         self.frames += 1
         self.pixels += frame.width * frame.height
 

@@ -15,6 +15,27 @@ from lpms.transcode.engines import Engine
 from lpms.transcode.profiles import VideoProfile
 from lpms.validate import at_least, positive
 
+# The transcoder's hard caps (`lpms.Transcoder`'s parameters of the same names, in
+# lower case): what is past them is a `TranscodeError`, never a wait while memory
+# fills. A live stream's segment that meets one is left out of its renditions (a gap)
+# and the stream goes on.
+
+DEFAULT_MAX_OUTPUTS = 10
+"""Profiles one session encodes: LPMS's ``MAX_OUTPUT_SIZE`` ("Too many outputs")."""
+
+DEFAULT_MAX_SEGMENT_SECONDS = 300.0
+"""Longest segment (or chunk) `Transcoder.transcode` takes: LPMS refuses inputs over
+five minutes (``ErrTranscoderDuration``, ffmpeg.go); a live segment is a few seconds."""
+
+DEFAULT_MAX_FILE_SECONDS = 24 * 3600.0
+"""Longest file `Transcoder.transcode_file` (``lpms transcode``) takes: a day."""
+
+DEFAULT_MAX_FRAMES_PER_DECODED = 25
+"""Output frames one decoded frame may become (repeated into a gap in its timestamps)
+before the output is given up as a runaway: LPMS's ``25 * decoded_frames``
+(ffmpeg/encoder.c, ``lpms_ERR_ENC_RUNAWAY``). A 30 fps profile meets it only where
+the source's frames are more than 0.8 s apart."""
+
 
 class Accel(enum.Enum):
     """Transcoding hardware."""
