@@ -242,7 +242,8 @@ class LPMS:
     def _engine_factory(self) -> EngineFactory:
         if self._ray is not None:
             return self._ray.session
-        return local_engine(self.settings.transcode.nice, self.metrics, self._rendition_output())
+        settings = self.settings.transcode
+        return local_engine(settings.nice, self.metrics, self._rendition_output(), settings.caps)
 
     def _rendition_output(self) -> OutputContainer:
         """Renditions as the HLS format wants them: CMAF video, or MPEG-TS."""

@@ -43,6 +43,7 @@ from lpms.config import (
 )
 from lpms.rtmp.connection import ConnectionLimits
 from lpms.rtmp.settings import ListenerSettings
+from lpms.transcode.settings import TranscodeCaps
 from lpms.webhook_settings import WebhookSettings
 
 EXAMPLE = Path(__file__).parents[2] / "lpms.example.toml"
@@ -602,6 +603,17 @@ def test_the_example_explains_settings_from_the_dataclasses() -> None:
         ({"LPMS_MAX_CONNECTIONS_PER_IP": "0"}, "max_connections_per_ip must be at least 1"),
         ({"LPMS_RTMP_CONNECTION_MAX_PARTIAL_BYTES": "1000"}, "max_partial_bytes (1000)"),
         ({"LPMS_TRANSCODE_FINISH_TIMEOUT": "0"}, "finish_timeout must be greater than 0"),
+        ({"LPMS_TRANSCODE_MAX_OUTPUTS": "0"}, "max_outputs must be at least 1"),
+        ({"LPMS_TRANSCODE_MAX_SEGMENT_SECONDS": "0"}, "max_segment_seconds must be greater"),
+        ({"LPMS_TRANSCODE_MAX_FILE_SECONDS": "-1"}, "max_file_seconds must be greater"),
+        ({"LPMS_TRANSCODE_MAX_FRAMES_PER_DECODED": "0"}, "max_frames_per_decoded must be at"),
+        (
+            {
+                "LPMS_TRANSCODE_MAX_OUTPUTS": "1",
+                "LPMS_TRANSCODE_PROFILES": "P240p30fps16x9,P144p30fps16x9",
+            },
+            "2 profiles, more than max_outputs (1)",
+        ),
     ],
 )
 def test_values_out_of_range_are_refused_wherever_they_come_from(
@@ -610,6 +622,18 @@ def test_values_out_of_range_are_refused_wherever_they_come_from(
     with pytest.raises(ConfigError, match=re.escape(message)) as caught:
         load_settings(env=env)
     assert next(iter(env)) in str(caught.value)  # names where the value came from
+
+
+def test_the_transcoders_caps_are_settings(tmp_path: Path) -> None:
+    """The file and the environment set them; `caps` is what each session gets."""
+    path = tmp_path / "lpms.toml"
+    path.write_text("[transcode]\nmax_outputs = 3\nmax_segment_seconds = 20\n")
+    env = {"LPMS_TRANSCODE_MAX_FRAMES_PER_DECODED": "5"}
+    caps = load_settings(path, env=env).transcode.caps
+    assert caps == TranscodeCaps(
+        max_outputs=3, max_segment_seconds=20.0, max_file_seconds=86400.0, max_frames_per_decoded=5
+    )
+    assert TranscodeSettings().caps == TranscodeCaps()  # the defaults are LPMS's
 
 
 def test_the_settings_load_without_pyav_or_asyncio() -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from fractions import Fraction
 
@@ -568,6 +568,34 @@ async def test_local_engine_tells_its_observer_of_a_failure(tiny_segments: list[
     assert (
         metrics.value("lpms_transcode_engine_failures_total", engine="local", reason="error") == 1
     )
+
+
+async def test_the_ladder_makes_its_sessions_within_the_settings_caps(
+    tiny_segments: list[bytes],
+) -> None:
+    """``max_segment_seconds`` under the half-second segments: the default (local)
+    engine's session refuses each, so each is a gap and the stream goes on."""
+    hls = HLSStream("live/capped", HLSSettings(format=HLSFormat.TS, window=10), None)
+    settings = TranscodeSettings(profiles=TINY, max_backlog=10, max_segment_seconds=0.25)
+    ladder = Ladder(hls, FakeFactory(), LiveTranscoder(hls, settings), Listings(), 0)
+    ladder.first = hls.rendition(SOURCE).next_sequence
+    await run_local(ladder, tiny_segments)
+    assert gaps(ladder, "tiny") == [(uri(ladder, 0), True), (uri(ladder, 1), True)]
+    assert ladder.transcoder.stats.failed == 2
+
+
+def test_a_ray_actor_makes_its_session_within_the_caps_it_is_sent(
+    tiny_segments: list[bytes],
+) -> None:
+    """The caps cross the wire as `asdict(TranscodeCaps)`; none is the defaults."""
+    from lpms.transcode.engines.ray_bridge import SegmentActor
+    from lpms.transcode.wire import ladder_to_wire
+
+    caps = asdict(TranscodeSettings(max_segment_seconds=0.25).caps)
+    refused = SegmentActor(ladder_to_wire(TINY), "software", "mpegts", caps)
+    assert "0.25" in refused.transcode(tiny_segments[0])["error"]
+    plain = SegmentActor(ladder_to_wire(TINY), "software")
+    assert "error" not in plain.transcode(tiny_segments[0])
 
 
 async def test_local_session_of_a_steady_source_has_no_discontinuity() -> None:

@@ -44,7 +44,7 @@ from lpms.transcode.engines import (
 from lpms.transcode.profiles import VideoCodec, VideoProfile
 from lpms.transcode.rendition import OutputContainer, RenditionOutput
 from lpms.transcode.session import TranscodeResult
-from lpms.transcode.settings import Accel, TranscodeSettings
+from lpms.transcode.settings import Accel, TranscodeCaps, TranscodeSettings
 
 log = logging.getLogger(__name__)
 
@@ -80,13 +80,15 @@ def local_engine(
     nice: int = 0,
     observer: EngineObserver | None = None,
     output: OutputContainer | None = None,
+    caps: TranscodeCaps | None = None,
 ) -> EngineFactory:
     """The factory of the local engine (a thread per stream, ``nice`` steps down),
-    its renditions in ``output`` (None: MPEG-TS)."""
+    its renditions in ``output`` (None: MPEG-TS), its sessions within ``caps``
+    (None: the defaults)."""
     from lpms.transcode.engines.local import LocalEngine  # PyAV: only when transcoding
 
     def make(stream_id: str, profiles: tuple[VideoProfile, ...], accel: Accel) -> LocalEngine:
-        return LocalEngine(profiles, accel, nice=nice, observer=observer, output=output)
+        return LocalEngine(profiles, accel, nice=nice, observer=observer, output=output, caps=caps)
 
     return make
 
@@ -114,7 +116,7 @@ class LiveTranscoder:
         self.settings = settings
         self.stats = LadderStats()
         self._loop = asyncio.get_running_loop()
-        factory = engine if engine is not None else local_engine(settings.nice)
+        factory = engine if engine is not None else local_engine(settings.nice, caps=settings.caps)
         self._engine: SegmentTranscoder = factory(hls.id, settings.profiles, settings.accel)
         self._slots: deque[_Slot] = deque()
         self._in_flight = 0

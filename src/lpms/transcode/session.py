@@ -104,10 +104,11 @@ class Transcoder:
     Not thread-safe: one caller thread feeds segments in order (the profiles' encoders
     run on threads of their own). Close it, or use it as a context manager.
 
-    Hard caps, each a `TranscodeError` when passed (`lpms.transcode.settings` has
-    their defaults, LPMS's): ``max_outputs`` profiles; ``max_segment_seconds`` of
-    video in a segment or chunk and ``max_file_seconds`` in a file, by the
-    container's duration or, where it tells none, the frames' timestamps;
+    Hard caps, each a `TranscodeError` when passed (`TranscodeSettings`' fields of
+    the same names document them and give a live stream's): ``max_outputs``
+    profiles; ``max_segment_seconds`` of video in a segment or chunk and
+    ``max_file_seconds`` in a file, by the container's duration or, where it tells
+    none, the frames' timestamps;
     ``max_frames_per_decoded`` output frames per decoded frame in any profile.
     """
 

@@ -15,26 +15,23 @@ from lpms.transcode.engines import Engine
 from lpms.transcode.profiles import VideoProfile
 from lpms.validate import at_least, positive
 
-# The transcoder's hard caps (`lpms.Transcoder`'s parameters of the same names, in
-# lower case): what is past them is a `TranscodeError`, never a wait while memory
-# fills. A live stream's segment that meets one is left out of its renditions (a gap)
-# and the stream goes on.
-
+# The transcoder's hard caps: `TranscodeSettings`' fields of the same names (in lower
+# case) document them; `lpms.Transcoder` takes them as parameters with these defaults.
 DEFAULT_MAX_OUTPUTS = 10
-"""Profiles one session encodes: LPMS's ``MAX_OUTPUT_SIZE`` ("Too many outputs")."""
-
 DEFAULT_MAX_SEGMENT_SECONDS = 300.0
-"""Longest segment (or chunk) `Transcoder.transcode` takes: LPMS refuses inputs over
-five minutes (``ErrTranscoderDuration``, ffmpeg.go); a live segment is a few seconds."""
-
 DEFAULT_MAX_FILE_SECONDS = 24 * 3600.0
-"""Longest file `Transcoder.transcode_file` (``lpms transcode``) takes: a day."""
-
 DEFAULT_MAX_FRAMES_PER_DECODED = 25
-"""Output frames one decoded frame may become (repeated into a gap in its timestamps)
-before the output is given up as a runaway: LPMS's ``25 * decoded_frames``
-(ffmpeg/encoder.c, ``lpms_ERR_ENC_RUNAWAY``). A 30 fps profile meets it only where
-the source's frames are more than 0.8 s apart."""
+
+
+@dataclass(frozen=True, slots=True)
+class TranscodeCaps:
+    """A `Transcoder`'s hard caps, as the engines hand them to each stream's session
+    (`TranscodeSettings.caps`); `asdict` of it is the `Transcoder`'s parameters."""
+
+    max_outputs: int = DEFAULT_MAX_OUTPUTS
+    max_segment_seconds: float = DEFAULT_MAX_SEGMENT_SECONDS
+    max_file_seconds: float = DEFAULT_MAX_FILE_SECONDS
+    max_frames_per_decoded: int = DEFAULT_MAX_FRAMES_PER_DECODED
 
 
 class Accel(enum.Enum):
@@ -92,15 +89,51 @@ class TranscodeSettings:
     ray_pixels_per_cpu: int = 30_000_000
     ray_pixels_per_gpu: int = 600_000_000
 
+    # The transcoder's hard caps: what is past one is a `TranscodeError`, never a wait
+    # while memory fills; a live stream's segment that meets one is left out of its
+    # renditions (a gap) and the stream goes on.
+    max_outputs: int = DEFAULT_MAX_OUTPUTS
+    """Profiles one session encodes: LPMS's ``MAX_OUTPUT_SIZE`` ("Too many outputs")."""
+    max_segment_seconds: float = DEFAULT_MAX_SEGMENT_SECONDS
+    """Longest segment (or chunk) a session takes, by the container's duration or,
+    where it tells none, the frames' timestamps: LPMS refuses inputs over five
+    minutes (``ErrTranscoderDuration``, ffmpeg.go); a live segment is a few seconds."""
+    max_file_seconds: float = DEFAULT_MAX_FILE_SECONDS
+    """Longest file `Transcoder.transcode_file` (``lpms transcode``) takes: a day."""
+    max_frames_per_decoded: int = DEFAULT_MAX_FRAMES_PER_DECODED
+    """Output frames one decoded frame may become (repeated into a gap in its
+    timestamps) before the output is given up as a runaway: LPMS's
+    ``25 * decoded_frames`` (ffmpeg/encoder.c, ``lpms_ERR_ENC_RUNAWAY``). A 30 fps
+    profile meets it only where the source's frames are more than 0.8 s apart."""
+
     def __post_init__(self) -> None:
+        if len(self.profiles) > self.max_outputs:
+            raise ValueError(
+                f"{len(self.profiles)} profiles, more than max_outputs ({self.max_outputs})"
+            )
         at_least(0, max_backlog=self.max_backlog, nice=self.nice)
+        at_least(
+            1, max_outputs=self.max_outputs, max_frames_per_decoded=self.max_frames_per_decoded
+        )
         positive(
+            max_segment_seconds=self.max_segment_seconds,
+            max_file_seconds=self.max_file_seconds,
             finish_timeout=self.finish_timeout,
             ray_late_after=self.ray_late_after,
             ray_connect_timeout=self.ray_connect_timeout,
             ray_retry_interval=self.ray_retry_interval,
             ray_pixels_per_cpu=self.ray_pixels_per_cpu,
             ray_pixels_per_gpu=self.ray_pixels_per_gpu,
+        )
+
+    @property
+    def caps(self) -> TranscodeCaps:
+        """The hard caps each stream's `Transcoder` is made with."""
+        return TranscodeCaps(
+            self.max_outputs,
+            self.max_segment_seconds,
+            self.max_file_seconds,
+            self.max_frames_per_decoded,
         )
 
     def resolved_ray_address(self) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict
 
 from lpms.errors import LPMSError
 from lpms.hls.segmenter import Segment
@@ -17,7 +18,7 @@ from lpms.transcode.engines import Engine, EngineObserver, FailureReason
 from lpms.transcode.profiles import VideoProfile
 from lpms.transcode.rendition import OutputContainer, lower_priority
 from lpms.transcode.session import Transcoder, TranscodeResult
-from lpms.transcode.settings import Accel
+from lpms.transcode.settings import Accel, TranscodeCaps
 
 
 class LocalEngine:
@@ -33,9 +34,14 @@ class LocalEngine:
         nice: int = 0,
         observer: EngineObserver | None = None,
         output: OutputContainer | None = None,
+        caps: TranscodeCaps | None = None,
     ) -> None:
         self._transcoder = Transcoder(
-            profiles, accel=accel, nice=nice, output=output or OutputContainer.MPEGTS
+            profiles,
+            accel=accel,
+            nice=nice,
+            output=output or OutputContainer.MPEGTS,
+            **asdict(caps or TranscodeCaps()),
         )
         self._observer = observer
         self._executor = ThreadPoolExecutor(

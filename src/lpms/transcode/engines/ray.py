@@ -22,7 +22,7 @@ import socket
 import subprocess
 import sys
 import threading
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -363,6 +363,7 @@ class RaySession:
             self.accel.value,
             self.resources,
             self._host.output,
+            asdict(self._host.settings.caps),
         )
 
     def _ready(self, recreated: bool, info: dict[str, Any]) -> None:

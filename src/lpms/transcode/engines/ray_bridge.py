@@ -42,13 +42,20 @@ RESTART_BACKOFF_MAX = 5.0
 class SegmentActor:
     """A warm `Transcoder` for one stream, living in a Ray worker."""
 
-    def __init__(self, ladder: dict[str, Any], accel: str, output: str = "mpegts") -> None:
+    def __init__(
+        self,
+        ladder: dict[str, Any],
+        accel: str,
+        output: str = "mpegts",
+        caps: dict[str, Any] | None = None,
+    ) -> None:
+        """``caps``: `TranscodeCaps` as a dict (None: the defaults)."""
         from lpms.transcode.rendition import OutputContainer
         from lpms.transcode.session import Transcoder
         from lpms.transcode.wire import ladder_from_wire
 
         self._transcoder = Transcoder(
-            ladder_from_wire(ladder), accel=accel, output=OutputContainer(output)
+            ladder_from_wire(ladder), accel=accel, output=OutputContainer(output), **(caps or {})
         )
 
     def ready(self) -> dict[str, Any]:
@@ -73,6 +80,7 @@ class _Session:
     accel: str
     resources: dict[str, float]
     output: str = "mpegts"
+    caps: dict[str, Any] | None = None
     actor: Any = None
     made: int = 0
     failed_starts: int = 0  # in a row: a dead node may be offered again until Ray knows
@@ -128,15 +136,16 @@ class _Driver:
         accel: str,
         resources: dict[str, float],
         output: str = "mpegts",
+        caps: dict[str, Any] | None = None,
     ) -> None:
-        self.sessions[key] = _Session(ladder, accel, resources, output)
+        self.sessions[key] = _Session(ladder, accel, resources, output, caps)
         self._make_actor(key)
 
     def _make_actor(self, key: str) -> None:
         session = self.sessions[key]
         options = {k: v for k, v in session.resources.items() if v > 0}
         session.actor = self._actor_class.options(**options).remote(
-            session.ladder, session.accel, session.output
+            session.ladder, session.accel, session.output, session.caps
         )
         session.made += 1
         recreated = session.made > 1
