@@ -365,6 +365,10 @@ class Transcoder:
         if error is not None:
             raise TranscodeError(f"segment {index} failed: {error}") from None
         counts = run.counts
+        if counts.frames == 0 and window[0] is not None:
+            raise TranscodeError(
+                "no video frames between from and to: from is past the end of the input's video"
+            )
         if counts.frames == 0:
             raise TranscodeError(f"segment {index} has no decodable video frames")
         return TranscodeResult(
