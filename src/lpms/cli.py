@@ -66,9 +66,34 @@ def build_parser(serve_options: bool = True) -> argparse.ArgumentParser:
 
 def _add_transcode_parser(commands: Any) -> None:
     transcode = commands.add_parser(
-        "transcode", help="transcode a file or segment into one output per profile"
+        "transcode",
+        help="transcode a file or segment into one output per profile",
+        description="Transcode INPUT into one output per profile; several INPUTs are "
+        "joined, one after the other, into the same outputs. --from/--to keep only "
+        "that stretch (LPMS's From/To).",
     )
-    transcode.add_argument("input", help="a media file, segment or URL")
+    transcode.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="INPUT",
+        help="a media file, segment or URL; several are joined in the order given",
+    )
+    transcode.add_argument(
+        "--from",
+        dest="clip_from",
+        type=_seconds,
+        metavar="S",
+        help="start the outputs at the first video frame at or after S seconds (from the "
+        "first frame; a keyframe), audio at its first frame starting at or after S",
+    )
+    transcode.add_argument(
+        "--to",
+        dest="clip_to",
+        type=_seconds,
+        metavar="S",
+        help="end the outputs before S seconds (video frames and audio frames starting "
+        "before S are kept)",
+    )
     transcode.add_argument(
         "--profiles",
         required=True,
@@ -124,11 +149,16 @@ def _add_transcode_parser(commands: Any) -> None:
     transcode.set_defaults(log_level="warning")
 
 
-def _positive_seconds(text: str) -> float:
+def _seconds(text: str) -> float:
+    """A number of seconds; whether it is a usable one, the transcoder says (exit 1)."""
     try:
-        value = float(text)
+        return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+
+
+def _positive_seconds(text: str) -> float:
+    value = _seconds(text)
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"must be a positive number of seconds: {text!r}")
     return value
@@ -208,7 +238,13 @@ def run_transcode(args: argparse.Namespace) -> int:
                 result = _transcode_on_ray(args, profiles, bar)
             else:
                 with Transcoder(profiles, accel=args.accel, output=chosen) as transcoder:
-                    result = transcoder.transcode_file(args.input, args.outdir, progress=bar)
+                    result = transcoder.transcode_files(
+                        args.inputs,
+                        args.outdir,
+                        progress=bar,
+                        start=args.clip_from,
+                        end=args.clip_to,
+                    )
         finally:
             if bar is not None:
                 bar.finish()
@@ -262,7 +298,7 @@ def _transcode_on_ray(
 
     try:
         return transcode_in_chunks(
-            args.input,
+            args.inputs[0],
             args.outdir,
             [p.name for p in profiles],
             runner,
@@ -333,6 +369,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             if given:
                 print(f"lpms transcode: {', '.join(given)} needs --engine ray", file=sys.stderr)
                 return 2
+        elif len(args.inputs) > 1 or args.clip_from is not None or args.clip_to is not None:
+            print(
+                "lpms transcode: several inputs, --from and --to need --engine local",
+                file=sys.stderr,
+            )
+            return 2
         return run_transcode(args)
     if args.command == "probe":
         return run_probe(args)

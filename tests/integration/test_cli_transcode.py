@@ -171,3 +171,40 @@ def test_transcoding_does_not_load_the_server() -> None:
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == "[]"
+
+
+def test_transcode_joins_inputs_and_clips_them(clip: Path, tmp_path: Path) -> None:
+    """Two 3 s inputs joined, 1 s to 3 s of them kept: 2 s at 30 fps."""
+    done = lpms(
+        "transcode", str(clip), str(clip), "--profiles", "P240p30fps16x9",
+        "--from", "1", "--to", "3", "--outdir", str(tmp_path),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    probed = probe(str(tmp_path / "P240p30fps16x9.ts"))
+    assert probed.errors == []
+    assert len(probed.video_pts) == 60
+    assert probed.video_keyframes[0]
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--from", "3", "--to", "1"], "lpms transcode: from (3 s) must be before to (1 s)\n"),
+        (["--from", "-2"], "lpms transcode: from must not be negative (-2 s)\n"),
+        (["--from", "9"], "lpms transcode: from (9 s) is past the end of the input"),
+    ],
+)
+def test_transcode_bad_clip_is_one_line_and_status_1(
+    clip: Path, tmp_path: Path, options: list[str], message: str
+) -> None:
+    done = lpms("transcode", str(clip), "--profiles", PROFILES, "--outdir", str(tmp_path), *options)
+    assert done.returncode == 1
+    assert done.stderr.startswith(message)
+    assert done.stderr.count("\n") == 1
+
+
+def test_transcode_help_tells_of_joining_and_clipping() -> None:
+    done = lpms("transcode", "--help")
+    assert "INPUT [INPUT ...]" in done.stdout
+    assert "--from S" in done.stdout
+    assert "--to S" in done.stdout

@@ -16,6 +16,7 @@ format or the caller says), with keyframes where the source has them.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import logging
@@ -37,6 +38,7 @@ from lpms.errors import LPMSError, TranscodeError
 from lpms.hls.segmenter import ContinuityCounters
 from lpms.media.codecs.aac import adts_frame, is_adts
 from lpms.transcode.accel import check_accel, decoder_hwaccel
+from lpms.transcode.clip import AudioGate, Clip
 from lpms.transcode.orientation import Upright, display_rotation
 from lpms.transcode.profiles import TS_CODECS, VideoCodec, VideoProfile, parse_profiles
 from lpms.transcode.rendition import (
@@ -172,7 +174,7 @@ class Transcoder:
         index, container = self._open_in_memory(segment, "segment")
         sinks: list[BinaryIO] = [io.BytesIO() for _ in self._encoders]
         with container:
-            result = self._run(container, sinks, index, force_keyframes="first")
+            result = self._run([container], sinks, index, force_keyframes="first")
         outputs = tuple(
             self._fix_continuity(output, counters) if kind is OutputContainer.MPEGTS else output
             for output, counters, kind in zip(
@@ -186,29 +188,59 @@ class Transcoder:
         source: str | os.PathLike[str],
         outdir: str | os.PathLike[str],
         progress: ProgressCallback | None = None,
+        *,
+        start: float | None = None,
+        end: float | None = None,
     ) -> TranscodeResult:
         """Transcode a whole file or URL into ``OUTDIR/PROFILE.ts`` (``.mp4`` for an
         MP4, see `containers`) for each profile, with a keyframe wherever the source
-        has one (so the outputs line up)."""
+        has one (so the outputs line up). ``start``/``end``: LPMS's From/To, see
+        `transcode_files`."""
+        return self.transcode_files([source], outdir, progress, start=start, end=end)
+
+    def transcode_files(
+        self,
+        sources: Sequence[str | os.PathLike[str]],
+        outdir: str | os.PathLike[str],
+        progress: ProgressCallback | None = None,
+        *,
+        start: float | None = None,
+        end: float | None = None,
+    ) -> TranscodeResult:
+        """Transcode several files, joined one after the other, into one output per
+        profile (as `transcode_file`): each input's timestamps go on from the end of
+        the last one's video (LPMS's transmuxing of several inputs into one output).
+
+        ``start``/``end`` (LPMS's ``From``/``To``, seconds from the first video
+        frame of the joined inputs) clip the output: video from the first frame at or
+        after ``start``, a keyframe, to the last before ``end``; audio from its first
+        packet starting at or after ``start`` to its last starting before ``end``
+        (copied AAC: 1024-sample frames). The clip starts where the input did.
+        `TranscodeError` for a negative time, ``start`` at or after ``end`` or past
+        the inputs' end."""
         self._check_open()
+        clip = Clip.of(start, end)
+        if not sources:
+            raise TranscodeError("no input to transcode")
         directory = Path(outdir)
         directory.mkdir(parents=True, exist_ok=True)
-        try:
-            container = av.open(str(source), "r")
-        except av.FFmpegError as exc:
-            raise TranscodeError(f"cannot read {source}: {exc.strerror}") from None
-        index = self._segments
-        self._segments += 1
-        with container:
+        with contextlib.ExitStack() as stack:
+            containers = [stack.enter_context(_open_input(source)) for source in sources]
+            clip.check_within(sum(_container_seconds(c) for c in containers))
+            index = self._segments
+            self._segments += 1
             names = [output_name(p, c) for p, c in zip(self.profiles, self.containers, strict=True)]
-            files = [open(directory / name, "wb") for name in names]  # noqa: SIM115
-            try:
-                return self._run(
-                    container, list(files), index, "source", progress, limit=self.max_file_seconds
-                )
-            finally:
-                for file in files:
-                    file.close()
+            files = [stack.enter_context(open(directory / name, "wb")) for name in names]
+            return self._run(
+                containers,
+                list(files),
+                index,
+                "source",
+                progress,
+                shift=clip.start or Fraction(0),
+                window=clip.window(_first_seconds(containers[0])),
+                limit=self.max_file_seconds,
+            )
 
     def transcode_chunk(
         self,
@@ -233,7 +265,7 @@ class Transcoder:
         sinks: list[BinaryIO] = [io.BytesIO() for _ in self._encoders]
         with container:
             return self._run(
-                container,
+                [container],
                 sinks,
                 index,
                 "source",
@@ -275,7 +307,7 @@ class Transcoder:
 
     def _run(
         self,
-        container: av.container.InputContainer,
+        inputs: Sequence[av.container.InputContainer],
         sinks: list[BinaryIO],
         index: int,
         force_keyframes: str,
@@ -286,63 +318,58 @@ class Transcoder:
         window: tuple[Fraction | None, Fraction | None] = (None, None),
         limit: float | None = None,
     ) -> TranscodeResult:
+        """Every input through the profiles into one output each: the first moved
+        back by ``shift`` seconds, each later one going on where the one before it
+        ended; only frames and audio inside ``window`` (seconds, once moved)."""
         started = time.perf_counter()
-        if not container.streams.video:
+        first = inputs[0]
+        if not first.streams.video:
             raise TranscodeError(f"segment {index} has no video track")
         limit = self.max_segment_seconds if limit is None else limit
-        total = float(container.duration / av.time_base) if container.duration else 0.0
+        total = sum(_container_seconds(c) for c in inputs)
         _check_duration(total, limit, index)
-        video = container.streams.video[0]
-        audio_in = container.streams.audio[0] if container.streams.audio else None
+        video = first.streams.video[0]
+        audio_in = first.streams.audio[0] if first.streams.audio else None
         audio = AudioPath.for_stream(audio_in) if audio_in is not None else None
-        decoder = self._decoder_for(video)
+        self._decoder_for(video)
         time_base = video.time_base or Fraction(1, 90000)
         framerate = framerate or stream_framerate(video)
-        back = _Shift(shift)
-        shows = _window(window, time_base)
-        timeline = _Timeline(time_base, framerate)
-        upright: Upright | None = None
-        probe_rotation = _carries_display_matrix(container)
+        track = audio.track if audio else None
         segments = force_keyframes == "first"
         for encoder, sink in zip(self._encoders, sinks, strict=True):
-            encoder.begin(
-                sink, time_base, framerate, audio.track if audio else None, steer=segments
-            )
-        counts = _Counts(limit=limit, index=index)
+            encoder.begin(sink, time_base, framerate, track, steer=segments)
+        run = _Pass(
+            time_base=time_base,
+            framerate=framerate,
+            shows=_window(window, time_base),
+            gate=AudioGate(window),
+            counts=_Counts(limit=limit, index=index),
+            force_keyframes=force_keyframes,
+            progress=progress,
+            total=total,
+            track=track,
+        )
         error: BaseException | None = None
         try:
-            streams = [s for s in (video, audio_in) if s is not None]
-            for packet in container.demux(streams):
-                if packet.size == 0:
-                    continue  # the demuxer's end-of-stream marker: drained below
-                back.apply(packet)
-                if packet.stream is video:
-                    if probe_rotation:
-                        probe_rotation = False
-                        upright = _upright_for(video, packet, time_base)
-                    for frame in self._decode(decoder, packet, counts):
-                        timeline.fix(frame)
-                        if not shows(frame.pts):
-                            continue
-                        self._dispatch(frame, counts, force_keyframes, time_base, upright)
-                        if progress is not None and frame.pts is not None:
-                            progress(float(frame.pts * time_base) - counts.start_seconds, total)
-                elif audio is not None:
-                    self._send_audio(audio.packets(packet))
-            for frame in self._decode(decoder, None, counts):
-                timeline.fix(frame)
-                if shows(frame.pts):
-                    self._dispatch(frame, counts, force_keyframes, time_base, upright)
-            if audio is not None:
-                self._send_audio(audio.finish())
+            ends = self._feed(first, _Shift(shift), run, audio)
+            for number, container in enumerate(inputs[1:], 1):
+                run.gate.join(ends)
+                back = _Shift(_first_seconds(container) - ends)
+                ends = self._feed(container, back, run, self._joined_audio(container, run, number))
         except (av.FFmpegError, LPMSError) as exc:
             error = exc
         finally:
-            decoder.flush_buffers()
+            if self._decoder is not None:
+                self._decoder.flush_buffers()
             futures = [encoder.end() for encoder in self._encoders]
         outputs = _results(futures, index)
         if error is not None:
             raise TranscodeError(f"segment {index} failed: {error}") from None
+        counts = run.counts
+        if counts.frames == 0 and window[0] is not None:
+            raise TranscodeError(
+                "no video frames between from and to: from is past the end of the input's video"
+            )
         if counts.frames == 0:
             raise TranscodeError(f"segment {index} has no decodable video frames")
         return TranscodeResult(
@@ -354,6 +381,75 @@ class Transcoder:
             outputs=outputs,
             skipped_packets=counts.skipped,
         )
+
+    def _feed(
+        self,
+        container: av.container.InputContainer,
+        back: _Shift,
+        run: _Pass,
+        audio: AudioPath | None,
+    ) -> Fraction:
+        """Demux and decode one input into the outputs; the end of its video
+        (seconds, once moved back): where a joined input after it starts."""
+        if not container.streams.video:
+            raise TranscodeError("an input has no video track")
+        video = container.streams.video[0]
+        decoder = self._decoder_for(video)
+        time_base = video.time_base or Fraction(1, 90000)
+        timeline = _Timeline(time_base, stream_framerate(video) or run.framerate)
+        retime = _retimer(time_base, run.time_base)
+        upright: Upright | None = None
+        probe_rotation = _carries_display_matrix(container)
+        audio_in = container.streams.audio[0] if audio is not None else None
+        streams = [s for s in (video, audio_in) if s is not None]
+        for packet in container.demux(streams):
+            if packet.size == 0:
+                continue  # the demuxer's end-of-stream marker: drained below
+            back.apply(packet)
+            if packet.stream is video:
+                if probe_rotation:
+                    probe_rotation = False
+                    upright = _upright_for(video, packet, time_base)
+                for frame in self._decode(decoder, packet, run.counts):
+                    timeline.fix(frame)
+                    self._show(retime(frame), run, upright)
+            elif audio is not None and run.gate.admits(*_packet_seconds(packet)):
+                self._send_audio(audio.packets(packet), run.track, audio.track)
+        for frame in self._decode(decoder, None, run.counts):
+            timeline.fix(frame)
+            self._show(retime(frame), run, upright)
+        decoder.flush_buffers()
+        if audio is not None:
+            self._send_audio(audio.finish(), run.track, audio.track)
+        return timeline.end * time_base
+
+    def _show(self, frame: av.VideoFrame, run: _Pass, upright: Upright | None) -> None:
+        """A decoded frame (in the output's time base) to every profile, if in the window."""
+        if not run.shows(frame.pts):
+            return
+        self._dispatch(frame, run.counts, run.force_keyframes, run.time_base, upright)
+        if run.progress is not None and frame.pts is not None:
+            run.progress(float(frame.pts * run.time_base) - run.counts.start_seconds, run.total)
+
+    @staticmethod
+    def _joined_audio(
+        container: av.container.InputContainer, run: _Pass, number: int
+    ) -> AudioPath | None:
+        """A joined input's audio path, when the output has audio and it is the same
+        kind (copied packets cannot change codec or rate mid-track)."""
+        if run.track is None or not container.streams.audio:
+            return None
+        audio = AudioPath.for_stream(container.streams.audio[0])
+        if audio is None:
+            return None
+        theirs, ours = audio.track, run.track
+        if (theirs.codec_name, theirs.sample_rate) != (ours.codec_name, ours.sample_rate):
+            raise TranscodeError(
+                f"input {number}'s audio ({theirs.codec_name}, {theirs.sample_rate} Hz) "
+                f"differs from the first input's ({ours.codec_name}, {ours.sample_rate} Hz); "
+                "joined inputs need the same audio"
+            )
+        return audio
 
     def _decoder_for(self, stream: av.video.stream.VideoStream) -> av.VideoCodecContext:
         """The session's decoder, made anew only when the codec or its configuration
@@ -404,8 +500,18 @@ class Transcoder:
         for encoder in self._encoders:
             encoder.frame(frame)
 
-    def _send_audio(self, packets: Iterator[tuple[bytes, int | None, int | None]]) -> None:
+    def _send_audio(
+        self,
+        packets: Iterator[tuple[bytes, int | None, int | None]],
+        output: AudioTrack | None,
+        source: AudioTrack,
+    ) -> None:
+        """Audio packets (in ``source``'s time base) to every output (in ``output``'s)."""
+        scale = output.time_base / source.time_base if output is not None else Fraction(1)
         for payload, pts, dts in packets:
+            if scale != 1:
+                pts = None if pts is None else round(pts / scale)
+                dts = None if dts is None else round(dts / scale)
             for encoder in self._encoders:
                 encoder.audio(payload, pts, dts)
 
@@ -444,6 +550,66 @@ def _window(
     return shows
 
 
+def _retimer(source: Fraction, output: Fraction) -> Callable[[av.VideoFrame], av.VideoFrame]:
+    """A joined input's frames into the output's time base (the first input's)."""
+    if source == output:
+        return lambda frame: frame
+
+    def retime(frame: av.VideoFrame) -> av.VideoFrame:
+        if frame.pts is not None:
+            frame.pts = round(frame.pts * source / output)
+            frame.time_base = output
+        return frame
+
+    return retime
+
+
+def _packet_seconds(packet: av.Packet[Any]) -> tuple[Fraction | None, Fraction]:
+    """Where a packet starts and how long it lasts, in seconds (start None: unknown)."""
+    time_base = Fraction(packet.time_base) if packet.time_base is not None else None
+    if time_base is None or packet.pts is None:
+        return None, Fraction(0)
+    return packet.pts * time_base, (packet.duration or 0) * time_base
+
+
+def _open_input(source: str | os.PathLike[str]) -> av.container.InputContainer:
+    try:
+        return av.open(str(source), "r")
+    except av.FFmpegError as exc:
+        raise TranscodeError(f"cannot read {source}: {exc.strerror}") from None
+
+
+def _container_seconds(container: av.container.InputContainer) -> float:
+    """An input's length as its container tells it (0: it does not)."""
+    return float(container.duration / av.time_base) if container.duration else 0.0
+
+
+def _first_seconds(container: av.container.InputContainer) -> Fraction:
+    """Where an input's video starts, in seconds (its container's start where the
+    video stream tells none; 0 where neither does)."""
+    video = container.streams.video[0] if container.streams.video else None
+    if video is not None and video.start_time is not None and video.time_base is not None:
+        return video.start_time * Fraction(video.time_base)
+    if container.start_time is not None:
+        return Fraction(container.start_time, av.time_base)
+    return Fraction(0)
+
+
+@dataclass(slots=True)
+class _Pass:
+    """What the inputs of one output share as they go through."""
+
+    time_base: Fraction  # the output's video time base: the first input's
+    framerate: Fraction | None
+    shows: Callable[[int | None], bool]
+    gate: AudioGate
+    counts: _Counts
+    force_keyframes: str
+    progress: ProgressCallback | None
+    total: float  # seconds in all, for progress (0: unknown)
+    track: AudioTrack | None  # the outputs' audio, the first input's
+
+
 def _carries_display_matrix(container: av.container.InputContainer) -> bool:
     """Whether the container can hold a display matrix (MP4/MOV, Matroska): MPEG-TS,
     FLV and raw streams cannot, so live segments skip the look."""
@@ -473,6 +639,11 @@ class _Timeline:
     def __init__(self, time_base: Fraction, framerate: Fraction | None) -> None:
         self._period = max(1, round(1 / (framerate * time_base))) if framerate else 1
         self._last: int | None = None
+
+    @property
+    def end(self) -> int:
+        """Where a frame after the last would go: one period after it (0: no frame yet)."""
+        return 0 if self._last is None else self._last + self._period
 
     def fix(self, frame: av.VideoFrame) -> None:
         pts = frame.pts if frame.pts is not None else frame.dts
