@@ -37,7 +37,9 @@ from lpms.errors import LPMSError, TranscodeError
 from lpms.hls.segmenter import ContinuityCounters
 from lpms.media.codecs.aac import adts_frame, is_adts
 from lpms.transcode.accel import check_accel, decoder_hwaccel
+from lpms.transcode.muxing import check_muxer, muxer_extension, muxer_name
 from lpms.transcode.orientation import Upright, display_rotation
+from lpms.transcode.output_options import AudioMode
 from lpms.transcode.profiles import TS_CODECS, VideoCodec, VideoProfile, parse_profiles
 from lpms.transcode.rendition import (
     DEFAULT_QUEUE_FRAMES,
@@ -141,6 +143,7 @@ class Transcoder:
         self.containers = tuple(output_container(p, output) for p in chosen)
         for profile, container in zip(chosen, self.containers, strict=True):
             check_container(profile, container)  # before any encoder thread starts
+            check_muxer(profile, container)
             check_encoder(profile, self.accel)
         self._encoders = [
             RenditionEncoder(
@@ -173,9 +176,12 @@ class Transcoder:
         with container:
             result = self._run(container, sinks, index, force_keyframes="first")
         outputs = tuple(
-            self._fix_continuity(output, counters) if kind is OutputContainer.MPEGTS else output
-            for output, counters, kind in zip(
-                result.outputs, self._continuity, self.containers, strict=True
+            self._fix_continuity(output, counters) if muxer == "mpegts" else output
+            for output, counters, muxer in zip(
+                result.outputs,
+                self._continuity,
+                (muxer_name(p, c) for p, c in zip(self.profiles, self.containers, strict=True)),
+                strict=True,
             )
         )
         return dataclasses.replace(result, outputs=outputs)
@@ -293,7 +299,7 @@ class Transcoder:
         _check_duration(total, limit, index)
         video = container.streams.video[0]
         audio_in = container.streams.audio[0] if container.streams.audio else None
-        audio = AudioPath.for_stream(audio_in) if audio_in is not None else None
+        audio = _AudioPaths(audio_in, self.profiles)
         decoder = self._decoder_for(video)
         time_base = video.time_base or Fraction(1, 90000)
         framerate = framerate or stream_framerate(video)
@@ -304,9 +310,7 @@ class Transcoder:
         probe_rotation = _carries_display_matrix(container)
         segments = force_keyframes == "first"
         for encoder, sink in zip(self._encoders, sinks, strict=True):
-            encoder.begin(
-                sink, time_base, framerate, audio.track if audio else None, steer=segments
-            )
+            encoder.begin(sink, time_base, framerate, audio.track(encoder.profile), steer=segments)
         counts = _Counts(limit=limit, index=index)
         error: BaseException | None = None
         try:
@@ -326,14 +330,13 @@ class Transcoder:
                         self._dispatch(frame, counts, force_keyframes, time_base, upright)
                         if progress is not None and frame.pts is not None:
                             progress(float(frame.pts * time_base) - counts.start_seconds, total)
-                elif audio is not None:
-                    self._send_audio(audio.packets(packet))
+                else:
+                    audio.send(packet, self._encoders)
             for frame in self._decode(decoder, None, counts):
                 timeline.fix(frame)
                 if shows(frame.pts):
                     self._dispatch(frame, counts, force_keyframes, time_base, upright)
-            if audio is not None:
-                self._send_audio(audio.finish())
+            audio.finish(self._encoders)
         except (av.FFmpegError, LPMSError) as exc:
             error = exc
         finally:
@@ -402,11 +405,6 @@ class Transcoder:
         share_frame(frame)
         for encoder in self._encoders:
             encoder.frame(frame)
-
-    def _send_audio(self, packets: Iterator[tuple[bytes, int | None, int | None]]) -> None:
-        for payload, pts, dts in packets:
-            for encoder in self._encoders:
-                encoder.audio(payload, pts, dts)
 
     def _fix_continuity(
         self, output: RenditionOutput, counters: ContinuityCounters
@@ -567,8 +565,9 @@ def output_container(
 
 
 def output_name(profile: VideoProfile, container: OutputContainer) -> str:
-    """``PROFILE.ts``, or ``PROFILE.mp4`` for an MP4 (fragmented or not)."""
-    return f"{profile.name}.{container.extension}"
+    """``PROFILE.ts``, or ``PROFILE.mp4`` for an MP4 (fragmented or not), or the
+    extension of the profile's own muxer (``PROFILE.mkv`` for ``matroska``)."""
+    return f"{profile.name}.{muxer_extension(profile, container)}"
 
 
 def stream_framerate(stream: av.video.stream.VideoStream) -> Fraction | None:
@@ -598,31 +597,82 @@ def _segment_bytes(segment: bytes | bytearray | memoryview | str | os.PathLike[s
     return data
 
 
-class AudioPath:
-    """How a source audio track reaches the outputs: copied (AAC, as ADTS in TS; MP3)
-    or decoded and encoded once to AAC for every output."""
+class _AudioPaths:
+    """The source's audio to every output, by its profile's `AudioMode`: one
+    `AudioPath` for each mode in use (copied once, encoded once per codec)."""
 
-    def __init__(self, stream: av.audio.stream.AudioStream) -> None:
+    def __init__(
+        self, stream: av.audio.stream.AudioStream | None, profiles: Sequence[VideoProfile]
+    ) -> None:
+        self._paths: dict[AudioMode | None, AudioPath | None] = {}
+        if stream is None:
+            return
+        for profile in profiles:
+            mode = profile.audio
+            if mode is not AudioMode.DROP and mode not in self._paths:
+                self._paths[mode] = AudioPath.for_stream(stream, mode)
+
+    def track(self, profile: VideoProfile) -> AudioTrack | None:
+        path = self._paths.get(profile.audio)
+        return path.track if path is not None else None
+
+    def send(self, packet: av.Packet[Any], outputs: Sequence[RenditionEncoder]) -> None:
+        for mode, path in self._paths.items():
+            if path is not None:
+                _send(path.packets(packet), [o for o in outputs if o.profile.audio is mode])
+
+    def finish(self, outputs: Sequence[RenditionEncoder]) -> None:
+        for mode, path in self._paths.items():
+            if path is not None:
+                _send(path.finish(), [o for o in outputs if o.profile.audio is mode])
+
+
+def _send(
+    packets: Iterator[tuple[bytes, int | None, int | None]], outputs: list[RenditionEncoder]
+) -> None:
+    for payload, pts, dts in packets:
+        for output in outputs:
+            output.audio(payload, pts, dts)
+
+
+class AudioPath:
+    """How a source audio track reaches the outputs of one `AudioMode`: copied (the
+    default copies AAC, as ADTS in TS, and MP3; ``copy`` any codec) or decoded and
+    encoded once, to AAC (the default for other codecs; ``aac``) or Opus (``opus``)."""
+
+    def __init__(self, stream: av.audio.stream.AudioStream, mode: AudioMode | None = None) -> None:
         context = stream.codec_context
-        self.copy_as = COPIED_AUDIO.get(context.codec.name)
+        name = context.codec.name
+        self.copy_as = COPIED_AUDIO.get(name) if mode is None else None
+        if mode is AudioMode.COPY:
+            self.copy_as = COPIED_AUDIO.get(name, name)
         self.extradata = bytes(context.extradata or b"")
         rate = context.sample_rate or 48000
+        channels = context.layout.nb_channels or 2
         self._decoder: av.AudioCodecContext | None = None
         self._encoder: av.AudioCodecContext | None = None
         self._resampler: AudioResampler | None = None
         if self.copy_as is not None:
-            self.track = AudioTrack(self.copy_as, rate, stream.time_base or Fraction(1, rate))
+            time_base = stream.time_base or Fraction(1, rate)
+            self.track = AudioTrack(self.copy_as, rate, time_base, channels)
             return
         # The demuxer's own context knows the sample rate, layout and format that
         # headerless codecs (PCM, G.711) cannot tell a fresh decoder.
         self._decoder = context
-        self._rate = rate if rate in _AAC_RATES else 48000
-        self.track = AudioTrack("aac", self._rate, Fraction(1, self._rate))
+        self._codec = (mode.encoder if mode is not None else None) or "aac"
+        if self._codec == "libopus":
+            self._rate = 48000  # Opus's one rate (RFC 7845 5.1: any input is resampled)
+        else:
+            self._rate = rate if rate in _AAC_RATES else 48000
+        codec_name = "opus" if self._codec == "libopus" else "aac"
+        self.track = AudioTrack(codec_name, self._rate, Fraction(1, self._rate), channels)
 
     @classmethod
-    def for_stream(cls, stream: av.audio.stream.AudioStream) -> AudioPath | None:
+    def for_stream(
+        cls, stream: av.audio.stream.AudioStream, mode: AudioMode | None = None
+    ) -> AudioPath | None:
         try:
-            return cls(stream)
+            return cls(stream, mode)
         except (av.FFmpegError, ValueError) as exc:
             log.warning("audio track left out: %s", exc)
             return None
@@ -641,7 +691,7 @@ class AudioPath:
             yield from self._encode(frame)
 
     def finish(self) -> Iterator[tuple[bytes, int | None, int | None]]:
-        """Drain the AAC encoder at the end of a segment (a new one starts the next)."""
+        """Drain the encoder at the end of a segment (a new one starts the next)."""
         if self._decoder is None:
             return
         for frame in self._decoder.decode(None):
@@ -649,34 +699,38 @@ class AudioPath:
         self._decoder.flush_buffers()
         if self._encoder is not None:
             for packet in self._encoder.encode(None):
-                yield self._adts(bytes(packet)), packet.pts, packet.dts
+                yield self._framed(bytes(packet)), packet.pts, packet.dts
         self._encoder = None
         self._resampler = None
 
-    def _adts(self, raw: bytes) -> bytes:
-        """MPEG-TS carries AAC as ADTS frames (every one, the drained last ones too)."""
+    def _framed(self, raw: bytes) -> bytes:
+        """MPEG-TS carries AAC as ADTS frames (every one, the drained last ones too);
+        an Opus packet goes as it is."""
         assert self._encoder is not None
+        if self._codec != "aac":
+            return raw
         return adts_frame(self._encoder.extradata or b"", raw)
 
     def _encode(self, frame: av.AudioFrame) -> Iterator[tuple[bytes, int | None, int | None]]:
         if self._encoder is None:
-            encoder = av.AudioCodecContext.create("aac", "w")
+            encoder = av.AudioCodecContext.create(self._codec, "w")
             assert isinstance(encoder, av.AudioCodecContext)
             encoder.sample_rate = self._rate
             encoder.layout = "stereo" if frame.layout.nb_channels > 1 else "mono"
-            encoder.format = "fltp"
+            formats = encoder.codec.audio_formats  # AAC's fltp; libopus's s16 or flt
+            encoder.format = formats[0].name if formats else "fltp"
             encoder.bit_rate = AAC_BITRATE
             encoder.time_base = Fraction(1, self._rate)
             encoder.open()
             self._encoder = encoder
-            self._resampler = AudioResampler("fltp", encoder.layout, self._rate)
+            self._resampler = AudioResampler(encoder.format.name, encoder.layout, self._rate)
         assert self._resampler is not None
         if frame.pts is not None and frame.time_base is not None:
             frame.pts = round(frame.pts * frame.time_base * self._rate)
             frame.time_base = Fraction(1, self._rate)
         for resampled in self._resampler.resample(frame):
             for packet in self._encoder.encode(resampled):
-                yield self._adts(bytes(packet)), packet.pts, packet.dts
+                yield self._framed(bytes(packet)), packet.pts, packet.dts
 
 
 _AAC_RATES = frozenset(

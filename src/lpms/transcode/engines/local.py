@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from lpms.errors import LPMSError
 from lpms.hls.segmenter import Segment
 from lpms.transcode.engines import Engine, EngineObserver, FailureReason
+from lpms.transcode.muxing import hls_renditions
 from lpms.transcode.profiles import VideoProfile
 from lpms.transcode.rendition import OutputContainer, lower_priority
 from lpms.transcode.session import Transcoder, TranscodeResult
@@ -34,9 +35,9 @@ class LocalEngine:
         observer: EngineObserver | None = None,
         output: OutputContainer | None = None,
     ) -> None:
-        self._transcoder = Transcoder(
-            profiles, accel=accel, nice=nice, output=output or OutputContainer.MPEGTS
-        )
+        container = output or OutputContainer.MPEGTS
+        renditions = hls_renditions(profiles, container)
+        self._transcoder = Transcoder(renditions, accel=accel, nice=nice, output=container)
         self._observer = observer
         self._executor = ThreadPoolExecutor(
             1, thread_name_prefix="lpms-ladder", initializer=lower_priority, initargs=(nice,)

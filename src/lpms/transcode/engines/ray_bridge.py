@@ -43,13 +43,14 @@ class SegmentActor:
     """A warm `Transcoder` for one stream, living in a Ray worker."""
 
     def __init__(self, ladder: dict[str, Any], accel: str, output: str = "mpegts") -> None:
+        from lpms.transcode.muxing import hls_renditions
         from lpms.transcode.rendition import OutputContainer
         from lpms.transcode.session import Transcoder
         from lpms.transcode.wire import ladder_from_wire
 
-        self._transcoder = Transcoder(
-            ladder_from_wire(ladder), accel=accel, output=OutputContainer(output)
-        )
+        container = OutputContainer(output)
+        renditions = hls_renditions(ladder_from_wire(ladder), container)
+        self._transcoder = Transcoder(renditions, accel=accel, output=container)
 
     def ready(self) -> dict[str, Any]:
         import ray
