@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -18,6 +19,7 @@ from lpms.logs import configure_logging
 from lpms.transcode.accel import check_accel
 from lpms.transcode.chunks import DEFAULT_CHUNK_SECONDS, DEFAULT_CHUNK_TIMEOUT
 from lpms.transcode.engines import Engine
+from lpms.transcode.output_options import AudioMode, parse_assignments
 from lpms.transcode.probe import probe
 from lpms.transcode.profiles import (
     PRESETS,
@@ -114,7 +116,32 @@ def _add_transcode_parser(commands: Any) -> None:
         choices=[f.value for f in OutputFormat],
         help="every output's container, over the profiles' own format: mpegts, mp4 (its "
         "index at the front) or fmp4 (fragmented); default: each profile's format, else "
-        "mpegts for H.264 and HEVC, fmp4 for VP9 and AV1. MP4 outputs carry the video alone",
+        "mpegts for H.264 and HEVC, fmp4 for VP9 and AV1",
+    )
+    transcode.add_argument(
+        "--audio",
+        choices=[m.value for m in AudioMode],
+        help="every output's audio (LPMS's AudioEncoder): copy (the source's packets), aac, "
+        "opus (encoded once) or drop; default: each profile's audio, else AAC and MP3 "
+        "copied and other audio encoded to AAC",
+    )
+    transcode.add_argument(
+        "--muxer",
+        help="every output's FFmpeg muxer by name (matroska, mov, mpegts...), over --format",
+    )
+    transcode.add_argument(
+        "--muxer-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an option for the muxer (movflags=+faststart, mpegts_service_id=7); repeatable",
+    )
+    transcode.add_argument(
+        "--metadata",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a metadata tag written into every output (title=Show); repeatable",
     )
     transcode.add_argument(
         "--engine",
@@ -230,7 +257,7 @@ def run_transcode(args: argparse.Namespace) -> int:
     """``lpms transcode``: the file through every profile, then a summary table."""
     chosen = OutputFormat(args.format) if args.format else None
     try:
-        profiles = load_profiles(args.profiles)
+        profiles = with_output_options(load_profiles(args.profiles), args)
         show_progress = sys.stderr.isatty() if args.progress is None else args.progress
         bar = ProgressBar(sys.stderr) if show_progress else None
         try:
@@ -272,6 +299,24 @@ def run_transcode(args: argparse.Namespace) -> int:
         )
     print_table(rows)
     return 0
+
+
+def with_output_options(
+    profiles: Sequence[VideoProfile], args: argparse.Namespace
+) -> tuple[VideoProfile, ...]:
+    """The profiles with the command line's per-output options over their own."""
+    changes: dict[str, object] = {}
+    if args.audio:
+        changes["audio"] = AudioMode(args.audio)
+    if args.muxer:
+        changes["muxer"] = args.muxer
+    if args.muxer_option:
+        changes["muxer_options"] = parse_assignments(args.muxer_option, "--muxer-option")
+    if args.metadata:
+        changes["metadata"] = parse_assignments(args.metadata, "--metadata")
+    if args.engine == Engine.RAY.value and changes:
+        raise TranscodeError("--engine ray joins MPEG-TS chunks: no per-output options")
+    return tuple(dataclasses.replace(p, **changes) for p in profiles)  # type: ignore[arg-type]
 
 
 def _transcode_on_ray(

@@ -26,6 +26,15 @@ from types import MappingProxyType
 from typing import TypeAlias, TypeVar
 
 from lpms.errors import LPMSError
+from lpms.transcode.output_options import (
+    MAX_METADATA_TAGS,
+    MAX_MUXER_OPTIONS,
+    AudioMode,
+    OutputOptionError,
+    VideoMode,
+    checked_muxer,
+    checked_strings,
+)
 
 DEFAULT_PRESET = "veryfast"
 """The encoder preset for live work: fast enough for real time on a few cores."""
@@ -269,6 +278,13 @@ class VideoProfile:
     the transcoder starts). `format` is the container of a file output (None: MPEG-TS
     where it carries the codec, else fragmented MP4); live HLS renditions are in the
     HLS format's container whatever it says.
+
+    Per-output options, LPMS's ``TranscodeOptions``, for file and segment transcodes
+    (live HLS renditions take none of them): `video` encode, ``copy`` (the source's
+    packets) or ``drop`` (LPMS's ``VideoEncoder``); `audio` ``copy``, ``aac``,
+    ``opus`` or ``drop`` (its ``AudioEncoder``; None: AAC and MP3 copied, other
+    audio encoded to AAC); `muxer` an FFmpeg muxer's name over `format`'s, with
+    `muxer_options` (its ``Muxer``); `metadata` tags written into the container.
     """
 
     name: str
@@ -287,6 +303,14 @@ class VideoProfile:
         default_factory=lambda: MappingProxyType({}), hash=False
     )
     format: OutputFormat | None = None
+    # Per-output options (LPMS's TranscodeOptions; see lpms.transcode.output_options).
+    video: VideoMode = VideoMode.ENCODE
+    audio: AudioMode | None = None
+    muxer: str | None = None
+    muxer_options: Mapping[str, str] = field(
+        default_factory=lambda: MappingProxyType({}), hash=False
+    )
+    metadata: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), hash=False)
 
     def __post_init__(self) -> None:
         _check_name(self.name)
@@ -300,6 +324,7 @@ class VideoProfile:
         _check_rate_control(self)
         object.__setattr__(self, "encoder_options", _checked_options(self.encoder_options))
         _check_format(self)
+        _check_output_options(self)
 
     @property
     def resolution(self) -> str:
@@ -386,6 +411,23 @@ def _check_format(profile: VideoProfile) -> None:
         raise ProfileError(f"format must be an OutputFormat or None, got {container!r}")
     if not container.carries(profile.codec):
         raise ProfileError(f"{profile.codec.value} cannot go into MPEG-TS; use format mp4 or fmp4")
+
+
+def _check_output_options(profile: VideoProfile) -> None:
+    try:
+        if not isinstance(profile.video, VideoMode):
+            raise OutputOptionError(f"video must be a VideoMode, got {profile.video!r}")
+        if profile.audio is not None and not isinstance(profile.audio, AudioMode):
+            raise OutputOptionError(f"audio must be an AudioMode or None, got {profile.audio!r}")
+        if profile.video is VideoMode.DROP and profile.audio is AudioMode.DROP:
+            raise OutputOptionError("video and audio both dropped: nothing left to write")
+        object.__setattr__(profile, "muxer", checked_muxer(profile.muxer))
+        options = checked_strings(profile.muxer_options, "muxer options", MAX_MUXER_OPTIONS)
+        object.__setattr__(profile, "muxer_options", options)
+        tags = checked_strings(profile.metadata, "metadata tags", MAX_METADATA_TAGS)
+        object.__setattr__(profile, "metadata", tags)
+    except OutputOptionError as exc:
+        raise ProfileError(f"profile {profile.name}: {exc}") from None
 
 
 def _checked_framerate(framerate: object) -> Fraction | None:
@@ -505,6 +547,11 @@ _FIELDS = frozenset(
         "chromaFormat",
         "encoder_options",
         "format",
+        "video",
+        "audio",
+        "muxer",
+        "muxer_options",
+        "metadata",
     }
 )
 
@@ -554,6 +601,16 @@ def profile_to_mapping(profile: VideoProfile) -> dict[str, object]:
         fields["encoder_options"] = dict(profile.encoder_options)
     if profile.format is not None:
         fields["format"] = profile.format.value
+    if profile.video is not VideoMode.ENCODE:
+        fields["video"] = profile.video.value
+    if profile.audio is not None:
+        fields["audio"] = profile.audio.value
+    if profile.muxer is not None:
+        fields["muxer"] = profile.muxer
+    if profile.muxer_options:
+        fields["muxer_options"] = dict(profile.muxer_options)
+    if profile.metadata:
+        fields["metadata"] = dict(profile.metadata)
     return fields
 
 
@@ -590,6 +647,11 @@ def _profile_from_fields(entry: Mapping[str, object]) -> VideoProfile:
         quality=quality,
         encoder_options=_options_field(entry),
         format=_format_field(entry),
+        video=_video_mode_field(entry),
+        audio=_audio_mode_field(entry),
+        muxer=_field(entry, "muxer", str, "") or None,
+        muxer_options=_strings_field(entry, "muxer_options"),
+        metadata=_strings_field(entry, "metadata"),
     )
 
 
@@ -643,6 +705,28 @@ def _options_field(entry: Mapping[str, object]) -> Mapping[str, str]:
     if not isinstance(options, Mapping):
         raise ProfileError(f"field 'encoder_options' must be an object of strings, got {options!r}")
     return _checked_options(options)
+
+
+def _video_mode_field(entry: Mapping[str, object]) -> VideoMode:
+    try:
+        return VideoMode.parse(_field(entry, "video", str, ""))
+    except OutputOptionError as exc:
+        raise ProfileError(str(exc)) from None
+
+
+def _audio_mode_field(entry: Mapping[str, object]) -> AudioMode | None:
+    try:
+        return AudioMode.parse(_field(entry, "audio", str, ""))
+    except OutputOptionError as exc:
+        raise ProfileError(str(exc)) from None
+
+
+def _strings_field(entry: Mapping[str, object], key: str) -> Mapping[str, str]:
+    """An object of strings (checked by `VideoProfile`); missing is empty."""
+    values = entry.get(key, {})
+    if not isinstance(values, Mapping):
+        raise ProfileError(f"field {key!r} must be an object of strings, got {values!r}")
+    return values
 
 
 def _format_field(entry: Mapping[str, object]) -> OutputFormat | None:

@@ -51,8 +51,10 @@ from av.video.reformatter import Interpolation, VideoReformatter
 
 from lpms.errors import HLSError, TranscodeError
 from lpms.hls.fmp4 import read_video_config
+from lpms.media.codecs.aac import adts_to_raw, is_adts
 from lpms.media.codecs.h264 import avc_config_from_annex_b
 from lpms.transcode.accel import encoder_name, encoder_preset
+from lpms.transcode.muxing import MP4_MUXERS, muxer_name, open_output
 from lpms.transcode.profiles import (
     INTRA_ONLY,
     H264Profile,
@@ -76,8 +78,7 @@ MAX_RATE_SCALE = 2.0
 _ASSUMED_FRAMERATE = Fraction(30)  # for a GOP in seconds when the source gives no rate
 
 _MUX_NAMES = {VideoCodec.H264: "h264", VideoCodec.HEVC: "hevc"}
-CMAF_MOVFLAGS = "empty_moov+default_base_moof+frag_keyframe"
-FASTSTART_MOVFLAGS = "+faststart"
+MAX_PENDING_AUDIO = 1000  # audio packets held until an MP4's video stream is made
 
 OutputContainer = OutputFormat
 """What a rendition's output is written as (MP4 and CMAF: the video alone)."""
@@ -90,6 +91,7 @@ class AudioTrack:
     codec_name: str
     sample_rate: int
     time_base: Fraction
+    channels: int = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +162,8 @@ class _Output:
     busy_seconds: float = 0.0  # this thread's time on the output (scale, encode, mux)
     dropped: int = field(default=0)
     scratch: Path | None = None  # MP4 with its index at the front: written here first
+    audio_track: AudioTrack | None = None  # not MPEG-TS: its stream made with the video's
+    pending_audio: list[_Audio] = field(default_factory=list)  # until then
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +188,27 @@ class _End:
 
 
 _Message = _Begin | av.VideoFrame | _Audio | _End | None  # None stops the thread
+
+
+def add_audio_stream(
+    container: av.container.OutputContainer, track: AudioTrack | None
+) -> av.stream.Stream | None:
+    """An audio stream for ``track`` in a container that carries its codec's
+    configuration as extradata (MP4, Matroska): for AAC and Opus, a stream with an
+    encoder of that codec's own, which writes that configuration as the header is
+    (the payloads come encoded; LC AAC's and Opus's configuration are set by rate and
+    channels alone); for other codecs, a stream for the packets as they are."""
+    if track is None:
+        return None
+    encoder = {"aac": "aac", "opus": "libopus"}.get(track.codec_name)
+    if encoder is None:
+        stream = container.add_mux_stream(track.codec_name, rate=track.sample_rate)
+        stream.time_base = track.time_base
+        return stream
+    audio = container.add_stream(encoder, rate=track.sample_rate)
+    assert isinstance(audio, av.audio.stream.AudioStream)
+    audio.codec_context.layout = "stereo" if track.channels > 1 else "mono"
+    return audio
 
 
 def check_container(profile: VideoProfile, container: OutputContainer) -> None:
@@ -217,6 +242,8 @@ class RenditionEncoder:
         self.nice = nice
         self.container = container
         self._codec = encoder_name(profile.codec, accel)
+        self._muxer = muxer_name(profile, container)
+        self._ts = self._muxer == "mpegts"
         check_container(profile, container)
         self._queue: queue.Queue[_Message] = queue.Queue(maxsize=queue_frames)
         self._reformatter = VideoReformatter()
@@ -317,11 +344,11 @@ class RenditionEncoder:
         )
         self._drop_output()
         self._begin_error = None
-        if self.container is not OutputContainer.MPEGTS:
+        if not self._ts:
             self._output = self._begin_mp4(begin)
             self._set_frame_timing(self._output)
             return
-        container = av.open(sink, mode="w", format="mpegts")
+        container = open_output(sink, self.profile, self.container)
         video = container.add_mux_stream(_MUX_NAMES[self.profile.codec], rate=framerate or 30)
         video.time_base = time_base
         audio_stream = None
@@ -336,19 +363,17 @@ class RenditionEncoder:
         self._set_frame_timing(self._output)
 
     def _begin_mp4(self, begin: _Begin) -> _Output:
-        """An MP4 of the video alone, its stream added with its encoder."""
+        """An MP4 (or another muxer's output) whose streams are added with the
+        video's encoder, at the first frame: the audio's with it."""
         scratch = None
-        if self.container is OutputContainer.CMAF:
-            options = {"movflags": CMAF_MOVFLAGS}
-            container = av.open(begin.sink, mode="w", format="mp4", options=options)
+        if self.container is not OutputContainer.MP4 or self._muxer not in MP4_MUXERS:
+            container = open_output(begin.sink, self.profile, self.container)
         else:
             # FFmpeg moves the index to the front by reading the file back by its
             # name, which a Python file object has not: a file of our own, copied.
             scratch = _scratch_file(begin.sink)
             try:
-                container = av.open(
-                    str(scratch), mode="w", format="mp4", options={"movflags": FASTSTART_MOVFLAGS}
-                )
+                container = open_output(str(scratch), self.profile, self.container)
             except BaseException:
                 scratch.unlink(missing_ok=True)
                 raise
@@ -362,6 +387,7 @@ class RenditionEncoder:
             begin.framerate,
             begin.steer,
             scratch=scratch,
+            audio_track=begin.audio,
         )
 
     def _on_frame(self, frame: av.VideoFrame) -> None:
@@ -469,11 +495,11 @@ class RenditionEncoder:
         if self._encoder is not None and self._encoder_key == key:
             return self._encoder
         if self._encoder is not None:
-            if self.container is not OutputContainer.MPEGTS:
+            if not self._ts:
                 raise TranscodeError(f"{self.profile.name}: the picture size changed mid-segment")
             self._drain_encoder(output)
         scale = self._rate_scale if output.steer else 1.0
-        if self.container is not OutputContainer.MPEGTS:
+        if not self._ts:
             stream = output.container.add_stream(self._codec, rate=rate or _ASSUMED_FRAMERATE)
             stream.time_base = output.time_base
             output.video = stream
@@ -492,6 +518,8 @@ class RenditionEncoder:
             threads=self.threads,
         )
         self._encoder_key = key
+        if not self._ts:
+            self._add_audio_stream(output)  # the video's encoder is open: its header may go
         return self._encoder
 
     def _drain_encoder(self, output: _Output) -> None:
@@ -499,7 +527,7 @@ class RenditionEncoder:
         if encoder is None:
             return
         self._mux_video(output, encoder.encode(None))
-        if self.accel is Accel.NVIDIA and self.container is OutputContainer.MPEGTS:
+        if self.accel is Accel.NVIDIA and self._ts:
             try:
                 encoder.flush_buffers()  # NVENC resumes after a drain: keep it warm
                 return
@@ -522,11 +550,28 @@ class RenditionEncoder:
             packet.stream = stream
             container.mux(packet)
 
+    def _add_audio_stream(self, output: _Output) -> None:
+        """The audio's stream beside the video's (the header is not yet written),
+        then the audio that came before it."""
+        output.audio = add_audio_stream(output.container, output.audio_track)
+        if output.audio_track is not None:
+            output.audio_time_base = output.audio_track.time_base
+        pending, output.pending_audio = output.pending_audio, []
+        for audio in pending:
+            self._on_audio(audio)
+
     def _on_audio(self, audio: _Audio) -> None:
         output = self._require_output()
         if output.audio is None:
+            if output.audio_track is not None and output.video is None:
+                if len(output.pending_audio) >= MAX_PENDING_AUDIO:
+                    raise TranscodeError(f"{self.profile.name}: audio with no video to go with")
+                output.pending_audio.append(audio)
             return
-        packet = av.Packet(audio.payload)
+        payload = audio.payload
+        if not self._ts and is_adts(payload):
+            _config, payload = adts_to_raw(payload)  # the config went in as extradata
+        packet = av.Packet(payload)
         packet.pts, packet.dts = audio.pts, audio.dts
         packet.time_base = output.audio_time_base
         packet.stream = output.audio
@@ -549,7 +594,7 @@ class RenditionEncoder:
             output.container.close()
         except Exception as exc:
             output.error = output.error or exc
-        if self.container is not OutputContainer.MPEGTS:
+        if not self._ts:
             self._encoder, self._encoder_key = None, None  # it was the output's own
         self._output = None
         if output.scratch is not None and output.error is None:
@@ -563,7 +608,7 @@ class RenditionEncoder:
             return
         output.busy_seconds += time.perf_counter() - started  # the drain
         made = self._result(output)
-        if self.container is not OutputContainer.MPEGTS and made.data:
+        if self._muxer in MP4_MUXERS and made.data:
             # The record FFmpeg's muxer built, as CODECS strings and players read it.
             try:
                 config, _timescale = read_video_config(made.data)

@@ -39,7 +39,9 @@ from lpms.hls.segmenter import ContinuityCounters
 from lpms.media.codecs.aac import adts_frame, is_adts
 from lpms.transcode.accel import check_accel, decoder_hwaccel
 from lpms.transcode.clip import AudioGate, Clip
+from lpms.transcode.muxing import check_muxer, muxer_extension, muxer_name
 from lpms.transcode.orientation import Upright, display_rotation
+from lpms.transcode.output_options import AudioMode
 from lpms.transcode.profiles import TS_CODECS, VideoCodec, VideoProfile, parse_profiles
 from lpms.transcode.rendition import (
     DEFAULT_QUEUE_FRAMES,
@@ -144,6 +146,7 @@ class Transcoder:
         self.containers = tuple(output_container(p, output) for p in chosen)
         for profile, container in zip(chosen, self.containers, strict=True):
             check_container(profile, container)  # before any encoder thread starts
+            check_muxer(profile, container)
             check_encoder(profile, self.accel)
         self._encoders = [
             RenditionEncoder(
@@ -176,9 +179,12 @@ class Transcoder:
         with container:
             result = self._run([container], sinks, index, force_keyframes="first")
         outputs = tuple(
-            self._fix_continuity(output, counters) if kind is OutputContainer.MPEGTS else output
-            for output, counters, kind in zip(
-                result.outputs, self._continuity, self.containers, strict=True
+            self._fix_continuity(output, counters) if muxer == "mpegts" else output
+            for output, counters, muxer in zip(
+                result.outputs,
+                self._continuity,
+                (muxer_name(p, c) for p, c in zip(self.profiles, self.containers, strict=True)),
+                strict=True,
             )
         )
         return dataclasses.replace(result, outputs=outputs)
@@ -330,14 +336,13 @@ class Transcoder:
         _check_duration(total, limit, index)
         video = first.streams.video[0]
         audio_in = first.streams.audio[0] if first.streams.audio else None
-        audio = AudioPath.for_stream(audio_in) if audio_in is not None else None
+        audio = _AudioPaths.first(audio_in, self.profiles)
         self._decoder_for(video)
         time_base = video.time_base or Fraction(1, 90000)
         framerate = framerate or stream_framerate(video)
-        track = audio.track if audio else None
         segments = force_keyframes == "first"
         for encoder, sink in zip(self._encoders, sinks, strict=True):
-            encoder.begin(sink, time_base, framerate, track, steer=segments)
+            encoder.begin(sink, time_base, framerate, audio.track(encoder.profile), steer=segments)
         run = _Pass(
             time_base=time_base,
             framerate=framerate,
@@ -347,7 +352,7 @@ class Transcoder:
             force_keyframes=force_keyframes,
             progress=progress,
             total=total,
-            track=track,
+            audio=audio,
         )
         error: BaseException | None = None
         try:
@@ -387,7 +392,7 @@ class Transcoder:
         container: av.container.InputContainer,
         back: _Shift,
         run: _Pass,
-        audio: AudioPath | None,
+        audio: _AudioPaths | None,
     ) -> Fraction:
         """Demux and decode one input into the outputs; the end of its video
         (seconds, once moved back): where a joined input after it starts."""
@@ -400,7 +405,7 @@ class Transcoder:
         retime = _retimer(time_base, run.time_base)
         upright: Upright | None = None
         probe_rotation = _carries_display_matrix(container)
-        audio_in = container.streams.audio[0] if audio is not None else None
+        audio_in = container.streams.audio[0] if audio is not None and audio.used else None
         streams = [s for s in (video, audio_in) if s is not None]
         for packet in container.demux(streams):
             if packet.size == 0:
@@ -414,13 +419,13 @@ class Transcoder:
                     timeline.fix(frame)
                     self._show(retime(frame), run, upright)
             elif audio is not None and run.gate.admits(*_packet_seconds(packet)):
-                self._send_audio(audio.packets(packet), run.track, audio.track)
+                audio.send(packet, self._encoders)
         for frame in self._decode(decoder, None, run.counts):
             timeline.fix(frame)
             self._show(retime(frame), run, upright)
         decoder.flush_buffers()
         if audio is not None:
-            self._send_audio(audio.finish(), run.track, audio.track)
+            audio.finish(self._encoders)
         return timeline.end * time_base
 
     def _show(self, frame: av.VideoFrame, run: _Pass, upright: Upright | None) -> None:
@@ -434,22 +439,12 @@ class Transcoder:
     @staticmethod
     def _joined_audio(
         container: av.container.InputContainer, run: _Pass, number: int
-    ) -> AudioPath | None:
-        """A joined input's audio path, when the output has audio and it is the same
-        kind (copied packets cannot change codec or rate mid-track)."""
-        if run.track is None or not container.streams.audio:
+    ) -> _AudioPaths | None:
+        """A joined input's audio paths, when the outputs have audio and it is the
+        same kind (copied packets cannot change codec or rate mid-track)."""
+        if not run.audio.used or not container.streams.audio:
             return None
-        audio = AudioPath.for_stream(container.streams.audio[0])
-        if audio is None:
-            return None
-        theirs, ours = audio.track, run.track
-        if (theirs.codec_name, theirs.sample_rate) != (ours.codec_name, ours.sample_rate):
-            raise TranscodeError(
-                f"input {number}'s audio ({theirs.codec_name}, {theirs.sample_rate} Hz) "
-                f"differs from the first input's ({ours.codec_name}, {ours.sample_rate} Hz); "
-                "joined inputs need the same audio"
-            )
-        return audio
+        return run.audio.joined(container.streams.audio[0], number)
 
     def _decoder_for(self, stream: av.video.stream.VideoStream) -> av.VideoCodecContext:
         """The session's decoder, made anew only when the codec or its configuration
@@ -499,21 +494,6 @@ class Transcoder:
         share_frame(frame)
         for encoder in self._encoders:
             encoder.frame(frame)
-
-    def _send_audio(
-        self,
-        packets: Iterator[tuple[bytes, int | None, int | None]],
-        output: AudioTrack | None,
-        source: AudioTrack,
-    ) -> None:
-        """Audio packets (in ``source``'s time base) to every output (in ``output``'s)."""
-        scale = output.time_base / source.time_base if output is not None else Fraction(1)
-        for payload, pts, dts in packets:
-            if scale != 1:
-                pts = None if pts is None else round(pts / scale)
-                dts = None if dts is None else round(dts / scale)
-            for encoder in self._encoders:
-                encoder.audio(payload, pts, dts)
 
     def _fix_continuity(
         self, output: RenditionOutput, counters: ContinuityCounters
@@ -607,7 +587,7 @@ class _Pass:
     force_keyframes: str
     progress: ProgressCallback | None
     total: float  # seconds in all, for progress (0: unknown)
-    track: AudioTrack | None  # the outputs' audio, the first input's
+    audio: _AudioPaths  # the outputs' audio, the first input's
 
 
 def _carries_display_matrix(container: av.container.InputContainer) -> bool:
@@ -739,8 +719,9 @@ def output_container(
 
 
 def output_name(profile: VideoProfile, container: OutputContainer) -> str:
-    """``PROFILE.ts``, or ``PROFILE.mp4`` for an MP4 (fragmented or not)."""
-    return f"{profile.name}.{container.extension}"
+    """``PROFILE.ts``, or ``PROFILE.mp4`` for an MP4 (fragmented or not), or the
+    extension of the profile's own muxer (``PROFILE.mkv`` for ``matroska``)."""
+    return f"{profile.name}.{muxer_extension(profile, container)}"
 
 
 def stream_framerate(stream: av.video.stream.VideoStream) -> Fraction | None:
@@ -770,31 +751,121 @@ def _segment_bytes(segment: bytes | bytearray | memoryview | str | os.PathLike[s
     return data
 
 
-class AudioPath:
-    """How a source audio track reaches the outputs: copied (AAC, as ADTS in TS; MP3)
-    or decoded and encoded once to AAC for every output."""
+class _AudioPaths:
+    """The source's audio to every output, by its profile's `AudioMode`: one
+    `AudioPath` for each mode in use (copied once, encoded once per codec). Each
+    mode's output track is the first input's; a joined input's paths are scaled
+    from their own time base to it."""
 
-    def __init__(self, stream: av.audio.stream.AudioStream) -> None:
+    def __init__(
+        self, paths: dict[AudioMode | None, AudioPath], tracks: dict[AudioMode | None, AudioTrack]
+    ) -> None:
+        self._paths = paths
+        self._tracks = tracks
+
+    @classmethod
+    def first(
+        cls, stream: av.audio.stream.AudioStream | None, profiles: Sequence[VideoProfile]
+    ) -> _AudioPaths:
+        paths: dict[AudioMode | None, AudioPath] = {}
+        if stream is not None:
+            for profile in profiles:
+                mode = profile.audio
+                if mode is not AudioMode.DROP and mode not in paths:
+                    path = AudioPath.for_stream(stream, mode)
+                    if path is not None:
+                        paths[mode] = path
+        return cls(paths, {mode: path.track for mode, path in paths.items()})
+
+    @property
+    def used(self) -> bool:
+        return bool(self._paths)
+
+    def joined(self, stream: av.audio.stream.AudioStream, number: int) -> _AudioPaths:
+        """Paths for input ``number``'s audio into the same output tracks; refused when
+        it differs in codec or rate from what the first input set up."""
+        paths: dict[AudioMode | None, AudioPath] = {}
+        for mode, ours in self._tracks.items():
+            path = AudioPath.for_stream(stream, mode)
+            if path is None:
+                continue
+            theirs = path.track
+            if (theirs.codec_name, theirs.sample_rate) != (ours.codec_name, ours.sample_rate):
+                raise TranscodeError(
+                    f"input {number}'s audio ({theirs.codec_name}, {theirs.sample_rate} Hz) "
+                    f"differs from the first input's ({ours.codec_name}, {ours.sample_rate} Hz); "
+                    "joined inputs need the same audio"
+                )
+            paths[mode] = path
+        return _AudioPaths(paths, self._tracks)
+
+    def track(self, profile: VideoProfile) -> AudioTrack | None:
+        return self._tracks.get(profile.audio)
+
+    def send(self, packet: av.Packet[Any], outputs: Sequence[RenditionEncoder]) -> None:
+        for mode, path in self._paths.items():
+            self._send(mode, path, path.packets(packet), outputs)
+
+    def finish(self, outputs: Sequence[RenditionEncoder]) -> None:
+        for mode, path in self._paths.items():
+            self._send(mode, path, path.finish(), outputs)
+
+    def _send(
+        self,
+        mode: AudioMode | None,
+        path: AudioPath,
+        packets: Iterator[tuple[bytes, int | None, int | None]],
+        outputs: Sequence[RenditionEncoder],
+    ) -> None:
+        """Packets (in ``path``'s time base) to the outputs of ``mode`` (in its track's)."""
+        scale = self._tracks[mode].time_base / path.track.time_base
+        targets = [o for o in outputs if o.profile.audio is mode]
+        for payload, pts, dts in packets:
+            if scale != 1:
+                pts = None if pts is None else round(pts / scale)
+                dts = None if dts is None else round(dts / scale)
+            for output in targets:
+                output.audio(payload, pts, dts)
+
+
+class AudioPath:
+    """How a source audio track reaches the outputs of one `AudioMode`: copied (the
+    default copies AAC, as ADTS in TS, and MP3; ``copy`` any codec) or decoded and
+    encoded once, to AAC (the default for other codecs; ``aac``) or Opus (``opus``)."""
+
+    def __init__(self, stream: av.audio.stream.AudioStream, mode: AudioMode | None = None) -> None:
         context = stream.codec_context
-        self.copy_as = COPIED_AUDIO.get(context.codec.name)
+        name = context.codec.name
+        self.copy_as = COPIED_AUDIO.get(name) if mode is None else None
+        if mode is AudioMode.COPY:
+            self.copy_as = COPIED_AUDIO.get(name, name)
         self.extradata = bytes(context.extradata or b"")
         rate = context.sample_rate or 48000
+        channels = context.layout.nb_channels or 2
         self._decoder: av.AudioCodecContext | None = None
         self._encoder: av.AudioCodecContext | None = None
         self._resampler: AudioResampler | None = None
         if self.copy_as is not None:
-            self.track = AudioTrack(self.copy_as, rate, stream.time_base or Fraction(1, rate))
+            time_base = stream.time_base or Fraction(1, rate)
+            self.track = AudioTrack(self.copy_as, rate, time_base, channels)
             return
         # The demuxer's own context knows the sample rate, layout and format that
         # headerless codecs (PCM, G.711) cannot tell a fresh decoder.
         self._decoder = context
-        self._rate = rate if rate in _AAC_RATES else 48000
-        self.track = AudioTrack("aac", self._rate, Fraction(1, self._rate))
+        self._codec = (mode.encoder if mode is not None else None) or "aac"
+        if self._codec == "libopus":
+            self._rate = 48000  # Opus's one rate (RFC 7845 5.1: any input is resampled)
+        else:
+            self._rate = rate if rate in _AAC_RATES else 48000
+        codec_name = "opus" if self._codec == "libopus" else "aac"
+        self.track = AudioTrack(codec_name, self._rate, Fraction(1, self._rate), channels)
 
     @classmethod
-    def for_stream(cls, stream: av.audio.stream.AudioStream) -> AudioPath | None:
+    def for_stream(
+        cls, stream: av.audio.stream.AudioStream, mode: AudioMode | None = None
+    ) -> AudioPath | None:
         try:
-            return cls(stream)
+            return cls(stream, mode)
         except (av.FFmpegError, ValueError) as exc:
             log.warning("audio track left out: %s", exc)
             return None
@@ -813,7 +884,7 @@ class AudioPath:
             yield from self._encode(frame)
 
     def finish(self) -> Iterator[tuple[bytes, int | None, int | None]]:
-        """Drain the AAC encoder at the end of a segment (a new one starts the next)."""
+        """Drain the encoder at the end of a segment (a new one starts the next)."""
         if self._decoder is None:
             return
         for frame in self._decoder.decode(None):
@@ -821,34 +892,38 @@ class AudioPath:
         self._decoder.flush_buffers()
         if self._encoder is not None:
             for packet in self._encoder.encode(None):
-                yield self._adts(bytes(packet)), packet.pts, packet.dts
+                yield self._framed(bytes(packet)), packet.pts, packet.dts
         self._encoder = None
         self._resampler = None
 
-    def _adts(self, raw: bytes) -> bytes:
-        """MPEG-TS carries AAC as ADTS frames (every one, the drained last ones too)."""
+    def _framed(self, raw: bytes) -> bytes:
+        """MPEG-TS carries AAC as ADTS frames (every one, the drained last ones too);
+        an Opus packet goes as it is."""
         assert self._encoder is not None
+        if self._codec != "aac":
+            return raw
         return adts_frame(self._encoder.extradata or b"", raw)
 
     def _encode(self, frame: av.AudioFrame) -> Iterator[tuple[bytes, int | None, int | None]]:
         if self._encoder is None:
-            encoder = av.AudioCodecContext.create("aac", "w")
+            encoder = av.AudioCodecContext.create(self._codec, "w")
             assert isinstance(encoder, av.AudioCodecContext)
             encoder.sample_rate = self._rate
             encoder.layout = "stereo" if frame.layout.nb_channels > 1 else "mono"
-            encoder.format = "fltp"
+            formats = encoder.codec.audio_formats  # AAC's fltp; libopus's s16 or flt
+            encoder.format = formats[0].name if formats else "fltp"
             encoder.bit_rate = AAC_BITRATE
             encoder.time_base = Fraction(1, self._rate)
             encoder.open()
             self._encoder = encoder
-            self._resampler = AudioResampler("fltp", encoder.layout, self._rate)
+            self._resampler = AudioResampler(encoder.format.name, encoder.layout, self._rate)
         assert self._resampler is not None
         if frame.pts is not None and frame.time_base is not None:
             frame.pts = round(frame.pts * frame.time_base * self._rate)
             frame.time_base = Fraction(1, self._rate)
         for resampled in self._resampler.resample(frame):
             for packet in self._encoder.encode(resampled):
-                yield self._adts(bytes(packet)), packet.pts, packet.dts
+                yield self._framed(bytes(packet)), packet.pts, packet.dts
 
 
 _AAC_RATES = frozenset(

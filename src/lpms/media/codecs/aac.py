@@ -234,3 +234,18 @@ def _read_frequency_index(bits: BitReader) -> int:
     if index >= len(_SAMPLE_RATES):
         raise BitstreamError(f"reserved AAC samplingFrequencyIndex {index}")
     return index
+
+
+def adts_to_raw(payload: bytes) -> tuple[bytes, bytes]:
+    """An ADTS frame as (AudioSpecificConfig, raw AAC frame), as MP4 and Matroska
+    carry AAC: the config once, as the track's extradata (ISO/IEC 14496-3 1.6.2.1:
+    object type, frequency index, channel configuration), each frame bare."""
+    if not is_adts(payload):
+        raise BitstreamError("not an ADTS frame")
+    protection_absent = payload[1] & 1
+    object_type = (payload[2] >> 6) + 1
+    frequency_index = (payload[2] >> 2) & 0x0F
+    channels = (payload[2] & 1) << 2 | payload[3] >> 6
+    config = (object_type << 11 | frequency_index << 7 | channels << 3).to_bytes(2, "big")
+    header = ADTS_HEADER_SIZE if protection_absent else ADTS_HEADER_SIZE + 2
+    return config, payload[header:]

@@ -15,6 +15,7 @@ from dataclasses import asdict
 from lpms.errors import LPMSError
 from lpms.hls.segmenter import Segment
 from lpms.transcode.engines import Engine, EngineObserver, FailureReason
+from lpms.transcode.muxing import hls_renditions
 from lpms.transcode.profiles import VideoProfile
 from lpms.transcode.rendition import OutputContainer, lower_priority
 from lpms.transcode.session import Transcoder, TranscodeResult
@@ -36,11 +37,12 @@ class LocalEngine:
         output: OutputContainer | None = None,
         caps: TranscodeCaps | None = None,
     ) -> None:
+        container = output or OutputContainer.MPEGTS
         self._transcoder = Transcoder(
-            profiles,
+            hls_renditions(profiles, container),
             accel=accel,
             nice=nice,
-            output=output or OutputContainer.MPEGTS,
+            output=container,
             **asdict(caps or TranscodeCaps()),
         )
         self._observer = observer

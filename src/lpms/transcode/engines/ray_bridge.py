@@ -50,12 +50,17 @@ class SegmentActor:
         caps: dict[str, Any] | None = None,
     ) -> None:
         """``caps``: `TranscodeCaps` as a dict (None: the defaults)."""
+        from lpms.transcode.muxing import hls_renditions
         from lpms.transcode.rendition import OutputContainer
         from lpms.transcode.session import Transcoder
         from lpms.transcode.wire import ladder_from_wire
 
+        container = OutputContainer(output)
         self._transcoder = Transcoder(
-            ladder_from_wire(ladder), accel=accel, output=OutputContainer(output), **(caps or {})
+            hls_renditions(ladder_from_wire(ladder), container),
+            accel=accel,
+            output=container,
+            **(caps or {}),
         )
 
     def ready(self) -> dict[str, Any]:
