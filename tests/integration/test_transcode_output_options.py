@@ -16,7 +16,7 @@ import pytest
 
 from lpms import TranscodeError, Transcoder
 from lpms.media.codecs.aac import adts_to_raw
-from lpms.transcode.output_options import AudioMode, VideoMode
+from lpms.transcode.output_options import AudioMode
 from lpms.transcode.profiles import OutputFormat, ProfileError, VideoProfile, profiles_from_json
 from lpms.transcode.session import output_name
 from tests.media import Part, audio_packets, make_clip, probe
@@ -162,7 +162,6 @@ def test_same_layout_as_ffmpeg(source: Path, tmp_path: Path) -> None:
     ("changes", "named"),
     [
         ({"muxer": "nosuch"}, "nosuch"),
-        ({"video": VideoMode.COPY}, "video copy is not done yet"),
         ({"muxer": "webm"}, "h264"),
         ({"muxer_options": {"no_such_option": "1"}}, "no_such_option"),
         ({"muxer": "mp4", "muxer_options": {"mpegts_service_id": "1"}}, "mpegts_service_id"),
