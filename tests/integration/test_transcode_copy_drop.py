@@ -15,7 +15,13 @@ import pytest
 from lpms import TranscodeError, Transcoder
 from lpms.transcode.output_options import AudioMode, VideoMode
 from lpms.transcode.profiles import OutputFormat, ProfileError
-from tests.integration.test_transcode_output_options import codecs, lpms, profile, transcode
+from tests.integration.test_transcode_output_options import (
+    codecs,
+    lpms,
+    profile,
+    transcode,
+    ts_and_mp4,
+)
 from tests.media import Part, make_clip, probe
 
 SECONDS, FPS = 2, 30
@@ -79,12 +85,7 @@ def tone(path: Path, seconds: float = SECONDS) -> Path:
 
 
 def test_video_copy_keeps_the_source_packets(source: Path, tmp_path: Path) -> None:
-    ts, mp4 = transcode(
-        source,
-        tmp_path,
-        profile(name="ts", video=VideoMode.COPY),
-        profile(name="mp4", video=VideoMode.COPY, format=OutputFormat.MP4),
-    )
+    ts, mp4 = ts_and_mp4(source, tmp_path, video=VideoMode.COPY)
     original = video_packets(source)
     assert any(pts != dts for pts, dts, _key, _size in original)  # B-frames: a real test
     assert video_packets(ts) == original  # payload sizes, PTS, DTS and keyframes as they were
