@@ -19,7 +19,7 @@ from lpms.logs import configure_logging
 from lpms.transcode.accel import check_accel
 from lpms.transcode.chunks import DEFAULT_CHUNK_SECONDS, DEFAULT_CHUNK_TIMEOUT
 from lpms.transcode.engines import Engine
-from lpms.transcode.output_options import AudioMode, parse_assignments
+from lpms.transcode.output_options import AudioMode, VideoMode, parse_assignments
 from lpms.transcode.probe import probe
 from lpms.transcode.profiles import (
     PRESETS,
@@ -117,6 +117,12 @@ def _add_transcode_parser(commands: Any) -> None:
         help="every output's container, over the profiles' own format: mpegts, mp4 (its "
         "index at the front) or fmp4 (fragmented); default: each profile's format, else "
         "mpegts for H.264 and HEVC, fmp4 for VP9 and AV1",
+    )
+    transcode.add_argument(
+        "--video",
+        choices=[m.value for m in VideoMode],
+        help="every output's video (LPMS's VideoEncoder): encode (the default), copy (the "
+        "source's packets remuxed; the profile's size does not apply) or drop (audio only)",
     )
     transcode.add_argument(
         "--audio",
@@ -306,6 +312,8 @@ def with_output_options(
 ) -> tuple[VideoProfile, ...]:
     """The profiles with the command line's per-output options over their own."""
     changes: dict[str, object] = {}
+    if args.video:
+        changes["video"] = VideoMode(args.video)
     if args.audio:
         changes["audio"] = AudioMode(args.audio)
     if args.muxer:

@@ -27,10 +27,11 @@ from lpms.config import (
 from lpms.errors import ConfigError, LPMSError
 from lpms.hls.settings import HLSFormat
 from lpms.logs import configure_logging
-from lpms.transcode.accel import check_accel
 from lpms.transcode.engines import Engine
-from lpms.transcode.profiles import TS_CODECS
-from lpms.transcode.rendition import check_encoder
+from lpms.transcode.muxing import hls_renditions
+from lpms.transcode.output_options import VideoMode
+from lpms.transcode.profiles import TS_CODECS, OutputFormat
+from lpms.transcode.session import check_output
 from lpms.transcode.settings import Accel
 
 log = logging.getLogger("lpms")
@@ -281,9 +282,7 @@ def run_serve(args: argparse.Namespace) -> int:
             header = "The effective configuration: defaults < --config FILE < LPMS_* < flags."
             print(to_toml(settings, origins=loaded.origins, header=header), end="")
             return 0
-        for profile in settings.transcode.profiles:  # accel and options tried before serving
-            check_accel(settings.transcode.accel, profile.codec)
-            check_encoder(profile, settings.transcode.accel)
+        _check_outputs(settings)
         loop_factory = event_loop_factory(settings.event_loop)
     except LPMSError as exc:
         print(f"lpms serve: {exc}", file=sys.stderr)
@@ -317,6 +316,14 @@ def event_loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] |
     return factory
 
 
+def _check_outputs(settings: Settings) -> None:
+    """Each rendition's output as a stream's ladder will make it, tried before serving:
+    accelerator, container, muxer and its options, encoder and its options."""
+    container = OutputFormat.FMP4 if settings.hls.format is HLSFormat.FMP4 else OutputFormat.MPEGTS
+    for profile in hls_renditions(settings.transcode.profiles, container):
+        check_output(profile, container, settings.transcode.accel)
+
+
 def _check_serve_settings(settings: Settings) -> None:
     """What `lpms serve` needs beyond each setting being valid (a Python application
     may give `LPMS` its workdir apart from the settings)."""
@@ -325,9 +332,15 @@ def _check_serve_settings(settings: Settings) -> None:
             "hls.record needs a workdir: give --workdir DIR, LPMS_WORKDIR or workdir in the "
             "config file"
         )
+    for profile in settings.transcode.profiles:
+        if profile.video is VideoMode.DROP:
+            raise ConfigError(
+                f"transcode.profiles: {profile.name} has video drop: an audio-only output, "
+                "which a live ladder's renditions cannot be (lpms transcode makes them)"
+            )
     if settings.hls.format is HLSFormat.TS:
         for profile in settings.transcode.profiles:
-            if profile.codec not in TS_CODECS:
+            if profile.codec not in TS_CODECS and profile.video is VideoMode.ENCODE:
                 raise ConfigError(
                     f"transcode.profiles: {profile.name} is {profile.codec.value}, which "
                     "MPEG-TS cannot carry: use hls.format fmp4 (--hls-format fmp4, the default)"

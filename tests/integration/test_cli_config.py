@@ -202,3 +202,24 @@ def test_serve_refuses_a_profile_the_encoder_will_not_open(tmp_path: Path) -> No
     done = serve("--profiles", str(ladder), "--rtmp-port", "0", "--http-port", "0")
     assert done.returncode == 2
     assert done.stderr == ("lpms serve: web: libx264 has no option 'tuen' (encoder_options)\n")
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ('"muxer": "nosuch"', "web: FFmpeg has no muxer 'nosuch'"),
+        ('"muxer_options": {"bogus": "1"}', "web: muxer mpegts has no option 'bogus'"),
+        ('"video": "drop"', "web has video drop: an audio-only output"),
+    ],
+)
+def test_serve_checks_each_output_at_start(tmp_path: Path, options: str, message: str) -> None:
+    """A profile's muxer, its options or a video mode a live ladder cannot take stop
+    `lpms serve` before it listens, in one line."""
+    ladder = tmp_path / "ladder.json"
+    ladder.write_text(
+        f'[{{"name": "web", "width": 256, "height": 144, "bitrate": 300000, {options}}}]'
+    )
+    done = serve("--profiles", str(ladder), "--hls-format", "ts", "--rtmp-port", "0")
+    assert done.returncode == 2
+    assert message in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1

@@ -28,6 +28,7 @@ _MUX_NAMES = {
     VideoCodec.VP9: "vp9",
     VideoCodec.AV1: "av1",
 }
+_TS_VIDEO = frozenset({"h264", "hevc"})  # what MPEG-TS carries of the source's video
 _PROBE_AUDIO = ("aac", "opus", "mp3", "pcm_s16le")  # a stream for the option check
 
 
@@ -77,14 +78,11 @@ def open_output(
 
 
 def check_muxer(profile: VideoProfile, container: OutputFormat) -> None:
-    """`TranscodeError` now, before any media, for video ``copy`` or ``drop`` (not
-    done yet), a muxer FFmpeg has not, one that cannot carry the profile's video or
-    audio codec, or a muxer option it does not take (FFmpeg leaves those unused;
-    tried on a throwaway header)."""
-    if profile.video is not VideoMode.ENCODE:
-        raise TranscodeError(
-            f"{profile.name}: video {profile.video.value} is not done yet; video is encoded"
-        )
+    """`TranscodeError` now, before any media, for a muxer FFmpeg has not, one that
+    cannot carry the profile's video or audio codec, or a muxer option it does not
+    take (FFmpeg leaves those unused; tried on a throwaway header). A copied video's
+    codec is known only with the input: `check_copy`. (A profile with video and audio
+    ``drop`` is refused as it is made.)"""
     if profile.muxer is None and not profile.muxer_options:
         return
     name = muxer_name(profile, container)
@@ -106,6 +104,20 @@ def check_muxer(profile: VideoProfile, container: OutputFormat) -> None:
             raise TranscodeError(
                 f"{profile.name}: muxer {name} has no option {unused[0]!r} (muxer_options)"
             )
+
+
+def check_copy(profile: VideoProfile, container: OutputFormat, codec_name: str) -> None:
+    """`TranscodeError` when ``profile`` copies the source's video, in ``codec_name``,
+    into MPEG-TS, which carries only H.264 and HEVC video (FFmpeg's mpegts muxer
+    would write any other codec as private data no player reads). Other muxers
+    refuse a codec they cannot carry as the output's header is written."""
+    if profile.video is not VideoMode.COPY or muxer_name(profile, container) != "mpegts":
+        return
+    if codec_name not in _TS_VIDEO:
+        raise TranscodeError(
+            f"{profile.name}: video copy: MPEG-TS cannot carry the source's {codec_name} "
+            "video; copy it into MP4 (format mp4 or fmp4) or Matroska (muxer matroska)"
+        )
 
 
 def _container_format(profile: VideoProfile) -> av.format.ContainerFormat:

@@ -55,6 +55,7 @@ from lpms.media.codecs.aac import adts_to_raw, is_adts
 from lpms.media.codecs.h264 import avc_config_from_annex_b
 from lpms.transcode.accel import encoder_name, encoder_preset
 from lpms.transcode.muxing import MP4_MUXERS, muxer_name, open_output
+from lpms.transcode.output_options import VideoMode
 from lpms.transcode.profiles import (
     INTRA_ONLY,
     H264Profile,
@@ -164,6 +165,23 @@ class _Output:
     scratch: Path | None = None  # MP4 with its index at the front: written here first
     audio_track: AudioTrack | None = None  # not MPEG-TS: its stream made with the video's
     pending_audio: list[_Audio] = field(default_factory=list)  # until then
+    video_mode: VideoMode = VideoMode.ENCODE  # DROP also for an input without video
+    copied_codec: str | None = None  # the source's, when copying
+
+
+@dataclass(frozen=True, slots=True)
+class SourceVideo:
+    """The source's video as an output copying it sees it: a stream of a throwaway
+    container holding a snapshot of the source stream's parameters (codec, size,
+    extradata), which the copying encoder's thread alone reads."""
+
+    codec_name: str
+    template: av.stream.Stream
+
+    @classmethod
+    def of(cls, stream: av.video.stream.VideoStream) -> SourceVideo:
+        snapshot = av.open(io.BytesIO(), mode="w", format="matroska")
+        return cls(stream.codec_context.name, snapshot.add_stream_from_template(stream))
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +191,19 @@ class _Begin:
     framerate: Fraction | None
     audio: AudioTrack | None
     steer: bool
+    video: bool  # the input has video
+    source: SourceVideo | None  # what a copying output copies
+
+
+@dataclass(frozen=True, slots=True)
+class _Copied:
+    """A source video packet for an output that copies it (timestamps in its time base)."""
+
+    payload: bytes
+    pts: int | None
+    dts: int | None
+    duration: int
+    keyframe: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,7 +218,7 @@ class _End:
     result: Future[RenditionOutput]
 
 
-_Message = _Begin | av.VideoFrame | _Audio | _End | None  # None stops the thread
+_Message = _Begin | av.VideoFrame | _Copied | _Audio | _End | None  # None stops the thread
 
 
 def add_audio_stream(
@@ -209,6 +240,36 @@ def add_audio_stream(
     assert isinstance(audio, av.audio.stream.AudioStream)
     audio.codec_context.layout = "stereo" if track.channels > 1 else "mono"
     return audio
+
+
+def _copy_stream(
+    container: av.container.OutputContainer, begin: _Begin, mode: VideoMode
+) -> av.stream.Stream | None:
+    """The video stream of an output copying the source's (None for the others):
+    the source's codec, size and extradata, in the source's time base."""
+    if mode is not VideoMode.COPY or begin.source is None:
+        return None
+    stream = container.add_stream_from_template(begin.source.template)
+    stream.time_base = begin.time_base
+    if stream.codec_context is not None:
+        stream.codec_context.time_base = begin.time_base  # what MP4's timescale is taken from
+    return stream
+
+
+def _copied_codec(begin: _Begin, mode: VideoMode) -> str | None:
+    return begin.source.codec_name if mode is VideoMode.COPY and begin.source else None
+
+
+def _nothing_written(profile: VideoProfile, output: _Output) -> TranscodeError | None:
+    """Why an output that ends has nothing to show for it, else None."""
+    mode = output.video_mode
+    if mode is VideoMode.ENCODE and output.video is None:
+        return TranscodeError(f"{profile.name}: no frame to encode")
+    if mode is VideoMode.COPY and output.frames == 0:
+        return TranscodeError(f"{profile.name}: no video packet to copy")
+    if mode is VideoMode.DROP and output.audio is None:
+        return TranscodeError(f"{profile.name}: no video and no audio to write")
+    return None
 
 
 def check_container(profile: VideoProfile, container: OutputContainer) -> None:
@@ -244,7 +305,8 @@ class RenditionEncoder:
         self._codec = encoder_name(profile.codec, accel)
         self._muxer = muxer_name(profile, container)
         self._ts = self._muxer == "mpegts"
-        check_container(profile, container)
+        if profile.video is VideoMode.ENCODE:
+            check_container(profile, container)
         self._queue: queue.Queue[_Message] = queue.Queue(maxsize=queue_frames)
         self._reformatter = VideoReformatter()
         self._encoder: av.VideoCodecContext | None = None
@@ -270,11 +332,22 @@ class RenditionEncoder:
         audio: AudioTrack | None,
         *,
         steer: bool = True,
+        video: bool = True,
+        source: SourceVideo | None = None,
     ) -> None:
         """Start an output: MPEG-TS into ``sink``, timestamps in ``time_base``.
         ``steer``: one of a run of segments, whose bitrates steer each other (a whole
-        file is encoded at the profile's bitrate as it is)."""
-        self._queue.put(_Begin(sink, time_base, framerate, audio, steer))
+        file is encoded at the profile's bitrate as it is). ``video`` False: the
+        input has none, so the output is its audio alone; ``source``: the video a
+        profile with video ``copy`` copies (`packet`)."""
+        self._queue.put(_Begin(sink, time_base, framerate, audio, steer, video, source))
+
+    def packet(
+        self, payload: bytes, pts: int | None, dts: int | None, duration: int, keyframe: bool
+    ) -> None:
+        """A source video packet, for a profile with video ``copy`` (in ``begin``'s
+        time base)."""
+        self._queue.put(_Copied(payload, pts, dts, duration, keyframe))
 
     def frame(self, frame: av.VideoFrame) -> None:
         """A decoded frame; ``pict_type`` I asks for a keyframe here (set by the session)."""
@@ -301,12 +374,15 @@ class RenditionEncoder:
     def _run(self) -> None:
         lower_priority(self.nice)
         while (message := self._queue.get()) is not None:
-            if isinstance(message, av.VideoFrame | _Audio) and self._spoilt():
+            if isinstance(message, av.VideoFrame | _Copied | _Audio) and self._spoilt():
                 continue  # this output failed: skip to its end, which reports why
             started = time.perf_counter()
             try:
                 if isinstance(message, av.VideoFrame):
                     self._on_frame(message)
+                    self._count_busy(started)
+                elif isinstance(message, _Copied):
+                    self._on_copied(message)
                     self._count_busy(started)
                 elif isinstance(message, _Audio):
                     self._on_audio(message)
@@ -344,13 +420,21 @@ class RenditionEncoder:
         )
         self._drop_output()
         self._begin_error = None
+        mode = self.profile.video if begin.video else VideoMode.DROP
         if not self._ts:
-            self._output = self._begin_mp4(begin)
-            self._set_frame_timing(self._output)
+            self._output = output = self._begin_mp4(begin)
+            output.video_mode = mode
+            output.copied_codec = _copied_codec(begin, mode)
+            self._set_frame_timing(output)
+            if mode is not VideoMode.ENCODE:  # no encoder to wait for: the streams now
+                output.video = _copy_stream(output.container, begin, mode)
+                self._add_audio_stream(output)
             return
         container = open_output(sink, self.profile, self.container)
-        video = container.add_mux_stream(_MUX_NAMES[self.profile.codec], rate=framerate or 30)
-        video.time_base = time_base
+        video = _copy_stream(container, begin, mode)
+        if mode is VideoMode.ENCODE:
+            video = container.add_mux_stream(_MUX_NAMES[self.profile.codec], rate=framerate or 30)
+            video.time_base = time_base
         audio_stream = None
         audio_time_base = time_base
         if audio is not None:
@@ -360,6 +444,8 @@ class RenditionEncoder:
         self._output = _Output(
             sink, container, video, audio_stream, time_base, audio_time_base, framerate, begin.steer
         )
+        self._output.video_mode = mode
+        self._output.copied_codec = _copied_codec(begin, mode)
         self._set_frame_timing(self._output)
 
     def _begin_mp4(self, begin: _Begin) -> _Output:
@@ -392,7 +478,7 @@ class RenditionEncoder:
 
     def _on_frame(self, frame: av.VideoFrame) -> None:
         output = self._require_output()
-        if frame.pts is None:
+        if frame.pts is None or output.video_mode is not VideoMode.ENCODE:
             return
         output.received += 1
         forced = frame.pict_type == PictureType.I
@@ -542,13 +628,38 @@ class RenditionEncoder:
         for packet in packets:
             if output.first_keyframe is None:
                 output.first_keyframe = packet.is_keyframe
-                if packet.is_keyframe and self.profile.codec is VideoCodec.H264:
+                if packet.is_keyframe and self._writes_h264(output):
                     output.decoder_config = avc_config_from_annex_b(bytes(packet))
             output.keyframes += packet.is_keyframe
             output.video_bytes += packet.size
             _lift_negative_dts(output, packet)
             packet.stream = stream
             container.mux(packet)
+
+    def _on_copied(self, copied: _Copied) -> None:
+        """A source packet into the output as it is: payload, timestamps, keyframe flag."""
+        output = self._require_output()
+        if output.video_mode is not VideoMode.COPY or output.video is None:
+            return
+        packet = av.Packet(copied.payload)
+        packet.pts, packet.dts = copied.pts, copied.dts
+        packet.duration = copied.duration
+        packet.is_keyframe = copied.keyframe
+        packet.time_base = output.time_base
+        if copied.pts is not None:
+            if output.first_pts is None:
+                output.first_pts = copied.pts
+            output.end_pts = max(output.end_pts, copied.pts + copied.duration)
+        output.frames += 1
+        context = output.video.codec_context
+        if isinstance(context, av.VideoCodecContext):
+            output.size = (context.width, context.height)
+        self._mux_video(output, [packet])
+
+    def _writes_h264(self, output: _Output) -> bool:
+        if output.video_mode is VideoMode.COPY:
+            return output.copied_codec == "h264"
+        return self.profile.codec is VideoCodec.H264
 
     def _add_audio_stream(self, output: _Output) -> None:
         """The audio's stream beside the video's (the header is not yet written),
@@ -589,8 +700,8 @@ class RenditionEncoder:
                 self._drain_encoder(output)
             else:
                 self._encoder, self._encoder_key = None, None
-            if output.video is None and output.error is None:
-                output.error = TranscodeError(f"{self.profile.name}: no frame to encode")
+            if output.error is None:
+                output.error = _nothing_written(self.profile, output)
             output.container.close()
         except Exception as exc:
             output.error = output.error or exc
@@ -608,7 +719,7 @@ class RenditionEncoder:
             return
         output.busy_seconds += time.perf_counter() - started  # the drain
         made = self._result(output)
-        if self._muxer in MP4_MUXERS and made.data:
+        if self._muxer in MP4_MUXERS and made.data and output.video is not None:
             # The record FFmpeg's muxer built, as CODECS strings and players read it.
             try:
                 config, _timescale = read_video_config(made.data)

@@ -39,9 +39,9 @@ from lpms.hls.segmenter import ContinuityCounters
 from lpms.media.codecs.aac import adts_frame, is_adts
 from lpms.transcode.accel import check_accel, decoder_hwaccel
 from lpms.transcode.clip import AudioGate, Clip
-from lpms.transcode.muxing import check_muxer, muxer_extension, muxer_name
+from lpms.transcode.muxing import check_copy, check_muxer, muxer_extension, muxer_name
 from lpms.transcode.orientation import Upright, display_rotation
-from lpms.transcode.output_options import AudioMode
+from lpms.transcode.output_options import AudioMode, VideoMode
 from lpms.transcode.profiles import TS_CODECS, VideoCodec, VideoProfile, parse_profiles
 from lpms.transcode.rendition import (
     DEFAULT_QUEUE_FRAMES,
@@ -49,6 +49,7 @@ from lpms.transcode.rendition import (
     OutputContainer,
     RenditionEncoder,
     RenditionOutput,
+    SourceVideo,
     check_container,
     check_encoder,
     share_frame,
@@ -141,13 +142,9 @@ class Transcoder:
         self.max_file_seconds = max_file_seconds
         self.profiles = chosen
         self.accel = Accel.parse(accel)
-        for profile in chosen:
-            check_accel(self.accel, profile.codec)
         self.containers = tuple(output_container(p, output) for p in chosen)
         for profile, container in zip(chosen, self.containers, strict=True):
-            check_container(profile, container)  # before any encoder thread starts
-            check_muxer(profile, container)
-            check_encoder(profile, self.accel)
+            check_output(profile, container, self.accel)  # before any encoder thread starts
         self._encoders = [
             RenditionEncoder(
                 p,
@@ -161,8 +158,10 @@ class Transcoder:
             for p, container in zip(chosen, self.containers, strict=True)
         ]
         self._continuity = [ContinuityCounters() for _ in chosen]
+        self._encoding = [e for e in self._encoders if e.profile.video is VideoMode.ENCODE]
+        self._copying = [e for e in self._encoders if e.profile.video is VideoMode.COPY]
         self._decoder: av.VideoCodecContext | None = None
-        self._decoder_key: tuple[str, bytes] | None = None
+        self._decoder_key: tuple[str, bytes, int, int, str] | None = None
         self._segments = 0
         self._closed = False
 
@@ -329,20 +328,28 @@ class Transcoder:
         ended; only frames and audio inside ``window`` (seconds, once moved)."""
         started = time.perf_counter()
         first = inputs[0]
-        if not first.streams.video:
-            raise TranscodeError(f"segment {index} has no video track")
         limit = self.max_segment_seconds if limit is None else limit
         total = sum(_container_seconds(c) for c in inputs)
         _check_duration(total, limit, index)
-        video = first.streams.video[0]
+        video = first.streams.video[0] if first.streams.video else None
         audio_in = first.streams.audio[0] if first.streams.audio else None
+        if video is None and audio_in is None:
+            raise TranscodeError(f"segment {index} has neither video nor audio")
         audio = _AudioPaths.first(audio_in, self.profiles)
-        self._decoder_for(video)
-        time_base = video.time_base or Fraction(1, 90000)
-        framerate = framerate or stream_framerate(video)
+        source = self._source_video(video)
+        time_base = (video.time_base if video is not None else None) or Fraction(1, 90000)
+        framerate = framerate or (stream_framerate(video) if video is not None else None)
         segments = force_keyframes == "first"
         for encoder, sink in zip(self._encoders, sinks, strict=True):
-            encoder.begin(sink, time_base, framerate, audio.track(encoder.profile), steer=segments)
+            encoder.begin(
+                sink,
+                time_base,
+                framerate,
+                audio.track(encoder.profile),
+                steer=segments,
+                video=video is not None,
+                source=source if encoder in self._copying else None,
+            )
         run = _Pass(
             time_base=time_base,
             framerate=framerate,
@@ -353,6 +360,7 @@ class Transcoder:
             progress=progress,
             total=total,
             audio=audio,
+            copier=_Copier(self._copying, window, counts=not self._encoding),
         )
         error: BaseException | None = None
         try:
@@ -371,11 +379,12 @@ class Transcoder:
         if error is not None:
             raise TranscodeError(f"segment {index} failed: {error}") from None
         counts = run.counts
-        if counts.frames == 0 and window[0] is not None:
-            raise TranscodeError(
-                "no video frames between from and to: from is past the end of the input's video"
-            )
-        if counts.frames == 0:
+        uses_video = video is not None and bool(self._encoding or self._copying)
+        if uses_video and counts.frames == 0 and run.copier.packets == 0:
+            if window[0] is not None:
+                raise TranscodeError(
+                    "no video frames between from and to: from is past the end of the input's video"
+                )
             raise TranscodeError(f"segment {index} has no decodable video frames")
         return TranscodeResult(
             index=index,
@@ -394,39 +403,50 @@ class Transcoder:
         run: _Pass,
         audio: _AudioPaths | None,
     ) -> Fraction:
-        """Demux and decode one input into the outputs; the end of its video
-        (seconds, once moved back): where a joined input after it starts."""
-        if not container.streams.video:
-            raise TranscodeError("an input has no video track")
-        video = container.streams.video[0]
-        decoder = self._decoder_for(video)
-        time_base = video.time_base or Fraction(1, 90000)
-        timeline = _Timeline(time_base, stream_framerate(video) or run.framerate)
+        """Demux one input into the outputs, its video decoded for the profiles that
+        encode it and its packets given to those that copy it; the end of its video
+        (of its audio, without video; seconds, once moved back): where a joined
+        input after it starts."""
+        video = container.streams.video[0] if container.streams.video else None
+        decoder = self._decoder_for(video) if video is not None and self._encoding else None
+        time_base = (video.time_base if video is not None else None) or Fraction(1, 90000)
+        rate = (stream_framerate(video) if video is not None else None) or run.framerate
+        timeline = _Timeline(time_base, rate)
         retime = _retimer(time_base, run.time_base)
         upright: Upright | None = None
-        probe_rotation = _carries_display_matrix(container)
+        probe_rotation = decoder is not None and _carries_display_matrix(container)
         audio_in = container.streams.audio[0] if audio is not None and audio.used else None
         streams = [s for s in (video, audio_in) if s is not None]
+        ends = Fraction(0)  # where the input's packets end (seconds)
         for packet in container.demux(streams):
             if packet.size == 0:
                 continue  # the demuxer's end-of-stream marker: drained below
             back.apply(packet)
             if packet.stream is video:
-                if probe_rotation:
+                if probe_rotation and video is not None:
                     probe_rotation = False
                     upright = _upright_for(video, packet, time_base)
+                run.copier.send(packet, run)
+                if decoder is None:
+                    continue
                 for frame in self._decode(decoder, packet, run.counts):
                     timeline.fix(frame)
                     self._show(retime(frame), run, upright)
-            elif audio is not None and run.gate.admits(*_packet_seconds(packet)):
-                audio.send(packet, self._encoders)
-        for frame in self._decode(decoder, None, run.counts):
-            timeline.fix(frame)
-            self._show(retime(frame), run, upright)
-        decoder.flush_buffers()
+            else:
+                start, length = _packet_seconds(packet)
+                ends = max(ends, (start or Fraction(0)) + length)
+                if audio is not None and run.gate.admits(start, length):
+                    audio.send(packet, self._encoders)
+        if decoder is not None:
+            for frame in self._decode(decoder, None, run.counts):
+                timeline.fix(frame)
+                self._show(retime(frame), run, upright)
+            decoder.flush_buffers()
         if audio is not None:
             audio.finish(self._encoders)
-        return timeline.end * time_base
+        if video is None:
+            return ends
+        return max(timeline.end * time_base, run.copier.end)
 
     def _show(self, frame: av.VideoFrame, run: _Pass, upright: Upright | None) -> None:
         """A decoded frame (in the output's time base) to every profile, if in the window."""
@@ -446,11 +466,28 @@ class Transcoder:
             return None
         return run.audio.joined(container.streams.audio[0], number)
 
+    def _source_video(self, video: av.video.stream.VideoStream | None) -> SourceVideo | None:
+        """What the profiles that copy ``video`` copy (`TranscodeError` for a muxer
+        that cannot carry it), and the decoder ready for those that encode it."""
+        if video is None:
+            return None
+        if self._encoding:
+            self._decoder_for(video)
+        if not self._copying:
+            return None
+        codec_name = video.codec_context.name
+        for encoder in self._copying:
+            check_copy(encoder.profile, encoder.container, codec_name)
+        return SourceVideo.of(video)
+
     def _decoder_for(self, stream: av.video.stream.VideoStream) -> av.VideoCodecContext:
         """The session's decoder, made anew only when the codec or its configuration
-        changes (a new SPS in-band needs no new decoder)."""
+        changes (a new SPS in-band needs no new decoder). It gets the stream's picture
+        size and pixel format: codecs such as FFV1 version 1 and raw video keep them
+        in the container, not in the bitstream."""
         source = stream.codec_context
-        key = (source.codec.name, bytes(source.extradata or b""))
+        picture = (source.width, source.height, source.format.name if source.format else "")
+        key = (source.codec.name, bytes(source.extradata or b""), *picture)
         if self._decoder is not None and self._decoder_key == key:
             return self._decoder
         hwaccel = decoder_hwaccel(self.accel)
@@ -461,6 +498,7 @@ class Transcoder:
         assert isinstance(decoder, av.VideoCodecContext)
         if source.extradata:
             decoder.extradata = source.extradata
+        _set_picture(decoder, *picture)
         if hwaccel is None:
             decoder.thread_type = "AUTO"
         self._decoder, self._decoder_key = decoder, key
@@ -492,7 +530,7 @@ class Transcoder:
         counts.add(frame, time_base)
         frame.pict_type = PictureType.I if keyframe else PictureType.NONE
         share_frame(frame)
-        for encoder in self._encoders:
+        for encoder in self._encoding:
             encoder.frame(frame)
 
     def _fix_continuity(
@@ -588,6 +626,77 @@ class _Pass:
     progress: ProgressCallback | None
     total: float  # seconds in all, for progress (0: unknown)
     audio: _AudioPaths  # the outputs' audio, the first input's
+    copier: _Copier  # the source's video packets to the outputs that copy it
+
+
+class _Copier:
+    """The source's video packets to the outputs that copy them, in the output's time
+    base: payloads and keyframe flags as they are. With a clip's window, LPMS's cut
+    at keyframes: from the first keyframe at or after its start, the packets that
+    start before its end."""
+
+    __slots__ = ("_counts", "_first", "_last", "_outputs", "end", "packets")
+
+    def __init__(
+        self,
+        outputs: Sequence[RenditionEncoder],
+        window: tuple[Fraction | None, Fraction | None],
+        *,
+        counts: bool,
+    ) -> None:
+        self._outputs = outputs
+        self._counts = counts  # nothing is decoded: the packets tell the duration
+        self._first, self._last = window
+        self.end = Fraction(0)  # where the packets seen end (seconds): a joined input goes on
+        self.packets = 0  # copied into each output
+
+    def send(self, packet: av.Packet[Any], run: _Pass) -> None:
+        if not self._outputs:
+            return
+        start, length = _packet_seconds(packet)
+        if start is None:
+            start = self.end  # no timestamp: right after the last
+        if not length and run.framerate:
+            length = 1 / run.framerate  # MPEG-TS tells no packet durations
+        self.end = max(self.end, start + length)
+        if self._first is not None:
+            if start < self._first or not packet.is_keyframe:
+                return
+            self._first = None  # the cut: everything from here on
+        if self._last is not None and start >= self._last:
+            return
+        scale = Fraction(packet.time_base or run.time_base) / run.time_base
+        pts = None if packet.pts is None else round(packet.pts * scale)
+        dts = None if packet.dts is None else round(packet.dts * scale)
+        duration = round((packet.duration or 0) * scale)
+        if pts is not None and self._counts:
+            run.counts.seen(pts, run.time_base)
+        payload = bytes(packet)
+        self.packets += 1
+        for output in self._outputs:
+            output.packet(payload, pts, dts, duration, packet.is_keyframe)
+
+
+def _set_picture(decoder: av.VideoCodecContext, width: int, height: int, pix_fmt: str) -> None:
+    """The container's picture size and pixel format on a fresh decoder (a decoder
+    whose bitstream tells them sets them again itself)."""
+    if width and height:
+        decoder.width, decoder.height = width, height
+    if pix_fmt:
+        decoder.pix_fmt = pix_fmt
+
+
+def check_output(profile: VideoProfile, container: OutputContainer, accel: Accel) -> None:
+    """`TranscodeError` now, before any media, for an output that would fail every
+    input: a codec its container cannot carry, a muxer, muxer option or encoder
+    option FFmpeg will not take, an accelerator without the codec (`check_muxer`,
+    `check_encoder`). Only a profile that encodes its video has an encoder to try."""
+    if profile.video is VideoMode.ENCODE:
+        check_accel(accel, profile.codec)
+        check_container(profile, container)
+    check_muxer(profile, container)
+    if profile.video is VideoMode.ENCODE:
+        check_encoder(profile, accel)
 
 
 def _carries_display_matrix(container: av.container.InputContainer) -> bool:
@@ -674,14 +783,17 @@ class _Counts:
     start_seconds: float = 0.0
 
     def add(self, frame: av.VideoFrame, time_base: Fraction) -> None:
-        pts = frame.pts or 0
+        self.seen(frame.pts or 0, time_base)
+        self.frames += 1
+        self.pixels += frame.width * frame.height
+
+    def seen(self, pts: int, time_base: Fraction) -> None:
+        """A frame (decoded, or a packet copied) at ``pts``: within the limit?"""
         if self.first_pts is None:
             self.first_pts = pts
             self.start_seconds = float(pts * time_base)
         self.last_pts = max(self.last_pts, pts)
         _check_duration(float((self.last_pts - self.first_pts) * time_base), self.limit, self.index)
-        self.frames += 1
-        self.pixels += frame.width * frame.height
 
     def duration(self, time_base: Fraction, framerate: Fraction | None) -> float:
         """From the first frame to the end of the last (one frame period after it)."""
