@@ -6,8 +6,9 @@ The public API mirrors Livepeer's LPMS: build an `LPMS`, register callbacks with
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
+
+from lpms.lazy import lazy_getattr
 
 __version__ = "0.1.0"
 
@@ -177,13 +178,7 @@ if TYPE_CHECKING:
     from lpms.transcode.settings import Accel, TranscodeSettings
 
 
-def __getattr__(name: str) -> object:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'lpms' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # later lookups skip this function
-    return value
+__getattr__ = lazy_getattr(__name__, _EXPORTS, globals())
 
 
 def __dir__() -> list[str]:

@@ -210,13 +210,7 @@ class SessionCore:
             request = replace(request, name=name)
             await self.auth.check(_auth_request(Action.PUBLISH, request))
         except Refused as refused:
-            raise self._refusal(
-                Action.PUBLISH,
-                request,
-                RefusalReason.UNAUTHORIZED,
-                refused.reason,
-                label=refused.label,
-            ) from None
+            raise self._unauthorized(Action.PUBLISH, request, refused) from None
         return request
 
     def end_publish(self, request: PublishRequest, stream: Stream, bytes_in: int) -> None:
@@ -379,13 +373,15 @@ class SessionCore:
         try:
             await self.auth.check(_auth_request(Action.PLAY, request))
         except Refused as refused:
-            raise self._refusal(
-                Action.PLAY,
-                request,
-                RefusalReason.UNAUTHORIZED,
-                refused.reason,
-                label=refused.label,
-            ) from None
+            raise self._unauthorized(Action.PLAY, request, refused) from None
+
+    def _unauthorized(
+        self, action: Action, request: PublishRequest | PlayRequest, refused: Refused
+    ) -> Refusal:
+        """Auth's refusal as the core's, labelled by the check that said no."""
+        return self._refusal(
+            action, request, RefusalReason.UNAUTHORIZED, refused.reason, label=refused.label
+        )
 
     def _refusal(
         self,

@@ -17,7 +17,7 @@ import logging
 import os
 from collections import deque
 from collections.abc import Callable, Iterator
-from typing import cast
+from typing import TypeVar, cast
 
 from lpms.access import Action, PlayRequest, Protocol, PublishRequest, Refusal, RefusalReason
 from lpms.errors import RTMPProtocolError
@@ -36,6 +36,8 @@ from lpms.rtmp.settings import ListenerSettings
 from lpms.sessions import SessionCore
 
 log = logging.getLogger("lpms.rtmp")
+
+_R = TypeVar("_R", PublishRequest, PlayRequest)
 
 # RTMP has no Play.Unauthorized status: players get Play.Failed for any refusal but
 # a missing stream; a publisher whose ID is taken or over a limit gets BadName.
@@ -464,8 +466,8 @@ class RTMPServerProtocol(asyncio.BufferedProtocol):
         self._flush()
         self._update_reading()
 
-    async def _publish(self, event: PublishRequested) -> None:
-        request = PublishRequest(
+    def _request(self, kind: type[_R], event: PublishRequested | PlayRequested) -> _R:
+        return kind(
             event.app,
             event.name,
             event.query,
@@ -474,6 +476,9 @@ class RTMPServerProtocol(asyncio.BufferedProtocol):
             self._conn.tc_url,
             self._tracker.protocol,
         )
+
+    async def _publish(self, event: PublishRequested) -> None:
+        request = self._request(PublishRequest, event)
         try:
             stream, request = await self._core.start_publish(request)
         except Refusal as refusal:
@@ -491,15 +496,7 @@ class RTMPServerProtocol(asyncio.BufferedProtocol):
         self._conn.accept_publish(event.message_stream_id, self._loop.time())
 
     async def _play(self, event: PlayRequested) -> None:
-        request = PlayRequest(
-            event.app,
-            event.name,
-            event.query,
-            self.peer_ip,
-            self.peer_port,
-            self._conn.tc_url,
-            self._tracker.protocol,
-        )
+        request = self._request(PlayRequest, event)
         try:
             stream = await self._core.start_play(request)
         except Refusal as refusal:

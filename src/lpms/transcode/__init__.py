@@ -6,8 +6,9 @@ this package (`profiles`, `settings`) does not load PyAV.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
+
+from lpms.lazy import lazy_getattr
 
 _EXPORTS: dict[str, str] = {
     "Accel": "lpms.transcode.settings",
@@ -93,10 +94,4 @@ if TYPE_CHECKING:
     from lpms.transcode.settings import Accel
 
 
-def __getattr__(name: str) -> object:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'lpms.transcode' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _EXPORTS, globals())
