@@ -370,6 +370,10 @@ async def test_failures_at_the_ends_and_in_a_row_keep_every_rendition_in_step() 
         assert ladder.playlist(profile.name) == expected
         assert ladder.hls.rendition(profile.name).next_sequence == ladder.first + 6
     assert ladder.transcoder.stats.failed == 4
+    # The live playlist keeps its renditions in step to the end, gaps and all.
+    for profile in PROFILES:
+        ladder.hls.rendition(profile.name).end()
+        assert ladder.playlist(profile.name) == expected
 
 
 async def test_an_engine_bug_is_a_gap_too_and_logged_as_an_error(

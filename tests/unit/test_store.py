@@ -173,6 +173,30 @@ def test_recording_lays_files_out_like_the_urls(tmp_path: Path) -> None:
     assert (tmp_path / "stream" / "rec" / "source.m3u8").is_file()
 
 
+def test_a_recording_ends_without_the_gaps_at_its_end(tmp_path: Path) -> None:
+    """A rendition with nothing for the stream's last segments (an audio rendition
+    when the last segment is one video frame) lists them as gaps while live; the
+    recording, which any player may read later (FFmpeg fetches EXT-X-GAP segments and
+    reports them missing), ends at its last real segment. Gaps between segments stay:
+    they keep the numbering in step."""
+    store = HLSStore(HLSSettings(format=HLSFormat.TS, record=True), workdir=str(tmp_path))
+    hls = store.open("stream/rec")
+    rendition = hls.rendition(SOURCE)
+    rendition.add(segment(rendition.next_sequence))
+    rendition.add_gap(segment(rendition.next_sequence))
+    rendition.add(segment(rendition.next_sequence))
+    rendition.add_gap(segment(rendition.next_sequence))
+    rendition.add_gap(segment(rendition.next_sequence))
+    live = m3u8.loads(rendition.media_playlist())
+    assert [s.gap_tag for s in live.segments] == [None, True, None, True, True]
+    store.close_all()
+    store.flush()
+    recorded = m3u8.loads((tmp_path / "stream" / "rec" / "source.m3u8").read_text())
+    assert recorded.is_endlist
+    assert [bool(s.gap_tag) for s in recorded.segments] == [False, True, False]
+    assert recorded.media_sequence == live.media_sequence
+
+
 @pytest.mark.parametrize(
     "stream_id", ["../x", "a/../b", "a//b", "/abs", ".hidden/x", "a/b\x00", "a b/c", ""]
 )

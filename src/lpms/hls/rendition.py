@@ -509,6 +509,8 @@ class Rendition:
         recording: bool,
     ) -> str:
         entries = self.recorded if self._recorder is not None else list(self.entries)
+        if self.ended and self._recorder is not None:
+            entries = _without_trailing_gaps(entries)
         discontinuity_sequence = 0 if self._recorder is not None else self.discontinuity_sequence
         low_latency = None
         if self.part_target is not None and not self.ended and not recording:
@@ -655,3 +657,17 @@ def _prefixed_parts(parts: tuple[PartEntry, ...], prefix: str) -> tuple[PartEntr
 
 def _whole_seconds(seconds: float) -> int:
     return max(1, round(seconds))
+
+
+def _without_trailing_gaps(entries: list[SegmentEntry]) -> list[SegmentEntry]:
+    """An ended recording without the gaps at its end (such as an audio rendition's,
+    when the stream's last segment is one video frame): they kept the numbering in
+    step for segments to come, and none will (a resumed stream lists them again, as
+    ``ended`` is then false). A recording is played later by any player, and those
+    that do not know EXT-X-GAP, FFmpeg's among them, would try to fetch them and
+    report a missing segment. The live playlist keeps them: its renditions stay in
+    step to the end."""
+    end = len(entries)
+    while end and entries[end - 1].gap:
+        end -= 1
+    return entries[:end]
