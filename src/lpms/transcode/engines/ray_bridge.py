@@ -63,6 +63,11 @@ class SegmentActor:
             **(caps or {}),
         )
 
+    def close(self) -> None:
+        """Stop the session's encoder threads. Ray ends an actor's process anyway; an
+        actor made in this process (tests) has threads to give back."""
+        self._transcoder.close()
+
     def ready(self) -> dict[str, Any]:
         import ray
 
