@@ -319,7 +319,7 @@ def event_loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] |
 def _check_outputs(settings: Settings) -> None:
     """Each rendition's output as a stream's ladder will make it, tried before serving:
     accelerator, container, muxer and its options, encoder and its options."""
-    container = OutputFormat.FMP4 if settings.hls.format is HLSFormat.FMP4 else OutputFormat.MPEGTS
+    container = OutputFormat.of_renditions(settings.hls.format)
     for profile in hls_renditions(settings.transcode.profiles, container):
         check_output(profile, container, settings.transcode.accel)
 

@@ -24,7 +24,6 @@ from lpms.config import Settings
 from lpms.errors import HLSError, LPMSError
 from lpms.hls.live import LiveSegmenter
 from lpms.hls.segmenter import Segment, SegmenterOptions
-from lpms.hls.settings import HLSFormat
 from lpms.hls.store import SOURCE, HLSStore, HLSStream, Rendition
 from lpms.http.app import make_app
 from lpms.http.flv import FLVRoutes
@@ -246,10 +245,7 @@ class LPMS:
         return local_engine(settings.nice, self.metrics, self._rendition_output(), settings.caps)
 
     def _rendition_output(self) -> OutputContainer:
-        """Renditions as the HLS format wants them: CMAF video, or MPEG-TS."""
-        if self.settings.hls.format is HLSFormat.FMP4:
-            return OutputContainer.CMAF
-        return OutputContainer.MPEGTS
+        return OutputContainer.of_renditions(self.settings.hls.format)
 
     def _listener_settings(self) -> ListenerSettings:
         """``rtmp``, with publishers read often enough for low-latency HLS's parts."""

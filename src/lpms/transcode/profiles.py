@@ -26,6 +26,7 @@ from types import MappingProxyType
 from typing import TypeAlias, TypeVar
 
 from lpms.errors import LPMSError
+from lpms.hls.settings import HLSFormat
 from lpms.transcode.output_options import (
     MAX_METADATA_TAGS,
     MAX_MUXER_OPTIONS,
@@ -109,6 +110,11 @@ class OutputFormat(enum.Enum):
     def carries(self, codec: VideoCodec) -> bool:
         """Whether this container can carry ``codec`` (MPEG-TS: H.264 and HEVC only)."""
         return self is not OutputFormat.MPEGTS or codec in TS_CODECS
+
+    @classmethod
+    def of_renditions(cls, hls_format: HLSFormat) -> OutputFormat:
+        """A live ladder's renditions, as the HLS format wants them: CMAF, or MPEG-TS."""
+        return cls.FMP4 if hls_format is HLSFormat.FMP4 else cls.MPEGTS
 
     @classmethod
     def parse(cls, text: str) -> OutputFormat:
