@@ -22,9 +22,10 @@ from typing import Any, TypeVar
 from lpms.access import Action, PlayRequest, Protocol, PublishRequest, Refusal, RefusalReason
 from lpms.auth import Authorizer, AuthRequest, Refused
 from lpms.callbacks import MaybeAwaitable, call
+from lpms.errors import StreamError
 from lpms.hls.viewers import HLSViewers
 from lpms.logs import log_event
-from lpms.media.registry import StreamRegistry
+from lpms.media.registry import StreamLimitReached, StreamRegistry
 from lpms.media.stream import Stream, Subscription
 from lpms.metrics import Metrics
 from lpms.webhooks import PLAY_END, PLAY_START, PUBLISH_END, PUBLISH_START, Webhooks
@@ -186,23 +187,17 @@ class SessionCore:
         return stream, request
 
     def _create(self, request: PublishRequest, stream_id: str) -> Stream:
-        streams = self.streams
-        if stream_id in streams:
-            raise self._refusal(
-                Action.PUBLISH,
-                request,
-                RefusalReason.BAD_NAME,
-                f"stream {stream_id} is already being published",
-            )
-        if len(streams) >= streams.max_streams:
-            raise self._refusal(
-                Action.PUBLISH,
-                request,
-                RefusalReason.LIMIT,
-                f"server is at its limit of {streams.max_streams} live streams",
-                label="max_streams",
-            )
-        return streams.create(stream_id)
+        """The registry's new stream; its refusals (the ID is live, the server is
+        full) as the core's."""
+        try:
+            return self.streams.create(stream_id)
+        except StreamLimitReached as exc:
+            reason, label = RefusalReason.LIMIT, "max_streams"
+            message = str(exc)
+        except StreamError as exc:
+            reason, label = RefusalReason.BAD_NAME, None
+            message = str(exc)
+        raise self._refusal(Action.PUBLISH, request, reason, message, label=label)
 
     async def _authorize_publish(self, request: PublishRequest) -> PublishRequest:
         try:

@@ -11,6 +11,10 @@ from lpms.media.stream import Stream
 DEFAULT_MAX_STREAMS = 1000
 
 
+class StreamLimitReached(StreamError):
+    """The server holds ``max_streams`` live streams: no ID may start another."""
+
+
 class StreamRegistry:
     """Owns stream lifetimes: an ID has at most one live publisher at a time."""
 
@@ -36,7 +40,7 @@ class StreamRegistry:
         if stream_id in self._streams:
             raise StreamError(f"stream {stream_id} is already being published")
         if len(self._streams) >= self.max_streams:
-            raise StreamError(f"server is at its limit of {self.max_streams} live streams")
+            raise StreamLimitReached(f"server is at its limit of {self.max_streams} live streams")
         stream = Stream(stream_id, self.limits)
         self._streams[stream_id] = stream
         return stream
